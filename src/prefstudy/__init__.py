@@ -1,0 +1,1 @@
+"""prefstudy: Optuna studies of preference optimization (DPO vs IPO)."""

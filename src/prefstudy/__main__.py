@@ -1,0 +1,5 @@
+import sys
+
+from prefstudy.cli import main
+
+sys.exit(main())

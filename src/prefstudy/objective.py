@@ -1,0 +1,140 @@
+"""The Optuna objective: short glue -- suggest, write the config, train, record, return.
+
+Data, the base model and the reference cache come in through a ``Worker`` object (loaded once per process),
+never through globals.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import optuna
+
+from prefstudy import metrics
+from prefstudy.refcache import Prepared
+from prefstudy.rundir import environment, trial_dir, write_json
+from prefstudy.secrets import redact
+from prefstudy.spec import StudySpec, spec_text
+
+
+@dataclass
+class Worker:
+    """Everything a worker process loads once and every trial shares."""
+
+    spec: StudySpec
+    tokenizer: Any
+    base_model: Any
+    prepared: Prepared
+    storage_url: str
+    log: Callable[[str], None] = print
+    trial_label: str = ""
+
+
+def trial_seed(spec: StudySpec, number: int) -> int:
+    return spec.seed * 100_003 + number
+
+
+def flatten(final: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {f"{split}/{key}": float(value) for split, values in final.items() for key, value in values.items()}
+
+
+def base_metrics(prepared: Prepared) -> dict[str, dict[str, float]]:
+    """The base (= reference) model's own preference accuracy per split."""
+    out = {}
+    for name, ref in prepared.ref.items():
+        out[name] = {
+            "accuracy": metrics.preference_accuracy(ref["chosen"], ref["rejected"]),
+            "accuracy_per_token": metrics.per_token_preference_accuracy(
+                ref["chosen"], ref["rejected"], ref["chosen_tokens"], ref["rejected_tokens"]
+            ),
+        }
+    return out
+
+
+class Objective:
+    def __init__(self, worker: Worker, method: str) -> None:
+        self.worker = worker
+        self.method = method
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        from prefstudy.train import train_trial
+
+        spec = self.worker.spec
+        method = spec.methods[self.method]
+        params = {
+            "beta": trial.suggest_float("beta", method.beta.low, method.beta.high, log=method.beta.log),
+            "learning_rate": trial.suggest_float(
+                "learning_rate", spec.learning_rate.low, spec.learning_rate.high, log=spec.learning_rate.log
+            ),
+        }
+        seed = trial_seed(spec, trial.number)
+        run_dir = trial_dir(spec.run_root(), self.method, trial.number)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "curves.jsonl").unlink(missing_ok=True)
+        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("seed", seed)
+        write_json(run_dir / "config.json", {
+            "study": spec.study_name(self.method), "trial": trial.number, "method": self.method,
+            "loss_type": method.loss_type, "params": params, "seed": seed,
+            "storage": redact(self.worker.storage_url), "spec_fingerprint": spec.fingerprint(),
+            "data_fingerprint": self.worker.prepared.fingerprint, "spec": spec.model_dump(mode="json"),
+            "spec_yaml": spec_text(spec),
+        })
+        write_json(run_dir / "env.json", environment(seed))
+        write_json(run_dir / "metrics.json", {"status": "running", "started": time.time()})
+        self.worker.trial_label = f"{self.method}#{trial.number}"
+        self.worker.log(
+            f"[{spec.study_name(self.method)} trial {trial.number}] beta={params['beta']:.4g} "
+            f"learning_rate={params['learning_rate']:.3g} seed={seed}"
+        )
+
+        def reporter(step: int, value: float) -> bool:
+            trial.report(value, step)
+            return trial.should_prune()
+
+        try:
+            outcome = train_trial(self.worker, method, params, seed, run_dir, reporter)
+        except BaseException as exc:
+            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+            trial.set_user_attr("fail_reason", reason[:500])
+            write_json(run_dir / "metrics.json", {"status": "failed", "reason": reason})
+            raise
+        trial.set_user_attr("clipped_fraction", outcome.clipped_fraction)
+        trial.set_user_attr("steps", outcome.steps_done)
+        if outcome.pruned_at is not None:
+            write_json(run_dir / "metrics.json", {"status": "pruned", "pruned_at": outcome.pruned_at})
+            self.worker.log(f"  pruned at step {outcome.pruned_at}")
+            raise optuna.TrialPruned(f"pruned at step {outcome.pruned_at}")
+        return self._record(trial, outcome, run_dir)
+
+    def _record(self, trial: optuna.Trial, outcome: Any, run_dir: Any) -> float:
+        spec = self.worker.spec
+        final = outcome.final
+        ref_test = self.worker.prepared.ref["test"]
+        gain = metrics.paired_bootstrap_diff(
+            metrics.pairwise_preference(outcome.arrays["test"]["chosen"], outcome.arrays["test"]["rejected"]),
+            metrics.pairwise_preference(ref_test["chosen"], ref_test["rejected"]),
+            seed=spec.seed,
+        )
+        test_ci = metrics.bootstrap_mean_ci(
+            metrics.pairwise_preference(outcome.arrays["test"]["chosen"], outcome.arrays["test"]["rejected"]),
+            seed=spec.seed,
+        )
+        derived = {
+            "generalization_gap": final["train"]["accuracy"] - final["val"]["accuracy"],
+            "test_accuracy_ci_low": test_ci[1], "test_accuracy_ci_high": test_ci[2],
+            "test_gain_vs_base": gain[0], "test_gain_ci_low": gain[1], "test_gain_ci_high": gain[2],
+        }
+        record = {**flatten(final), **derived}
+        for key, value in record.items():
+            trial.set_user_attr(key, value)
+        for key, value in outcome.seconds.items():
+            trial.set_user_attr(f"seconds/{key}", value)
+        value = final["val"][spec.evaluation.metric]
+        write_json(run_dir / "metrics.json", {
+            "status": "complete", "value": value, "metrics": final, "derived": derived,
+            "seconds": outcome.seconds, "clipped_fraction": outcome.clipped_fraction,
+        })
+        return value

@@ -1,0 +1,106 @@
+"""Run a study from a validated spec: load once, prepare once, top every method's study up, summarise."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from prefstudy.secrets import redact
+from prefstudy.spec import StudySpec
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def _quiet_libraries() -> None:
+    import warnings
+
+    import datasets
+    import optuna
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def offline_if_local(spec: StudySpec) -> None:
+    """Nothing to download for the embedded/tiny/local models and local data: fail fast instead of retrying."""
+    name = spec.model.name_or_path
+    local_model = name.startswith(("embedded:", "tiny-")) or Path(name).expanduser().is_dir()
+    if local_model and spec.data.source != "hf":
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, Any]) -> Any:
+    """Load the tokenizer, the base model (once) and the reference cache; record the base metrics once."""
+    import torch
+
+    from prefstudy.data import load_splits
+    from prefstudy.model import load_base_model, load_tokenizer, resolve_model_path
+    from prefstudy.objective import Worker, base_metrics
+    from prefstudy.refcache import model_identity, prepare
+
+    torch.set_num_threads(spec.training.threads or max(1, os.cpu_count() or 1))
+    splits = load_splits(spec.data)
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(spec.model)
+    model = load_base_model(spec.model, spec.training)
+    log(f"model {spec.model.name_or_path} loaded in {time.perf_counter() - started:.1f}s "
+        f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {torch.get_num_threads()} threads)")
+    identity = model_identity(resolve_model_path(spec.model.name_or_path), spec.model.revision)
+    prepared = prepare(
+        spec.run_root() / "cache", model, tokenizer, splits.splits, spec.training, identity,
+        spec.evaluation.batch_size, log=log,
+    )
+    dropped = {**splits.dropped, **{f"over_length/{k}": v for k, v in prepared.over_length.items() if v}}
+    log(f"data: {splits.sizes()} pairs" + (f", dropped {dropped}" if dropped else "")
+        + (f"; reference pass {prepared.seconds:.1f}s" if prepared.computed else "; reference log-probs from cache"))
+    data_dir = spec.run_root() / "data"
+    if not (data_dir / "train.jsonl").exists():
+        splits.save(data_dir)
+    base = base_metrics(prepared)
+    for study in studies.values():
+        if "base/val/accuracy" not in study.user_attrs:
+            for split, values in base.items():
+                for key, value in values.items():
+                    study.set_user_attr(f"base/{split}/{key}", value)
+            study.set_user_attr("data_fingerprint", prepared.fingerprint)
+            study.set_user_attr("dropped", dropped)
+    log("base model preference accuracy: " + ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in base.items()))
+    return Worker(spec=spec, tokenizer=tokenizer, base_model=model, prepared=prepared,
+                  storage_url=storage_url, log=log)
+
+
+def run(spec: StudySpec, storage_url: str) -> int:
+    """Top up every method's study to spec.search.n_trials finished trials. Returns the process exit code."""
+    from prefstudy.objective import Objective
+    from prefstudy.study import create_studies, finished, open_storage, run_loop
+
+    offline_if_local(spec)
+    _quiet_libraries()
+    storage = open_storage(storage_url, spec)
+    studies = create_studies(spec, storage)
+    target = spec.search.n_trials
+    todo = {m: max(0, target - finished(s)) for m, s in studies.items()}
+    log(f"study '{spec.name}': storage {redact(storage_url)}; trials to run per method: {todo}")
+    failures: dict[str, int] = {}
+    if any(todo.values()):
+        started = time.perf_counter()
+        worker = load_worker(spec, storage_url, studies)
+        failures = run_loop(studies, lambda method: Objective(worker, method), target, log)
+        log(f"search finished in {(time.perf_counter() - started) / 60:.1f} min")
+    from prefstudy.summary import print_summary
+
+    print_summary(spec, studies, storage_url, out=sys.stdout)
+    return 1 if any(failures.values()) and any(finished(s) < target for s in studies.values()) else 0

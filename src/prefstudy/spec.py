@@ -1,0 +1,299 @@
+"""Study specs: YAML files validated into frozen, typed objects.
+
+Only pydantic and PyYAML are imported here, so a bad spec is refused in well under a second, before torch
+loads. Unknown keys, wrong types, empty or inverted ranges and unknown loss types are errors that name the
+file and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# TRL 1.16 DPOTrainer loss types (DPOConfig.loss_type); "sigmoid" is DPO, "ipo" is IPO.
+TRL_LOSS_TYPES = frozenset(
+    {
+        "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+        "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm",
+    }
+)
+
+
+class SpecError(ValueError):
+    """A spec (or a value derived from it) is invalid; the message names the file and the field."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LogRange(_Frozen):
+    low: float = Field(gt=0)
+    high: float = Field(gt=0)
+    log: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LogRange:
+        if not self.low < self.high:
+            raise ValueError(f"empty or inverted range: low={self.low} must be < high={self.high}")
+        return self
+
+    def contains(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+
+class ModelSpec(_Frozen):
+    name_or_path: str = "embedded:smollm2-135m-instruct"
+    chat_template: str | None = None
+    trust_remote_code: bool = False
+    revision: str | None = None
+
+
+class SyntheticData(_Frozen):
+    n_train: int = Field(64, ge=1)
+    n_val: int = Field(64, ge=1)
+    n_test: int = Field(64, ge=1)
+    n_ood: int = Field(32, ge=0)
+
+
+class Columns(_Frozen):
+    prompt: str = "prompt"
+    chosen: str = "chosen"
+    rejected: str = "rejected"
+
+
+class DataSpec(_Frozen):
+    source: Literal["synthetic", "jsonl", "parquet", "hf"] = "synthetic"
+    seed: int = 0
+    synthetic: SyntheticData = SyntheticData()
+    # jsonl / parquet: local files; hf: a dataset name with split names.
+    train: str | None = None
+    heldout: str | None = None
+    ood: str | None = None
+    hf_name: str | None = None
+    hf_config: str | None = None
+    train_split: str = "train"
+    heldout_split: str = "test"
+    columns: Columns = Columns()
+    max_train: int | None = Field(None, ge=1)
+    max_heldout: int | None = Field(None, ge=2)
+    val_fraction: float = Field(0.5, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sources(self) -> DataSpec:
+        if self.source in ("jsonl", "parquet") and not (self.train and self.heldout):
+            raise ValueError(f"source '{self.source}' needs both 'train' and 'heldout' file paths")
+        if self.source == "hf" and not self.hf_name:
+            raise ValueError("source 'hf' needs 'hf_name' (a dataset id)")
+        return self
+
+
+class MethodSpec(_Frozen):
+    loss_type: str
+    beta: LogRange
+
+    @field_validator("loss_type")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in TRL_LOSS_TYPES:
+            raise ValueError(f"unknown loss_type '{value}'; TRL 1.16 knows {sorted(TRL_LOSS_TYPES)}")
+        return value
+
+
+class LoraSpec(_Frozen):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class TrainingSpec(_Frozen):
+    max_steps: int | None = Field(16, ge=1)
+    num_epochs: float | None = Field(None, gt=0)
+    batch_size: int = Field(8, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_length: int = Field(128, ge=8)
+    lora: LoraSpec = LoraSpec()
+    quantization: Literal["none", "nf4"] = "none"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    optimizer: str = "adamw_torch"
+    lr_scheduler: str = "constant"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    gradient_checkpointing: bool = False
+    threads: int | None = Field(None, ge=1)
+    save_adapter: Literal["all", "best", "none"] = "all"
+
+    @model_validator(mode="after")
+    def _length(self) -> TrainingSpec:
+        if (self.max_steps is None) == (self.num_epochs is None):
+            raise ValueError("set exactly one of 'max_steps' and 'num_epochs'")
+        return self
+
+
+class LmEvalTask(_Frozen):
+    name: str
+    num_fewshot: int = Field(0, ge=0)
+    limit: int | float | None = None
+    metric: str = "acc"
+
+
+class LmEvalSpec(_Frozen):
+    tasks: tuple[LmEvalTask, ...] = ()
+    batch_size: int = Field(8, ge=1)
+    log_samples: bool = False
+
+
+class EvaluationSpec(_Frozen):
+    eval_steps: int = Field(4, ge=1)
+    val_subset: int = Field(32, ge=1)
+    train_subset: int = Field(32, ge=1)
+    batch_size: int = Field(16, ge=1)
+    metric: Literal["accuracy", "accuracy_per_token"] = "accuracy"
+    lm_eval: LmEvalSpec = LmEvalSpec()
+
+
+class SamplerSpec(_Frozen):
+    type: Literal["tpe", "random", "qmc", "grid"] = "tpe"
+    seed: int = 0
+    n_startup_trials: int = Field(4, ge=0)
+    grid_points: int = Field(3, ge=2)
+
+
+class PrunerSpec(_Frozen):
+    type: Literal["median", "percentile", "hyperband", "none"] = "median"
+    n_startup_trials: int = Field(2, ge=0)
+    n_warmup_steps: int = Field(0, ge=0)
+    percentile: float = Field(50.0, gt=0, lt=100)
+
+
+class SearchSpec(_Frozen):
+    n_trials: int = Field(6, ge=1)
+    sampler: SamplerSpec = SamplerSpec()
+    pruner: PrunerSpec = PrunerSpec()
+    enqueue: dict[str, tuple[dict[str, float], ...]] = {}
+    objective: Literal["heldout", "pareto"] = "heldout"
+    max_lm_eval_drop: float | None = Field(None, ge=0)
+
+
+class ConfirmSpec(_Frozen):
+    top_k: int = Field(0, ge=0)
+    seeds: tuple[int, ...] = ()
+
+
+class WorkersSpec(_Frozen):
+    count: int = Field(1, ge=1)
+    heartbeat_interval: int = Field(30, ge=1)
+    grace_period: int = Field(120, ge=2)
+    max_retry: int = Field(2, ge=0)
+
+
+class StudySpec(_Frozen):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    seed: int = 0
+    model: ModelSpec = ModelSpec()
+    data: DataSpec = DataSpec()
+    methods: dict[str, MethodSpec]
+    learning_rate: LogRange
+    training: TrainingSpec = TrainingSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
+    search: SearchSpec = SearchSpec()
+    confirm: ConfirmSpec = ConfirmSpec()
+    workers: WorkersSpec = WorkersSpec()
+    storage: str | None = None
+    runs_dir: str = "runs"
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> StudySpec:
+        if not self.methods:
+            raise ValueError("'methods' must name at least one method")
+        for label in self.methods:
+            if not label.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"method label '{label}' must be letters, digits, '-' or '_'")
+        for label, points in self.search.enqueue.items():
+            if label not in self.methods:
+                raise ValueError(f"search.enqueue names unknown method '{label}'")
+            for point in points:
+                if set(point) != {"beta", "learning_rate"}:
+                    raise ValueError(f"search.enqueue.{label}: each point needs exactly beta and learning_rate")
+                if not self.methods[label].beta.contains(point["beta"]):
+                    raise ValueError(f"search.enqueue.{label}: beta {point['beta']} is outside the method's range")
+                if not self.learning_rate.contains(point["learning_rate"]):
+                    raise ValueError(f"search.enqueue.{label}: learning_rate {point['learning_rate']} is outside range")
+        return self
+
+    def run_root(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+    def default_storage(self) -> str:
+        return f"sqlite:///{self.run_root() / 'optuna.db'}"
+
+    def study_name(self, method: str) -> str:
+        return f"{self.name}/{method}"
+
+    def fingerprint(self) -> str:
+        """Hash of the fields that define a study (not its size, workers or storage)."""
+        data = self.model_dump(mode="json")
+        data["search"].pop("n_trials", None)
+        for key in ("workers", "storage", "runs_dir", "confirm"):
+            data.pop(key, None)
+        blob = json.dumps(data, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _format_error(path: str, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see study/default.yaml for every knob)"
+        lines.append(f"{path}: {field}: {message}")
+    return "\n".join(lines)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `key.path=value` overrides (values parsed as YAML) to a raw spec mapping."""
+    for item in overrides:
+        if "=" not in item:
+            raise SpecError(f"override '{item}': expected key.path=value")
+        key, _, text = item.partition("=")
+        parts = key.strip().split(".")
+        node = raw
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise SpecError(f"override '{item}': '{part}' is not a section")
+            node = child
+        node[parts[-1]] = yaml.safe_load(text)
+    return raw
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> StudySpec:
+    """Read, override and validate a spec file. Raises SpecError naming the file and the field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the spec ({exc.strerror or exc})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: the spec must be a YAML mapping of sections")
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        return StudySpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(_format_error(str(path), exc)) from None
+
+
+def spec_text(spec: StudySpec) -> str:
+    """The resolved spec as YAML (stored with the study so it can be re-run exactly)."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,136 @@
+"""Storages, samplers, pruners and the study loop: the only module that knows Optuna's storages.
+
+One Optuna study per method, named ``<name>/<method>``. ``search.n_trials`` is the number of FINISHED trials
+(COMPLETE or PRUNED) wanted per method: running again tops each study up and never redoes finished trials.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from prefstudy.secrets import redact
+from prefstudy.spec import SpecError, StudySpec, spec_text
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class StorageError(RuntimeError):
+    """The storage URL is malformed or the database cannot be reached."""
+
+
+def open_storage(url: str, spec: StudySpec) -> optuna.storages.BaseStorage:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    workers = spec.workers
+    try:
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=workers.heartbeat_interval,
+            grace_period=workers.grace_period,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=workers.max_retry, inherit_intermediate_values=True
+            ),
+            engine_kwargs={"pool_pre_ping": True},
+        )
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy raises many types
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StorageError(f"storage '{redact(url)}' cannot be opened: {redact(first)}") from None
+
+
+def make_sampler(spec: StudySpec, method: str) -> optuna.samplers.BaseSampler:
+    sampler = spec.search.sampler
+    if sampler.type == "tpe":
+        return optuna.samplers.TPESampler(seed=sampler.seed, n_startup_trials=sampler.n_startup_trials)
+    if sampler.type == "random":
+        return optuna.samplers.RandomSampler(seed=sampler.seed)
+    if sampler.type == "qmc":
+        return optuna.samplers.QMCSampler(seed=sampler.seed, scramble=True, warn_independent_sampling=False)
+    beta, lr = spec.methods[method].beta, spec.learning_rate
+    grid = {
+        "beta": np.geomspace(beta.low, beta.high, sampler.grid_points).tolist(),
+        "learning_rate": np.geomspace(lr.low, lr.high, sampler.grid_points).tolist(),
+    }
+    return optuna.samplers.GridSampler(grid, seed=sampler.seed)
+
+
+def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    pruner = spec.search.pruner
+    if pruner.type == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=pruner.n_startup_trials, n_warmup_steps=pruner.n_warmup_steps)
+    if pruner.type == "percentile":
+        return optuna.pruners.PercentilePruner(
+            pruner.percentile, n_startup_trials=pruner.n_startup_trials, n_warmup_steps=pruner.n_warmup_steps
+        )
+    if pruner.type == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=spec.evaluation.eval_steps)
+    return optuna.pruners.NopPruner()
+
+
+def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage) -> dict[str, optuna.Study]:
+    """Create (or load) every method's study once, before any worker runs; refuse a changed spec."""
+    studies = {}
+    fingerprint = spec.fingerprint()
+    for method in spec.methods:
+        name = spec.study_name(method)
+        study = optuna.create_study(
+            study_name=name, storage=storage, direction="maximize", sampler=make_sampler(spec, method),
+            pruner=make_pruner(spec), load_if_exists=True,
+        )
+        stored = study.user_attrs.get("spec_fingerprint")
+        if stored is not None and stored != fingerprint:
+            raise SpecError(
+                f"study '{name}' in this storage was created from a different spec (fingerprint {stored}, now "
+                f"{fingerprint}): the model, data, metrics or search space changed. Give the study a new `name` "
+                f"(or another --storage) to start a new study; only search.n_trials and workers may change on resume."
+            )
+        if stored is None:
+            study.set_user_attr("spec_fingerprint", fingerprint)
+            study.set_user_attr("spec_yaml", redact(spec_text(spec)))
+            study.set_user_attr("method", method)
+            study.set_user_attr("loss_type", spec.methods[method].loss_type)
+            for point in spec.search.enqueue.get(method, ()):
+                study.enqueue_trial(dict(point), user_attrs={"enqueued": "published default"})
+        studies[method] = study
+    return studies
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    trials = study.get_trials(deepcopy=False)
+    return {
+        "complete": sum(t.state == TrialState.COMPLETE for t in trials),
+        "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+        "failed": sum(t.state == TrialState.FAIL for t in trials),
+        "running": sum(t.state == TrialState.RUNNING for t in trials),
+    }
+
+
+def finished(study: optuna.Study) -> int:
+    c = counts(study)
+    return c["complete"] + c["pruned"]
+
+
+def run_loop(studies: dict[str, optuna.Study], objective_for: Any, n_trials: int, log: Any) -> dict[str, int]:
+    """Round-robin over methods, one trial at a time, until each has ``n_trials`` finished trials.
+
+    A method whose trials keep failing stops after ``n_trials`` failures in this run, so a broken setting
+    cannot loop forever; returns the failures per method.
+    """
+    failures = {method: 0 for method in studies}
+    catch = (RuntimeError, ValueError, MemoryError, ArithmeticError)
+    while True:
+        pending = [m for m, s in studies.items() if finished(s) < n_trials and failures[m] < n_trials]
+        if not pending:
+            return failures
+        for method in pending:
+            study = studies[method]
+            before = counts(study)["failed"]
+            study.optimize(objective_for(method), n_trials=1, catch=catch, gc_after_trial=True)
+            if counts(study)["failed"] > before:
+                failures[method] += 1
+                last = study.get_trials(deepcopy=False)[-1]
+                log(f"  trial {last.number} of {study.study_name} FAILED: {last.user_attrs.get('fail_reason')}")
