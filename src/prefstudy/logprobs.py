@@ -1,8 +1,8 @@
 """Tokenization and sequence log-probabilities, done exactly as TRL's DPOTrainer does them.
 
-Tokenization goes through TRL's own ``DPOTrainer._prepare_dataset`` and the forward through TRL's fused LM head
-and ``DataCollatorForPreference``, so our reference cache and held-out metrics are computed on the same tokens,
-with the same numbers, as the loss the trainer optimises. Both are private TRL seams: TRL is pinned in
+Tokenization goes through TRL's own ``DPOTrainer._prepare_dataset`` and batching through its
+``DataCollatorForPreference``, so our reference cache and held-out metrics are computed on the same tokens, and
+(up to float rounding) the same numbers, as the loss the trainer optimises. Both are private TRL seams: TRL is pinned in
 constraints.txt and tests/unit/test_trl_seams.py checks them.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,20 +40,28 @@ def tokenize_records(records: list[dict[str, Any]], tokenizer: Any, max_length: 
     return tokenized, dropped
 
 
-@contextlib.contextmanager
-def fused_head(model: Any) -> Iterator[Any]:
-    """Give ``model`` TRL's fused LM head (per-token log-probs without full logits) for the duration."""
-    from trl.trainer.utils import add_fused_lm_head
+def _backbone_and_head(model: Any) -> tuple[Any, Any]:
+    """The decoder stack and LM head of a causal LM (LoRA layers, injected in place by peft, stay active)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder(), base.get_output_embeddings()
 
-    target = model.get_base_model() if hasattr(model, "get_base_model") else model
-    patched = "forward" not in target.__dict__
-    if patched:
-        add_fused_lm_head(target)
-    try:
-        yield model
-    finally:
-        if patched:
-            target.__dict__.pop("forward", None)
+
+def completion_logps(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                     completion_mask: torch.Tensor) -> torch.Tensor:
+    """Per-token log-probs of the completion tokens, shape like ``completion_mask[:, 1:]`` (0 elsewhere).
+
+    The LM head is applied only at the positions that predict a completion token: on the CPU this is ~5x
+    cheaper than full logits or TRL's tiled fused head, and equal to them up to float rounding (tested).
+    """
+    backbone, head = _backbone_and_head(model)
+    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    targets = completion_mask[:, 1:].bool()
+    rows = hidden[:, :-1][targets]
+    logits = head(rows).float()
+    picked = logits.gather(-1, input_ids[:, 1:][targets].unsqueeze(-1)).squeeze(-1)
+    out = torch.zeros(targets.shape, dtype=torch.float32, device=hidden.device)
+    out[targets] = picked - torch.logsumexp(logits, dim=-1)
+    return out
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -77,32 +85,25 @@ def sequence_logps(
     chosen, rejected, n_chosen, n_rejected, token_rows = [], [], [], [], []
     columns = ["prompt_ids", "chosen_ids", "rejected_ids"]
     try:
-        with fused_head(model):
-            for start in range(0, len(dataset), batch_size):
-                rows = dataset.select_columns(columns)[start : start + batch_size]
-                examples = [dict(zip(columns, values)) for values in zip(*(rows[c] for c in columns))]
-                batch = collator(examples)
-                completion = batch["completion_mask"].to(device)
-                labels = batch["input_ids"].to(device).masked_fill(completion == 0, -100)
-                with autocast(precision, device):
-                    out = model(
-                        input_ids=batch["input_ids"].to(device),
-                        attention_mask=batch["attention_mask"].to(device),
-                        labels=labels,
-                        use_cache=False,
-                        fused_lm_head=True,
-                    )
-                shift_mask = completion[:, 1:]
-                per_token = out.log_probs[:, -shift_mask.size(1) :].float() * shift_mask
-                sums = per_token.sum(dim=1).cpu().numpy()
-                counts = shift_mask.sum(dim=1).cpu().numpy()
-                half = len(examples)
-                chosen.append(sums[:half])
-                rejected.append(sums[half:])
-                n_chosen.append(counts[:half])
-                n_rejected.append(counts[half:])
-                for row, mask in zip(per_token[:half].cpu().numpy(), shift_mask[:half].cpu().numpy()):
-                    token_rows.append(row[mask.astype(bool)])
+        for start in range(0, len(dataset), batch_size):
+            rows = dataset.select_columns(columns)[start : start + batch_size]
+            examples = [dict(zip(columns, values)) for values in zip(*(rows[c] for c in columns))]
+            batch = collator(examples)
+            completion = batch["completion_mask"].to(device)
+            with autocast(precision, device):
+                per_token = completion_logps(
+                    model, batch["input_ids"].to(device), batch["attention_mask"].to(device), completion
+                )
+            shift_mask = completion[:, 1:]
+            sums = per_token.sum(dim=1).cpu().numpy()
+            counts = shift_mask.sum(dim=1).cpu().numpy()
+            half = len(examples)
+            chosen.append(sums[:half])
+            rejected.append(sums[half:])
+            n_chosen.append(counts[:half])
+            n_rejected.append(counts[half:])
+            for row, mask in zip(per_token[:half].cpu().numpy(), shift_mask[:half].cpu().numpy()):
+                token_rows.append(row[mask.astype(bool)])
     finally:
         model.train(was_training)
     width = max((len(r) for r in token_rows), default=0)

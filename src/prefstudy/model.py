@@ -14,9 +14,10 @@ import fcntl
 import importlib.util
 import os
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 EMBEDDED = "embedded:smollm2-135m-instruct"
 TINY = "tiny-random-mistral"

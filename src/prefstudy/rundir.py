@@ -61,7 +61,8 @@ def versions() -> dict[str, str]:
 def environment(seed: int) -> dict[str, Any]:
     import torch
 
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})"
+    cpu = f"cpu ({platform.processor() or platform.machine()})"
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu
     return {
         "seed": seed,
         "device": device,

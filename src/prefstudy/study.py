@@ -61,7 +61,9 @@ def make_sampler(spec: StudySpec, method: str) -> optuna.samplers.BaseSampler:
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     pruner = spec.search.pruner
     if pruner.type == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=pruner.n_startup_trials, n_warmup_steps=pruner.n_warmup_steps)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=pruner.n_startup_trials, n_warmup_steps=pruner.n_warmup_steps
+        )
     if pruner.type == "percentile":
         return optuna.pruners.PercentilePruner(
             pruner.percentile, n_startup_trials=pruner.n_startup_trials, n_warmup_steps=pruner.n_warmup_steps

@@ -1,0 +1,37 @@
+"""Shared fixtures: a session-wide cache for the tiny model, offline Hugging Face, one torch thread."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny models are built once per test session into a private cache."""
+    folder = tmp_path_factory.mktemp("model-cache")
+    os.environ["PREFSTUDY_CACHE"] = str(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny() -> tuple:
+    """(tokenizer, model) of the tiny random Mistral, loaded once per session."""
+    import torch
+
+    from prefstudy.model import load_base_model, load_tokenizer
+    from prefstudy.spec import ModelSpec, TrainingSpec
+
+    torch.set_num_threads(1)
+    spec_model = ModelSpec(name_or_path="tiny-random-mistral")
+    return load_tokenizer(spec_model), load_base_model(spec_model, TrainingSpec(max_length=256))

@@ -1,0 +1,112 @@
+"""End to end through the CLI: the smoke spec (tiny random Mistral) runs, resumes, and fills the storage."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    return subprocess.run(
+        [sys.executable, "-m", "prefstudy", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, subprocess.CompletedProcess]:
+    runs = tmp_path_factory.mktemp("runs")
+    storage = f"sqlite:///{runs}/optuna.db"
+    result = _cli("study", "study/smoke.yaml", f"runs_dir={runs}", "--storage", storage)
+    return runs, storage, result
+
+
+def test_smoke_study_finishes_with_trials_in_storage(smoke_run) -> None:
+    runs, storage, result = smoke_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    for method in ("dpo", "ipo"):
+        study = optuna.load_study(study_name=f"smoke/{method}", storage=storage)
+        finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        assert len(finished) == 2
+        assert study.user_attrs["spec_fingerprint"]
+        assert "name: smoke" in study.user_attrs["spec_yaml"]
+        assert 0.0 <= study.user_attrs["base/test/accuracy"] <= 1.0
+        for trial in finished:
+            attrs = trial.user_attrs
+            assert set(trial.params) == {"beta", "learning_rate"}
+            assert Path(attrs["run_dir"]).is_dir()
+            if trial.state == TrialState.COMPLETE:
+                assert trial.value == attrs["val/accuracy"]
+                for key in ("test/accuracy", "ood/accuracy", "train/accuracy", "generalization_gap",
+                            "test_gain_ci_low", "val/kl_proxy", "val/chosen_log_ratio"):
+                    assert key in attrs, key
+                assert attrs["test_gain_ci_low"] <= attrs["test_gain_vs_base"] <= attrs["test_gain_ci_high"]
+    assert "method" in result.stdout and "dpo" in result.stdout and "ipo" in result.stdout
+
+
+def test_run_directories_hold_config_env_curves_metrics_adapter(smoke_run) -> None:
+    runs, _, _ = smoke_run
+    trial = runs / "smoke" / "dpo" / "trial-0000"
+    config = json.loads((trial / "config.json").read_text())
+    assert config["loss_type"] == "sigmoid" and config["params"]["beta"] > 0
+    assert json.loads((trial / "env.json").read_text())["packages"]["trl"] == "1.16.0"
+    curves = [json.loads(line) for line in (trial / "curves.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in curves] == [2, 4]
+    assert curves[-1]["final"] and "test/accuracy" in curves[-1] and "test/accuracy" not in curves[0]
+    metrics = json.loads((trial / "metrics.json").read_text())
+    assert metrics["status"] == "complete" and metrics["value"] == curves[-1]["objective"]
+    assert (trial / "adapter" / "adapter_config.json").exists()
+    data = runs / "smoke" / "data"
+    assert sum(1 for _ in open(data / "train.jsonl")) == 16
+    assert sum(1 for _ in open(data / "ood.jsonl")) == 4
+
+
+def test_second_run_adds_no_trial_and_skips_loading(smoke_run) -> None:
+    runs, storage, _ = smoke_run
+    again = _cli("study", "study/smoke.yaml", f"runs_dir={runs}", "--storage", storage)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "'dpo': 0, 'ipo': 0" in again.stdout
+    assert "model tiny-random-mistral loaded" not in again.stdout
+    study = optuna.load_study(study_name="smoke/dpo", storage=storage)
+    assert len(study.trials) == 2
+
+
+def test_topping_up_runs_only_the_missing_trials(smoke_run) -> None:
+    runs, storage, _ = smoke_run
+    more = _cli("study", "study/smoke.yaml", f"runs_dir={runs}", "search.n_trials=3", "--storage", storage)
+    assert more.returncode == 0, more.stderr[-2000:]
+    assert "'dpo': 1, 'ipo': 1" in more.stdout
+    assert "reference log-probs from cache" in more.stdout
+    for method in ("dpo", "ipo"):
+        assert len(optuna.load_study(study_name=f"smoke/{method}", storage=storage).trials) == 3
+
+
+def test_changed_search_space_is_refused(smoke_run) -> None:
+    runs, storage, _ = smoke_run
+    changed = _cli("study", "study/smoke.yaml", f"runs_dir={runs}", "learning_rate.high=0.01", "--storage", storage)
+    assert changed.returncode == 2
+    assert "different spec" in changed.stderr and "new `name`" in changed.stderr
+
+
+def test_bad_spec_exits_2_before_training(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "study" / "smoke.yaml").read_text().replace("batch_size: 4", "batch_size: -4"))
+    result = _cli("study", str(bad), f"runs_dir={tmp_path}/runs")
+    assert result.returncode == 2
+    assert "training.batch_size" in result.stderr and str(bad) in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_help_documents_the_cli() -> None:
+    result = _cli("--help")
+    assert result.returncode == 0 and "study" in result.stdout and "exit codes" in result.stdout
