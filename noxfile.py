@@ -50,6 +50,12 @@ def study(session: nox.Session) -> None:
 
 
 @nox.session
+def dashboard(session: nox.Session) -> None:
+    """optuna-dashboard on 127.0.0.1:8080: nox -s dashboard -- [SPEC or storage URL] [--host H] [--port P]"""
+    session.run(env_python(session), "-m", "prefstudy", "dashboard", *session.posargs)
+
+
+@nox.session
 def tests(session: nox.Session) -> None:
     """Unit tests and the end-to-end smoke study: nox -s tests -- [pytest args]"""
     args = session.posargs or ["-q", "--durations=15"]

@@ -64,6 +64,52 @@ def completion_logps(model: Any, input_ids: torch.Tensor, attention_mask: torch.
     return out
 
 
+def shared_prompt_logps(
+    model: Any, prompts: list[list[int]], chosen: list[list[int]], rejected: list[list[int]], pad_token_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token log-probs of chosen and rejected answers, running each prompt ONCE.
+
+    Prompts are left-padded and run with a KV cache; the cache is repeated for the two answers, which are run
+    after it with their true positions. Chosen and rejected share the prompt, so this costs P + 2C tokens a pair
+    instead of 2(P + C) (about 40% less on the default data). Equal to the full-sequence computation up to float
+    rounding (tested). Returns (chosen [B, C], chosen mask, rejected [B, C], rejected mask).
+    """
+    backbone, head = _backbone_and_head(model)
+    device = next(model.parameters()).device
+    batch, width = len(prompts), max(len(p) for p in prompts)
+    prompt_ids = torch.full((batch, width), pad_token_id, dtype=torch.long)
+    prompt_mask = torch.zeros((batch, width), dtype=torch.long)
+    for i, ids in enumerate(prompts):
+        prompt_ids[i, width - len(ids) :] = torch.tensor(ids)
+        prompt_mask[i, width - len(ids) :] = 1
+    prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
+    positions = (prompt_mask.cumsum(1) - 1).clamp(min=0)
+    out = backbone(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True)
+    cache, last = out.past_key_values, out.last_hidden_state[:, -1]
+    cache.batch_repeat_interleave(2)  # rows: prompt 0 (chosen), prompt 0 (rejected), prompt 1, ...
+    answers = [ids for pair in zip(chosen, rejected, strict=True) for ids in pair]
+    length = max(len(a) for a in answers)
+    answer_ids = torch.full((2 * batch, length), pad_token_id, dtype=torch.long)
+    answer_mask = torch.zeros((2 * batch, length), dtype=torch.long)
+    for k, ids in enumerate(answers):
+        answer_ids[k, : len(ids)] = torch.tensor(ids)
+        answer_mask[k, : len(ids)] = 1
+    answer_ids, answer_mask = answer_ids.to(device), answer_mask.to(device)
+    prompt_lengths = prompt_mask.sum(1).repeat_interleave(2)
+    answer_positions = prompt_lengths[:, None] + torch.arange(length, device=device)[None, :]
+    hidden = backbone(
+        input_ids=answer_ids, attention_mask=torch.cat([prompt_mask.repeat_interleave(2, 0), answer_mask], 1),
+        position_ids=answer_positions, past_key_values=cache, use_cache=True,
+    ).last_hidden_state
+    predictors = torch.cat([last.repeat_interleave(2, 0)[:, None], hidden[:, :-1]], 1)  # state before token j
+    selected = answer_mask.bool()
+    logits = head(predictors[selected]).float()
+    picked = logits.gather(-1, answer_ids[selected].unsqueeze(-1)).squeeze(-1)
+    per_token = torch.zeros(selected.shape, dtype=torch.float32, device=device)
+    per_token[selected] = picked - torch.logsumexp(logits, dim=-1)
+    return per_token[0::2], answer_mask[0::2], per_token[1::2], answer_mask[1::2]
+
+
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
@@ -74,35 +120,26 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
 def sequence_logps(
     model: Any, dataset: Any, pad_token_id: int, batch_size: int, precision: str, max_length: int
 ) -> dict[str, np.ndarray]:
-    """Summed completion log-probs of chosen and rejected for every row, plus token counts and the per-token
-    log-probs of the chosen answers (padded with 0, for the KL proxy)."""
-    from trl.trainer.dpo_trainer import DataCollatorForPreference
-
-    collator = DataCollatorForPreference(pad_token_id=pad_token_id, max_length=max_length)
+    """Summed answer log-probs of chosen and rejected for every row, plus token counts and the per-token
+    log-probs of the chosen answers (padded with 0, for the KL proxy). Rows longer than ``max_length`` must
+    have been dropped already (tokenize_records does)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    chosen, rejected, n_chosen, n_rejected, token_rows = [], [], [], [], []
-    columns = ["prompt_ids", "chosen_ids", "rejected_ids"]
+    parts: dict[str, list] = {"chosen": [], "rejected": [], "chosen_tokens": [], "rejected_tokens": []}
+    token_rows: list[np.ndarray] = []
     try:
         for start in range(0, len(dataset), batch_size):
-            rows = dataset.select_columns(columns)[start : start + batch_size]
-            examples = [dict(zip(columns, values)) for values in zip(*(rows[c] for c in columns))]
-            batch = collator(examples)
-            completion = batch["completion_mask"].to(device)
+            rows = dataset.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"])[start : start + batch_size]
             with autocast(precision, device):
-                per_token = completion_logps(
-                    model, batch["input_ids"].to(device), batch["attention_mask"].to(device), completion
+                chosen, chosen_mask, rejected, rejected_mask = shared_prompt_logps(
+                    model, rows["prompt_ids"], rows["chosen_ids"], rows["rejected_ids"], pad_token_id
                 )
-            shift_mask = completion[:, 1:]
-            sums = per_token.sum(dim=1).cpu().numpy()
-            counts = shift_mask.sum(dim=1).cpu().numpy()
-            half = len(examples)
-            chosen.append(sums[:half])
-            rejected.append(sums[half:])
-            n_chosen.append(counts[:half])
-            n_rejected.append(counts[half:])
-            for row, mask in zip(per_token[:half].cpu().numpy(), shift_mask[:half].cpu().numpy()):
+            parts["chosen"].append(chosen.sum(1).cpu().numpy())
+            parts["rejected"].append(rejected.sum(1).cpu().numpy())
+            parts["chosen_tokens"].append(chosen_mask.sum(1).cpu().numpy())
+            parts["rejected_tokens"].append(rejected_mask.sum(1).cpu().numpy())
+            for row, mask in zip(chosen.cpu().numpy(), chosen_mask.cpu().numpy(), strict=True):
                 token_rows.append(row[mask.astype(bool)])
     finally:
         model.train(was_training)
@@ -112,11 +149,5 @@ def sequence_logps(
     for i, row in enumerate(token_rows):
         tokens[i, : len(row)] = row
         token_mask[i, : len(row)] = 1.0
-    return {
-        "chosen": np.concatenate(chosen) if chosen else np.zeros(0),
-        "rejected": np.concatenate(rejected) if rejected else np.zeros(0),
-        "chosen_tokens": np.concatenate(n_chosen) if n_chosen else np.zeros(0),
-        "rejected_tokens": np.concatenate(n_rejected) if n_rejected else np.zeros(0),
-        "chosen_token_logps": tokens,
-        "chosen_token_mask": token_mask,
-    }
+    arrays = {key: np.concatenate(values) if values else np.zeros(0) for key, values in parts.items()}
+    return {**arrays, "chosen_token_logps": tokens, "chosen_token_mask": token_mask}

@@ -14,6 +14,7 @@ import fcntl
 import importlib.util
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -128,7 +129,10 @@ def resolve_model_path(name_or_path: str) -> str:
         target = cache_dir() / "models" / folder
         with _locked(target):
             if not (target / "config.json").exists():
+                started = time.perf_counter()
+                print(f"building {name_or_path} once into {target} ...", flush=True)
                 build(target)
+                print(f"built {name_or_path} in {time.perf_counter() - started:.1f}s", flush=True)
         return str(target)
     if name_or_path.startswith(("/", ".", "~")) and not Path(name_or_path).expanduser().is_dir():
         raise ModelError(f"model folder '{name_or_path}' does not exist")
@@ -199,8 +203,8 @@ def load_base_model(spec_model: Any, training: Any) -> Any:
         raise ModelError(_fetch_hint(spec_model.name_or_path, exc)) from None
     if training.quantization == "nf4" and not torch.cuda.is_available():
         disable_cpu_4bit_repack(model)
-    if torch.cuda.is_available():
-        model.to("cuda") if training.quantization == "none" else None
+    if torch.cuda.is_available() and training.quantization == "none":
+        model.to("cuda")  # 4-bit models are placed on the GPU by bitsandbytes when loaded
     model.config.use_cache = False
     for param in model.parameters():
         param.requires_grad_(False)

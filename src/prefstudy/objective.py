@@ -6,6 +6,8 @@ never through globals.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from typing import Any
 import optuna
 
 from prefstudy import metrics
+from prefstudy.dashboard import attach, note_markdown
 from prefstudy.refcache import Prepared
 from prefstudy.rundir import environment, trial_dir, write_json
 from prefstudy.secrets import redact
@@ -134,8 +137,13 @@ class Objective:
         for key, value in outcome.seconds.items():
             trial.set_user_attr(f"seconds/{key}", value)
         value = final["val"][spec.evaluation.metric]
+        trial.set_user_attr("worker_pid", os.getpid())
+        trial.set_user_attr("hostname", socket.gethostname())
         write_json(run_dir / "metrics.json", {
             "status": "complete", "value": value, "metrics": final, "derived": derived,
             "seconds": outcome.seconds, "clipped_fraction": outcome.clipped_fraction,
         })
+        method = spec.methods[self.method]
+        note = note_markdown(self.method, method.loss_type, dict(trial.params), final, derived, run_dir)
+        attach(trial, spec.run_root(), note, [run_dir / "curves.jsonl", run_dir / "metrics.json"])
         return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -10,6 +11,10 @@ from typing import Any
 
 from prefstudy.secrets import redact
 from prefstudy.spec import StudySpec
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def log(message: str) -> None:
@@ -90,6 +95,7 @@ def run(spec: StudySpec, storage_url: str) -> int:
 
     offline_if_local(spec)
     _quiet_libraries()
+    signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: the running trial is recorded as interrupted
     storage = open_storage(storage_url, spec)
     studies = create_studies(spec, storage)
     target = spec.search.n_trials

@@ -95,10 +95,28 @@ def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage) -> dic
             study.set_user_attr("spec_yaml", redact(spec_text(spec)))
             study.set_user_attr("method", method)
             study.set_user_attr("loss_type", spec.methods[method].loss_type)
+            from optuna_dashboard import set_objective_names
+
+            set_objective_names(study, [f"val {spec.evaluation.metric}"])
             for point in spec.search.enqueue.get(method, ()):
                 study.enqueue_trial(dict(point), user_attrs={"enqueued": "published default"})
+        requeue_interrupted(study)
         studies[method] = study
     return studies
+
+
+def requeue_interrupted(study: optuna.Study) -> list[int]:
+    """Enqueue again, once, the parameters of trials stopped by SIGINT/SIGTERM (fail_reason 'interrupted')."""
+    done = set(study.user_attrs.get("requeued_trials", []))
+    fresh = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if t.user_attrs.get("fail_reason") == "interrupted" and t.number not in done
+    ]
+    for trial in fresh:
+        study.enqueue_trial(dict(trial.params), user_attrs={"requeued_from": trial.number})
+    if fresh:
+        study.set_user_attr("requeued_trials", sorted(done | {t.number for t in fresh}))
+    return [t.number for t in fresh]
 
 
 def counts(study: optuna.Study) -> dict[str, int]:

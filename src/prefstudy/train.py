@@ -22,6 +22,11 @@ from prefstudy.evaluate import score_splits
 from prefstudy.refcache import Prepared
 from prefstudy.rundir import append_jsonl
 
+# Paged optimizers page their state to CPU memory under GPU memory pressure; on the CPU their plain twins do the
+# same update (bitsandbytes' 32-bit AdamW is AdamW).
+UNPAGED = {"paged_adamw_32bit": "adamw_torch", "paged_adamw": "adamw_torch", "paged_adamw_8bit": "adamw_bnb_8bit",
+           "paged_lion_32bit": "lion_32bit", "paged_lion_8bit": "lion_8bit"}
+
 # Called with (step, val objective value) -> True when the trial should stop (pruned).
 Reporter = Callable[[int, float], bool]
 
@@ -98,7 +103,8 @@ class _Evaluator:
         started = time.perf_counter()
         final = step == self.n_steps
         evaluation = self.ctx.spec.evaluation
-        subsets = None if final else {"val": evaluation.val_subset, "train": evaluation.train_subset}
+        subsets = {"train": evaluation.train_subset} if final else {
+            "val": evaluation.val_subset, "train": evaluation.train_subset}
         names = ["val", "train"] + (["test", "ood"] if final else [])
         metrics, arrays = score_splits(model, self.ctx, self.prepared, names, subsets)
         logs = [entry for entry in state.log_history if "loss" in entry]
@@ -144,7 +150,7 @@ def dpo_config(ctx: Any, method: Any, params: dict[str, float], out_dir: Path, n
     cuda = torch.cuda.is_available()
     optimizer = training.optimizer
     if not cuda and optimizer.startswith("paged_"):
-        optimizer = optimizer.removeprefix("paged_")  # paged optimizers need CUDA; same update rule unpaged
+        optimizer = UNPAGED.get(optimizer, "adamw_torch")  # paged optimizers need CUDA; same update rule unpaged
     return DPOConfig(
         output_dir=str(out_dir),
         beta=params["beta"],

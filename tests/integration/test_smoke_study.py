@@ -110,3 +110,71 @@ def test_bad_spec_exits_2_before_training(tmp_path: Path) -> None:
 def test_help_documents_the_cli() -> None:
     result = _cli("--help")
     assert result.returncode == 0 and "study" in result.stdout and "exit codes" in result.stdout
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_dashboard_serves_the_smoke_storage_on_loopback_with_notes(smoke_run) -> None:
+    import time
+    import urllib.request
+
+    runs, storage, _ = smoke_run
+    port = _free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefstudy", "dashboard", storage, "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        studies = None
+        for _ in range(60):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as response:
+                    studies = json.loads(response.read())
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert studies is not None, "dashboard did not answer"
+        names = {s["study_name"]: s["study_id"] for s in studies["study_summaries"]}
+        assert {"smoke/dpo", "smoke/ipo"} <= set(names)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{names['smoke/dpo']}", timeout=5) as r:
+            detail = json.loads(r.read())
+        notes = [t["note"]["body"] for t in detail["trials"] if t.get("note", {}).get("body")]
+        assert notes and "test gain over the base model" in notes[0]
+        assert detail["objective_names"] == ["val accuracy"]
+        import socket
+
+        others = [a for a in {i[4][0] for i in socket.getaddrinfo(socket.gethostname(), None)} if a != "127.0.0.1"]
+        for address in others[:1]:  # not reachable on the machine's other addresses
+            with pytest.raises(OSError):
+                urllib.request.urlopen(f"http://{address}:{port}/api/studies", timeout=2)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_qlora_trial_runs_through_the_same_code(tmp_path: Path) -> None:
+    """training.quantization=nf4: bitsandbytes 4-bit base + LoRA, one trial per method, on the CPU."""
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    result = _cli("study", "study/smoke.yaml", f"runs_dir={tmp_path}", "name=smoke4bit", "search.n_trials=1",
+                  "training.quantization=nf4", "training.optimizer=paged_adamw_32bit", "--storage", storage)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for method in ("dpo", "ipo"):
+        study = optuna.load_study(study_name=f"smoke4bit/{method}", storage=storage)
+        assert [t.state for t in study.trials] == [TrialState.COMPLETE]
+    config = json.loads((tmp_path / "smoke4bit" / "dpo" / "trial-0000" / "config.json").read_text())
+    assert config["spec"]["training"]["quantization"] == "nf4"
+
+
+def test_dry_run_prints_the_plan_without_loading_anything(tmp_path: Path) -> None:
+    result = _cli("study", "study/mistral7b_qlora.yaml", "--dry-run", "--throughput", "2500", f"runs_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    assert "GPU memory per GPU" in result.stdout and "GiB" in result.stdout
+    assert "time per trial at 2,500 tokens/s" in result.stdout
+    assert not any(tmp_path.iterdir())

@@ -137,3 +137,28 @@ def test_cached_reference_trainer_optimises_the_loss_on_our_numbers(tiny, record
         expected = float(np.mean((delta - 1 / (2 * beta)) ** 2))
     assert np.abs(chosen_ratio).max() > 1e-2  # the perturbation really moved the policy
     assert loss == pytest.approx(expected, abs=1e-4)
+
+
+def test_shared_prompt_pass_equals_full_sequences(tiny, records) -> None:
+    """Running each prompt once with a KV cache gives the same answer log-probs as two full sequences."""
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    from prefstudy.logprobs import completion_logps, shared_prompt_logps
+
+    tokenizer, model = tiny
+    dataset, _ = tokenize_records(records, tokenizer, MAX_LENGTH)
+    rows = dataset[:6]
+    assert len({len(p) for p in rows["prompt_ids"]}) > 1  # left padding is really exercised
+    model.eval()
+    with torch.no_grad():
+        chosen, chosen_mask, rejected, rejected_mask = shared_prompt_logps(
+            model, rows["prompt_ids"], rows["chosen_ids"], rows["rejected_ids"], tokenizer.pad_token_id
+        )
+        batch = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)(
+            [{c: rows[c][i] for c in ("prompt_ids", "chosen_ids", "rejected_ids")} for i in range(6)]
+        )
+        full = completion_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]).sum(1)
+    np.testing.assert_allclose(chosen.sum(1).numpy(), full[:6].numpy(), atol=1e-4)
+    np.testing.assert_allclose(rejected.sum(1).numpy(), full[6:].numpy(), atol=1e-4)
+    assert chosen_mask.sum(1).tolist() == [len(c) for c in rows["chosen_ids"]]
+    assert rejected_mask.sum(1).tolist() == [len(r) for r in rows["rejected_ids"]]

@@ -1,0 +1,250 @@
+"""What a study will cost: trials, steps, tokens, eval and lm-eval work per trial, time, and peak GPU memory.
+
+Imports only the standard library and ``prefstudy.spec`` (no torch). Every number is an upper bound for one finished
+trial: a pruned trial stops early and real pairs are shorter than max_length.
+
+Work per trial
+  steps        = max_steps, or ceil(num_epochs * ceil(n_train / (batch_size * accumulation))); n_train = data.max_train
+                 (a cap: over-length pairs are dropped later) or data.synthetic.n_train
+  tokens/step  = 2 sequences per pair * max_length * batch_size * accumulation
+  eval pairs   = k * (min(val_subset, n_val) + min(train_subset, n_train)) + (n_val + n_test + n_ood
+                 + min(train_subset, n_train)), with k = eval points before the last step (multiples of eval_steps);
+                 the last one scores every held-out split fully and the same train subset
+  seconds      = tokens/step * steps / throughput + eval pairs * 2 * max_length / (3 * throughput); throughput =
+                 tokens/step / measured seconds per step (the padding bound cancels); a forward-only eval costs ~1/3
+                 of a forward + backward (~1/4 with checkpointing recompute, so 3 is conservative)
+
+Peak GPU memory per GPU in training (eval forwards carry no gradients and stay below it); V, H, L, I = vocab, hidden,
+layers, intermediate; kv = n_kv_heads * H / n_heads; S = 2 * batch_size * max_length tokens per micro-batch;
+a = 2 bytes per activation (bf16) or 4 (fp32)
+  base weights       nf4: (n_params - 2*V*H) * 4.127/8: NF4 4 bits + double-quant constants 0.127 bit/param (8-bit
+                     absmax per 64-block + fp32 scale per 256 blocks; QLoRA paper), RMSNorm weights (<0.01%) included;
+                     none: n_params * 4 (the harness loads unquantized models in fp32)
+  embeddings+head    nf4: 2*V*H * a (embed_tokens and the untied lm_head are not quantized); none: 0 (in base)
+  LoRA weights       4 * sum over layers and target modules of r*(in + out): PEFT keeps adapters in fp32
+  LoRA gradients     4 bytes per trainable parameter (fp32, like the weights)
+  optimizer state    8 bytes per trainable parameter, AdamW 32-bit m and v (the fp32 weights are their own master copy;
+                     paged state may be evicted to CPU but lives on the GPU); 2 for *8bit* optimizers, 0 for sgd
+  checkpoints        S * H * a * L: one saved hidden state per decoder layer (0 without gradient checkpointing)
+  layer working set  S * (c_H*H + 3*kv + c_I*I + n_targets*r) * a + one dequantized weight H*max(H, I)*a (nf4): one
+                     layer recomputed for its backward (L of them, every layer kept, without checkpointing).
+                     Conservative: c_H = 17: 2 RMSNorms x 3 (fp32 upcast + output), q, rotated q, attention out, o_proj
+                     out, 2 residual sums, down_proj out, 4 gradients in flight; +6 with LoRA dropout (copies of the
+                     inputs of q, k, v, o, gate, up). 3*kv: k, v, rotated k. c_I = 6: gate, up, silu(gate), product, 2
+                     gradients in flight; +1 with dropout (down_proj's input). n_targets*r: each adapter's x @ A
+  logits tile        min(S, 4096) * 32768 * a: TRL 1.16's fused LM head (trl/kernels/chunked_logprob.py) projects
+                     4096-token x 32768-column tiles and never builds the (S, V) logits
+  CUDA overhead      1 GiB: CUDA context (~0.5 GiB on an H100), cuBLAS workspaces, bitsandbytes, fragmentation
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from prefstudy.spec import LmEvalTask, StudySpec, TrainingSpec
+
+GIB = 1024**3
+NF4_BITS_PER_PARAM = 4.127  # 4-bit NF4 codes + double-quantized block constants (QLoRA, Dettmers et al. 2023)
+LORA_BYTES = 4  # PEFT's autocast_adapter_dtype keeps LoRA A/B (and so their gradients) in fp32
+TRL_TOKEN_TILE, TRL_VOCAB_TILE = 4096, 32768  # trl TOKEN_CHUNK_SIZE, _CHUNKED_LOGPROB_CHUNK_SIZE
+EVAL_SPEEDUP = 3.0  # forward-only tokens per second relative to training tokens per second
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    n_params: int
+    hidden_size: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    intermediate_size: int
+    vocab_size: int
+    name: str = "custom"
+
+    @property
+    def kv_dim(self) -> int:
+        return self.n_kv_heads * (self.hidden_size // self.n_heads)
+
+    def module_dims(self, module: str) -> tuple[int, int] | None:
+        """(in_features, out_features) of a Llama/Mistral projection, None for a name it does not know."""
+        h, kv, i = self.hidden_size, self.kv_dim, self.intermediate_size
+        return {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
+                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}.get(module)
+
+
+# Mistral-7B-v0.1 (config.json): 7,241,732,096 parameters, untied embeddings.
+MISTRAL_7B = ModelShape(n_params=7_241_732_096, hidden_size=4096, n_layers=32, n_heads=32, n_kv_heads=8,
+                        intermediate_size=14336, vocab_size=32000, name="Mistral-7B-v0.1")
+
+
+def shape_for(name_or_path: str) -> ModelShape | None:
+    """The known shape of a model id or path (Mistral-7B and its fine-tunes), None when unknown."""
+    return MISTRAL_7B if "mistral-7b" in name_or_path.lower() else None
+
+
+@dataclass(frozen=True)
+class MemoryPart:
+    name: str
+    n_bytes: int
+    how: str
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    parts: tuple[MemoryPart, ...]
+    trainable_params: int
+    skipped_modules: tuple[str, ...] = ()
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(part.n_bytes for part in self.parts)
+
+    def part(self, name: str) -> int:
+        return next(p.n_bytes for p in self.parts if p.name == name)
+
+
+def estimate_memory(shape: ModelShape, training: TrainingSpec) -> MemoryEstimate:
+    """Peak training memory of one trial on one GPU; the formula and its constants are in the module docstring."""
+    h, n_layers, inter, kv = shape.hidden_size, shape.n_layers, shape.intermediate_size, shape.kv_dim
+    lora, nf4, embeddings = training.lora, training.quantization == "nf4", 2 * shape.vocab_size * h
+    a = 2 if training.precision == "bf16" else 4
+    dims = {module: shape.module_dims(module) for module in lora.target_modules}
+    skipped = tuple(module for module, d in dims.items() if d is None)
+    trainable = sum(n_layers * lora.r * (d[0] + d[1]) for d in dims.values() if d is not None)
+    optimizer, gc = training.optimizer.lower(), training.gradient_checkpointing
+    opt = 2 if "8bit" in optimizer else 0 if optimizer.startswith("sgd") else 8
+    tokens = 2 * training.batch_size * training.max_length
+    c_h, c_i = (23, 7) if lora.dropout > 0 else (17, 6)
+    per_token = c_h * h + 3 * kv + c_i * inter + (len(dims) - len(skipped)) * lora.r
+    layer = tokens * per_token * a + (h * max(h, inter) * a if nf4 else 0)
+    parts = (
+        MemoryPart("base weights", round((shape.n_params - embeddings) * NF4_BITS_PER_PARAM / 8) if nf4
+                   else shape.n_params * 4, f"NF4 + double quant, {NF4_BITS_PER_PARAM} bits/param" if nf4 else "fp32"),
+        MemoryPart("embeddings + lm_head", embeddings * a if nf4 else 0,
+                   f"2 x vocab x hidden, {a} bytes" if nf4 else "counted in the base weights"),
+        MemoryPart("LoRA weights", trainable * LORA_BYTES, f"{trainable:,} params, fp32"),
+        MemoryPart("LoRA gradients", trainable * LORA_BYTES, "fp32"),
+        MemoryPart("optimizer state", trainable * opt, f"{training.optimizer}: {opt} bytes/param"),
+        MemoryPart("activation checkpoints", tokens * h * a * n_layers if gc else 0,
+                   f"{tokens} tokens x hidden x {a} bytes x {n_layers} layers" if gc else "no gradient checkpointing"),
+        MemoryPart("layer working set", layer if gc else layer * n_layers,
+                   f"{'one layer recomputed' if gc else 'every layer kept'}, {per_token:,} values/token"),
+        MemoryPart("logits tile", min(tokens, TRL_TOKEN_TILE) * TRL_VOCAB_TILE * a, "TRL fused LM head tile"),
+        MemoryPart("CUDA overhead", GIB, "context, workspaces, fragmentation"),
+    )
+    return MemoryEstimate(parts, trainable, skipped)
+
+
+def split_sizes(spec: StudySpec) -> dict[str, int | None]:
+    """Pairs per split as the data module will build them (None where only the data itself can tell)."""
+    data, s = spec.data, spec.data.synthetic
+    if data.source == "synthetic":
+        return {"train": s.n_train, "val": s.n_val, "test": s.n_test, "ood": s.n_ood}
+    val = test = None
+    if data.max_heldout:
+        val = min(max(1, round(data.max_heldout * data.val_fraction)), data.max_heldout - 1)
+        test = data.max_heldout - val
+    ood = 0 if data.source == "hf" or not data.ood else None
+    return {"train": data.max_train, "val": val, "test": test, "ood": ood}
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    methods: tuple[str, ...]
+    trials_per_method: int
+    trials_total: int
+    splits: dict[str, int | None]
+    steps_per_trial: int | None
+    pairs_per_step: int
+    tokens_per_step: int
+    tokens_per_trial: int | None
+    eval_points: int | None
+    eval_pairs_per_trial: int | None
+    eval_tokens_per_trial: int | None
+    lm_eval_tasks: tuple[LmEvalTask, ...]
+    shape: ModelShape | None
+    memory: MemoryEstimate | None
+    throughput: float | None
+    seconds_per_trial: float | None
+
+
+def build_plan(spec: StudySpec, throughput_tokens_per_s: float | None = None,
+               model_shape: ModelShape | None = None) -> Plan:
+    """The plan of ``spec``; ``model_shape`` None looks the shape up from the model name (``shape_for``)."""
+    if throughput_tokens_per_s is not None and not throughput_tokens_per_s > 0:
+        raise ValueError(f"throughput must be a positive number of tokens per second, got {throughput_tokens_per_s}")
+    t, ev, sizes = spec.training, spec.evaluation, split_sizes(spec)
+    pairs_per_step = t.batch_size * t.gradient_accumulation_steps
+    tokens_per_step = 2 * t.max_length * pairs_per_step
+    steps: int | None = t.max_steps
+    if steps is None and sizes["train"] is not None and t.num_epochs is not None:
+        steps = max(1, math.ceil(math.ceil(sizes["train"] / pairs_per_step) * t.num_epochs))
+    points = eval_pairs = None
+    if steps is not None:
+        before_last = len(range(ev.eval_steps, steps, ev.eval_steps))  # as train.eval_points, without its last step
+        points = before_last + 1
+        if None not in sizes.values():
+            n = {k: int(value or 0) for k, value in sizes.items()}
+            subsets = min(ev.val_subset, n["val"]) + min(ev.train_subset, n["train"])
+            eval_pairs = before_last * subsets + n["val"] + n["test"] + n["ood"] + min(ev.train_subset, n["train"])
+    tokens_per_trial = None if steps is None else steps * tokens_per_step
+    eval_tokens = None if eval_pairs is None else eval_pairs * 2 * t.max_length
+    shape, speed, seconds = model_shape or shape_for(spec.model.name_or_path), throughput_tokens_per_s, None
+    if speed and tokens_per_trial is not None and eval_tokens is not None:
+        seconds = tokens_per_trial / speed + eval_tokens / (EVAL_SPEEDUP * speed)
+    return Plan(
+        name=spec.name, methods=tuple(spec.methods), trials_per_method=spec.search.n_trials,
+        trials_total=spec.search.n_trials * len(spec.methods), splits=sizes,
+        steps_per_trial=steps, pairs_per_step=pairs_per_step, tokens_per_step=tokens_per_step,
+        tokens_per_trial=tokens_per_trial, eval_points=points, eval_pairs_per_trial=eval_pairs,
+        eval_tokens_per_trial=eval_tokens, lm_eval_tasks=ev.lm_eval.tasks, shape=shape,
+        memory=None if shape is None else estimate_memory(shape, t),
+        throughput=throughput_tokens_per_s, seconds_per_trial=seconds,
+    )
+
+
+def _n(value: int | None, unit: str = "") -> str:
+    return "unknown" if value is None else f"{value:,}{unit}"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _limit(task: LmEvalTask) -> str:
+    limit = task.limit
+    return "all docs" if limit is None else f"{limit:.0%} of the docs" if isinstance(limit, float) else f"{limit} docs"
+
+
+def format_plan(plan: Plan) -> str:
+    """The plan as text, one fact per line."""
+    out = [f"plan for '{plan.name}' (upper bounds: pruned trials stop early; real pairs are shorter than max_length)",
+           f"trials: {plan.trials_per_method} per method x {len(plan.methods)} methods "
+           f"({', '.join(plan.methods)}) = {plan.trials_total}",
+           "pairs per split: " + ", ".join(f"{k} {_n(v)}" for k, v in plan.splits.items())
+           + ("" if None not in plan.splits.values() else " (set data.max_train / data.max_heldout to know)")]
+    out.append(f"training per trial: {_n(plan.steps_per_trial)} optimizer steps x {plan.pairs_per_step} pairs, "
+               f"{plan.tokens_per_step:,} tokens/step -> {_n(plan.tokens_per_trial)} tokens")
+    out.append(f"eval per trial: {_n(plan.eval_points)} eval points (subsets, then every split at the last step) = "
+               f"{_n(plan.eval_pairs_per_trial, ' pairs')}, {_n(plan.eval_tokens_per_trial)} forward tokens")
+    limits = [t.limit for t in plan.lm_eval_tasks if isinstance(t.limit, int)]
+    total = f" ({sum(limits):,} docs)" if limits and len(limits) == len(plan.lm_eval_tasks) else ""
+    tasks = "; ".join(f"{t.name} {t.num_fewshot}-shot, {_limit(t)}, {t.metric}" for t in plan.lm_eval_tasks)
+    out.append(f"lm-eval per trial{total}: {tasks or 'none'}")
+    if plan.seconds_per_trial is None:
+        out.append("time per trial: pass --throughput (training tokens per second, counted as above)")
+    else:
+        study = _duration(plan.seconds_per_trial * plan.trials_total)
+        out.append(f"time per trial at {plan.throughput:,.0f} tokens/s: {_duration(plan.seconds_per_trial)} (eval "
+                   f"forwards at {EVAL_SPEEDUP:g}x); study: {study} on one GPU, lm-eval not included")
+    if plan.shape is None or (mem := plan.memory) is None:
+        out.append("GPU memory: cannot be estimated without a model shape (pass a ModelShape for this model)")
+    else:
+        out.append(f"GPU memory per GPU ({plan.shape.name}, {mem.trainable_params:,} trainable params): "
+                   f"~{mem.total_bytes / GIB:.2f} GiB")
+        out.extend(f"  {p.name:<24}{p.n_bytes / GIB:7.2f} GiB  ({p.how})" for p in mem.parts)
+        if mem.skipped_modules:
+            out.append(f"  not counted (unknown target modules): {', '.join(mem.skipped_modules)}")
+    return "\n".join(out)

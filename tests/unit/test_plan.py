@@ -1,0 +1,220 @@
+"""The cost plan: memory formula on hand-worked numbers, steps/tokens/eval arithmetic on the shipped specs, no torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prefstudy.plan import (
+    GIB,
+    MISTRAL_7B,
+    ModelShape,
+    build_plan,
+    estimate_memory,
+    format_plan,
+    shape_for,
+    split_sizes,
+)
+from prefstudy.spec import LoraSpec, StudySpec, TrainingSpec, load_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+MISTRAL_SPEC = ROOT / "study" / "mistral7b_qlora.yaml"
+DEFAULT_SPEC = ROOT / "study" / "default.yaml"
+
+# A toy model whose every part can be worked out by hand:
+#   hidden 8, 2 layers, 2 heads of 4 -> 1 kv head = kv_dim 4, intermediate 16, vocab 100
+#   embeddings + untied lm_head = 2 * 100 * 8 = 1,600 params; n_params 9,600 -> 8,000 quantized params
+TOY = ModelShape(n_params=9_600, hidden_size=8, n_layers=2, n_heads=2, n_kv_heads=1, intermediate_size=16,
+                 vocab_size=100, name="toy")
+
+
+def _toy_training(**changes: object) -> TrainingSpec:
+    # micro-batch 1 pair of max_length 8 -> S = 2 * 1 * 8 = 16 tokens; LoRA r 2 on all 7 projections
+    base: dict[str, object] = {
+        "max_steps": 1, "batch_size": 1, "max_length": 8, "lora": LoraSpec(r=2, alpha=4, dropout=0.0),
+        "quantization": "nf4", "precision": "bf16", "gradient_checkpointing": True, "optimizer": "adamw_torch",
+    }
+    return TrainingSpec(**{**base, **changes})
+
+
+def test_toy_memory_by_hand() -> None:
+    mem = estimate_memory(TOY, _toy_training())
+    # base weights: 8,000 quantized params * 4.127 bits / 8 = 4,127 bytes
+    assert mem.part("base weights") == 4_127
+    # embeddings + lm_head in bf16: 1,600 params * 2 bytes
+    assert mem.part("embeddings + lm_head") == 3_200
+    # LoRA r * (in + out) per layer: q 2*(8+8)=32, k 2*(8+4)=24, v 24, o 32, gate 2*(8+16)=48, up 48, down 2*(16+8)=48
+    #   = 256 per layer * 2 layers = 512 trainable params; fp32 weights and grads 4 bytes each, AdamW m + v 8 bytes
+    assert mem.trainable_params == 512
+    assert mem.part("LoRA weights") == 2_048
+    assert mem.part("LoRA gradients") == 2_048
+    assert mem.part("optimizer state") == 4_096
+    # checkpoints: S 16 tokens * hidden 8 * 2 bytes * 2 layers
+    assert mem.part("activation checkpoints") == 512
+    # working set per token (no dropout): 17*8 + 3*4 + 6*16 + 7 targets * r 2 = 136 + 12 + 96 + 14 = 258 values
+    #   16 tokens * 258 * 2 bytes = 8,256, + one dequantized weight 8 * max(8, 16) * 2 bytes = 256
+    assert mem.part("layer working set") == 8_512
+    # logits tile: min(16, 4096) tokens * 32,768 columns * 2 bytes
+    assert mem.part("logits tile") == 1_048_576
+    assert mem.part("CUDA overhead") == GIB
+    assert mem.total_bytes == 4_127 + 3_200 + 2_048 + 2_048 + 4_096 + 512 + 8_512 + 1_048_576 + GIB
+    assert mem.skipped_modules == ()
+
+
+def test_toy_memory_variants_by_hand() -> None:
+    # LoRA dropout keeps copies of 6 H-sized inputs and of down_proj's input: 23*8 + 12 + 7*16 + 14 = 322 values/token
+    dropout = estimate_memory(TOY, _toy_training(lora=LoraSpec(r=2, dropout=0.05)))
+    assert dropout.part("layer working set") == 16 * 322 * 2 + 256
+    # no gradient checkpointing: no checkpoints, but every layer's working set is kept (2 * 8,512)
+    no_gc = estimate_memory(TOY, _toy_training(gradient_checkpointing=False))
+    assert (no_gc.part("activation checkpoints"), no_gc.part("layer working set")) == (0, 17_024)
+    # unquantized fp32: every param at 4 bytes, activations at 4 bytes, no dequantized weight
+    fp32 = estimate_memory(TOY, _toy_training(quantization="none", precision="fp32"))
+    assert (fp32.part("base weights"), fp32.part("embeddings + lm_head")) == (38_400, 0)
+    assert fp32.part("activation checkpoints") == 16 * 8 * 4 * 2
+    assert fp32.part("layer working set") == 16 * 258 * 4
+    assert fp32.part("logits tile") == 16 * 32_768 * 4
+    # 8-bit AdamW keeps 2 bytes of state per trainable param; sgd none
+    assert estimate_memory(TOY, _toy_training(optimizer="paged_adamw_8bit")).part("optimizer state") == 1_024
+    assert estimate_memory(TOY, _toy_training(optimizer="sgd")).part("optimizer state") == 0
+    # a target the shape does not know is reported, not guessed: q_proj alone = 32 per layer * 2 layers
+    odd = estimate_memory(TOY, _toy_training(lora=LoraSpec(r=2, target_modules=("q_proj", "c_attn"))))
+    assert (odd.trainable_params, odd.skipped_modules) == (64, ("c_attn",))
+    assert odd.part("layer working set") == 16 * (136 + 12 + 96 + 1 * 2) * 2 + 256
+
+
+def test_mistral_shape_and_lookup() -> None:
+    s = MISTRAL_7B
+    # embeddings + lm_head + 32 layers * (q, o: 4096^2; k, v: 4096*1024; 3 MLP: 4096*14336; 2 norms) + final norm
+    layer = 2 * 4096 * 4096 + 2 * 4096 * 1024 + 3 * 4096 * 14336 + 2 * 4096
+    assert s.n_params == 2 * 32000 * 4096 + 32 * layer + 4096 == 7_241_732_096
+    assert s.kv_dim == 1024
+    for name in ("HuggingFaceH4/mistral-7b-sft-beta", "mistralai/Mistral-7B-v0.1", "/models/MISTRAL-7B-instruct"):
+        assert shape_for(name) is MISTRAL_7B
+    for name in ("tiny-random-mistral", "embedded:smollm2-135m-instruct", "mistralai/Mixtral-8x7B-v0.1"):
+        assert shape_for(name) is None
+
+
+def test_shipped_mistral_plan_arithmetic() -> None:
+    plan = build_plan(load_spec(MISTRAL_SPEC), None, None)
+    assert (plan.trials_per_method, plan.trials_total, plan.methods) == (12, 24, ("dpo", "ipo"))
+    # max_heldout 1000 at val_fraction 0.5 -> 500 val + 500 test; hf has no ood split
+    assert plan.splits == {"train": 2000, "val": 500, "test": 500, "ood": 0}
+    # 1 epoch * ceil(2000 / (4 * 4)) = 125 steps of 16 pairs; 2 * 1024 * 16 = 32,768 tokens per step
+    assert (plan.steps_per_trial, plan.pairs_per_step, plan.tokens_per_step) == (125, 16, 32_768)
+    assert plan.tokens_per_trial == 125 * 32_768 == 4_096_000
+    # eval at 50 and 100 on 200 val + 200 train pairs, at 125 on every split: 2 * 400 + (500 + 2000 + 500 + 0)
+    # eval at 50 and 100 on 200 val + 200 train pairs, at 125 on val 500 + test 500 + the 200 train pairs
+    assert (plan.eval_points, plan.eval_pairs_per_trial) == (3, 2 * 400 + 1_200)
+    assert plan.eval_tokens_per_trial == 2_000 * 2 * 1024
+    assert [(t.name, t.num_fewshot) for t in plan.lm_eval_tasks] == [
+        ("arc_challenge", 25), ("hellaswag", 10), ("truthfulqa_mc2", 0), ("winogrande", 5)]
+    assert all(t.limit is not None for t in plan.lm_eval_tasks)
+
+
+def test_shipped_mistral_memory_parts() -> None:
+    mem = build_plan(load_spec(MISTRAL_SPEC), None, None).memory
+    assert mem is not None
+    # (7,241,732,096 - 262,144,000 embedding params) * 4.127 / 8; embeddings + lm_head 262,144,000 * 2 bytes
+    assert mem.part("base weights") == 3_600_595_009
+    assert mem.part("embeddings + lm_head") == 524_288_000
+    # r 128 per layer: q, o 128*8192; k, v 128*5120; gate, up, down 128*18432 = 10,485,760; * 32 layers
+    assert mem.trainable_params == 335_544_320
+    assert mem.part("LoRA weights") == mem.part("LoRA gradients") == 335_544_320 * 4
+    assert mem.part("optimizer state") == 335_544_320 * 8 == int(2.5 * GIB)
+    # S = 2 * 4 * 1024 = 8192 tokens: 8192 * 4096 * 2 bytes * 32 layers = 2 GiB of checkpoints
+    assert mem.part("activation checkpoints") == 2 * GIB
+    # (23*4096 + 3*1024 + 7*14336 + 7*128) = 198,528 values/token * 8192 * 2 + dequantized 4096 * 14336 * 2
+    assert mem.part("layer working set") == 198_528 * 8192 * 2 + 4096 * 14336 * 2
+    assert mem.part("logits tile") == 4096 * 32_768 * 2 == GIB // 4
+    assert mem.total_bytes == 16_353_376_321  # ~15.23 GiB
+
+
+def test_shipped_mistral_total_is_sane_for_one_80gb_gpu() -> None:
+    # Lower bound 8 GiB: the NF4 weights (~3.8 GiB with bf16 embeddings) and r=128 LoRA with fp32 AdamW (~5 GiB)
+    # alone exceed it, so less means a part went missing. Upper bound 40 GiB (half an 80 GB card): QLoRA exists to
+    # fit a 7B on a 24-48 GB GPU at this micro-batch; more means something is double counted or not checkpointed
+    # (keeping every layer's working set would be ~100 GiB).
+    mem = build_plan(load_spec(MISTRAL_SPEC)).memory
+    assert mem is not None
+    assert 8 * GIB < mem.total_bytes < 40 * GIB
+
+
+def test_default_spec_plan_arithmetic() -> None:
+    plan = build_plan(load_spec(DEFAULT_SPEC))
+    assert (plan.trials_per_method, plan.trials_total) == (6, 12)
+    assert plan.splits == {"train": 24, "val": 32, "test": 48, "ood": 16}
+    # max_steps 18 at batch 4, no accumulation, max_length 128: 2 * 128 * 4 = 1,024 tokens per step
+    assert (plan.steps_per_trial, plan.tokens_per_step, plan.tokens_per_trial) == (18, 1_024, 18_432)
+    # eval at 9 on 16 val + 16 train, at 18 on val, test, ood and the 16 train: 32 + (32 + 48 + 16 + 16) = 144
+    assert (plan.eval_points, plan.eval_pairs_per_trial, plan.eval_tokens_per_trial) == (2, 144, 144 * 256)
+    assert plan.memory is None  # the embedded SmolLM2 has no shape here
+    assert "cannot be estimated without a model shape" in format_plan(plan)
+
+
+def test_epoch_steps_round_up() -> None:
+    # 2001 pairs / 16 per step -> 126 steps per epoch; half an epoch -> ceil(63.0) = 63; two epochs -> 252
+    assert build_plan(load_spec(MISTRAL_SPEC, ["data.max_train=2001"])).steps_per_trial == 126
+    assert build_plan(load_spec(MISTRAL_SPEC, ["data.max_train=2001", "training.num_epochs=0.5"])).steps_per_trial == 63
+    assert build_plan(load_spec(MISTRAL_SPEC, ["training.num_epochs=2"])).steps_per_trial == 250
+    fixed = ["training.num_epochs=null", "training.max_steps=40"]
+    # eval_steps 50 > 40 steps: only the last step: val 500 + test 500 + train subset 200
+    assert build_plan(load_spec(MISTRAL_SPEC, fixed)).eval_pairs_per_trial == 1_200
+    # eval at 10, 20, 30 on 200 val + 200 train pairs, then 40 on the full held-out splits: 3 * 400 + 1200
+    over = build_plan(load_spec(MISTRAL_SPEC, [*fixed, "evaluation.eval_steps=10"]))
+    assert (over.steps_per_trial, over.eval_points, over.eval_pairs_per_trial) == (40, 4, 2_400)
+
+
+def test_unknown_sizes_are_said_not_guessed() -> None:
+    raw = {"name": "files", "methods": {"dpo": {"loss_type": "sigmoid", "beta": {"low": 0.01, "high": 0.5}}},
+           "learning_rate": {"low": 1e-6, "high": 1e-4},
+           "data": {"source": "jsonl", "train": "t.jsonl", "heldout": "h.jsonl"},
+           "training": {"max_steps": None, "num_epochs": 1}}
+    spec = StudySpec.model_validate(raw)
+    assert split_sizes(spec) == {"train": None, "val": None, "test": None, "ood": 0}
+    plan = build_plan(spec, 1000.0)
+    assert (plan.steps_per_trial, plan.eval_pairs_per_trial, plan.seconds_per_trial) == (None, None, None)
+    assert "unknown" in format_plan(plan) and "data.max_train" in format_plan(plan)
+
+
+def test_time_needs_a_throughput() -> None:
+    spec = load_spec(MISTRAL_SPEC)
+    assert "pass --throughput" in format_plan(build_plan(spec))
+    plan = build_plan(spec, 1000.0)
+    # 4,096,000 training tokens at 1,000/s + 4,096,000 eval tokens at 3,000/s
+    assert plan.seconds_per_trial == pytest.approx(4_096 + 4_096_000 / 3_000)
+    assert "tokens/s" in format_plan(plan)
+    for bad in (0.0, -5.0, float("nan")):
+        with pytest.raises(ValueError, match="throughput"):
+            build_plan(spec, bad)
+
+
+def test_format_plan_mentions_gib_and_every_part() -> None:
+    plan = build_plan(load_spec(MISTRAL_SPEC), 3000.0)
+    text = format_plan(plan)
+    assert plan.memory is not None
+    names = [part.name for part in plan.memory.parts]
+    assert names == ["base weights", "embeddings + lm_head", "LoRA weights", "LoRA gradients", "optimizer state",
+                     "activation checkpoints", "layer working set", "logits tile", "CUDA overhead"]
+    for name in names:
+        assert name in text, name
+    assert "GiB" in text and "15.23 GiB" in text
+    for word in ("125 optimizer steps", "4,096,000 tokens", "2,000 pairs", "arc_challenge 25-shot", "250 docs",
+                 "1,750 docs", "24"):
+        assert word in text, word
+
+
+def test_importing_plan_does_not_import_torch() -> None:
+    code = (
+        "import sys; from prefstudy.plan import build_plan, format_plan; from prefstudy.spec import load_spec; "
+        "format_plan(build_plan(load_spec('study/mistral7b_qlora.yaml'), 1000.0)); "
+        "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+    ).stdout.strip()
+    assert out == "[]", f"prefstudy.plan must not import heavy libraries: {out}"
