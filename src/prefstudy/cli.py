@@ -62,7 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)  # overrides may come after options too
+    if extra and (args.command == "dashboard" or any("=" not in item or item.startswith("-") for item in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.args = [*args.args, *extra]
     from prefstudy.spec import SpecError, load_spec, spec_text
 
     if args.command == "dashboard":
