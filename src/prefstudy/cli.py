@@ -106,6 +106,7 @@ def _dashboard(target: str, host: str, port: int) -> int:
 
 def _run_guarded(command: str, spec, storage_url: str) -> int:  # type: ignore[no-untyped-def]
     from prefstudy.data import DataError
+    from prefstudy.lmeval import LmEvalError
     from prefstudy.model import ModelError
     from prefstudy.secrets import redact
     from prefstudy.spec import SpecError
@@ -121,7 +122,7 @@ def _run_guarded(command: str, spec, storage_url: str) -> int:  # type: ignore[n
         from prefstudy.runner import run
 
         return run(spec, storage_url)
-    except (SpecError, DataError, ModelError, StorageError) as exc:
+    except (SpecError, DataError, ModelError, StorageError, LmEvalError) as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -19,7 +19,7 @@ def artifact_dir(run_root: Path) -> Path:
 
 
 def note_markdown(method: str, loss_type: str, params: dict[str, float], final: dict[str, dict[str, float]],
-                  derived: dict[str, float], run_dir: Path) -> str:
+                  derived: dict[str, float], run_dir: Path, lm_eval: dict[str, float] | None = None) -> str:
     """The markdown note a finished trial shows in the dashboard."""
     lines = [
         f"### {method} (`loss_type={loss_type}`)",
@@ -38,9 +38,11 @@ def note_markdown(method: str, loss_type: str, params: dict[str, float], final: 
         f"test gain over the base model: {derived['test_gain_vs_base']:+.3f} "
         f"[{derived['test_gain_ci_low']:+.3f}, {derived['test_gain_ci_high']:+.3f}] (paired bootstrap, 95%)",
         f"generalization gap (train − val accuracy): {derived['generalization_gap']:+.3f}",
-        "",
-        f"run directory: `{run_dir}`",
     ]
+    if lm_eval:
+        lines += ["", "| lm-eval | value |", "| --- | --- |"]
+        lines += [f"| {key.removeprefix('lm_eval/')} | {value:.4f} |" for key, value in sorted(lm_eval.items())]
+    lines += ["", f"run directory: `{run_dir}`"]
     return "\n".join(lines)
 
 

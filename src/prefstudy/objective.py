@@ -34,6 +34,8 @@ class Worker:
     storage_url: str
     log: Callable[[str], None] = print
     trial_label: str = ""
+    lm_eval_manager: Any = None  # lm-eval TaskManager, resolved once
+    lm_eval_base: dict[str, Any] | None = None  # the base model's lm-eval result (per-doc scores included)
 
 
 def trial_seed(spec: StudySpec, number: int) -> int:
@@ -94,12 +96,22 @@ class Objective:
             f"learning_rate={params['learning_rate']:.3g} seed={seed}"
         )
 
+        pareto = spec.search.objective == "pareto"
+
         def reporter(step: int, value: float) -> bool:
+            if pareto:  # Optuna prunes single-objective studies only
+                return False
             trial.report(value, step)
             return trial.should_prune()
 
+        def lm_eval(model: Any) -> Any:
+            from prefstudy.lmeval import evaluate
+
+            return evaluate(model, self.worker.tokenizer, spec, seed, self.worker.lm_eval_manager)
+
+        after = lm_eval if spec.evaluation.lm_eval.tasks else None
         try:
-            outcome = train_trial(self.worker, method, params, seed, run_dir, reporter)
+            outcome = train_trial(self.worker, method, params, seed, run_dir, reporter, after_training=after)
         except BaseException as exc:
             reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
             trial.set_user_attr("fail_reason", reason[:500])
@@ -113,7 +125,24 @@ class Objective:
             raise optuna.TrialPruned(f"pruned at step {outcome.pruned_at}")
         return self._record(trial, outcome, run_dir)
 
-    def _record(self, trial: optuna.Trial, outcome: Any, run_dir: Any) -> float:
+    def _record_lm_eval(self, trial: optuna.Trial, result: dict[str, Any], run_dir: Any) -> dict[str, float]:
+        from prefstudy.lmeval import compare_to_base, flat_attrs
+
+        spec = self.worker.spec
+        write_json(run_dir / "lm_eval.json", result)
+        attrs = flat_attrs(result)
+        if self.worker.lm_eval_base is not None:
+            attrs.update({f"lm_eval/{k}": v for k, v in
+                          compare_to_base(result, self.worker.lm_eval_base, spec.seed).items()})
+        drop = spec.search.max_lm_eval_drop
+        if drop is not None and "lm_eval/delta_ci_high" in attrs:
+            # infeasible (> 0) when the whole interval of the paired delta lies below -max_lm_eval_drop
+            trial.set_user_attr("constraint", [-drop - attrs["lm_eval/delta_ci_high"]])
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        return attrs
+
+    def _record(self, trial: optuna.Trial, outcome: Any, run_dir: Any) -> float | tuple[float, float]:
         spec = self.worker.spec
         final = outcome.final
         ref_test = self.worker.prepared.ref["test"]
@@ -143,7 +172,23 @@ class Objective:
             "status": "complete", "value": value, "metrics": final, "derived": derived,
             "seconds": outcome.seconds, "clipped_fraction": outcome.clipped_fraction,
         })
+        lm_attrs = self._record_lm_eval(trial, outcome.extra, run_dir) if outcome.extra else {}
+        trial.set_user_attr("rss_mb", _rss_mb())
         method = spec.methods[self.method]
-        note = note_markdown(self.method, method.loss_type, dict(trial.params), final, derived, run_dir)
-        attach(trial, spec.run_root(), note, [run_dir / "curves.jsonl", run_dir / "metrics.json"])
+        note = note_markdown(self.method, method.loss_type, dict(trial.params), final, derived, run_dir, lm_attrs)
+        files = [run_dir / "curves.jsonl", run_dir / "metrics.json", run_dir / "lm_eval.json"]
+        attach(trial, spec.run_root(), note, files)
+        if spec.search.objective == "pareto":
+            return value, float(lm_attrs.get("lm_eval/mean", float("nan")))
         return value
+
+
+def _rss_mb() -> float:
+    """This process's resident memory now (Linux), in MiB."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")

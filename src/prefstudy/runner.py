@@ -48,7 +48,7 @@ def offline_if_local(spec: StudySpec) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, Any]) -> Any:
+def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, Any], lm_eval_manager: Any = None) -> Any:
     """Load the tokenizer, the base model (once) and the reference cache; record the base metrics once."""
     import torch
 
@@ -84,8 +84,47 @@ def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, Any]) -> A
             study.set_user_attr("data_fingerprint", prepared.fingerprint)
             study.set_user_attr("dropped", dropped)
     log("base model preference accuracy: " + ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in base.items()))
-    return Worker(spec=spec, tokenizer=tokenizer, base_model=model, prepared=prepared,
-                  storage_url=storage_url, log=log)
+    worker = Worker(spec=spec, tokenizer=tokenizer, base_model=model, prepared=prepared,
+                    storage_url=storage_url, log=log, lm_eval_manager=lm_eval_manager)
+    if spec.evaluation.lm_eval.tasks:
+        worker.lm_eval_base = base_lm_eval(worker, studies)
+    return worker
+
+
+def base_lm_eval(worker: Any, studies: dict[str, Any]) -> dict[str, Any]:
+    """The base model's lm-eval result: computed once per study, then read from runs/<name>/base/lm_eval.json."""
+    import json
+
+    from prefstudy.lmeval import evaluate, flat_attrs
+    from prefstudy.rundir import write_json
+
+    spec = worker.spec
+    path = spec.run_root() / "base" / "lm_eval.json"
+    if path.exists():
+        log(f"lm-eval of the base model: reused {path}")
+        return json.loads(path.read_text())
+    started = time.perf_counter()
+    result = evaluate(worker.base_model, worker.tokenizer, spec, spec.seed, worker.lm_eval_manager)
+    write_json(path, result)
+    for study in studies.values():
+        for key, value in flat_attrs(result, prefix="lm_eval_base").items():
+            study.set_user_attr(key, value)
+    log(f"lm-eval of the base model in {time.perf_counter() - started:.1f}s: "
+        + ", ".join(f"{name} {task['value']:.3f}" for name, task in result["tasks"].items()))
+    return result
+
+
+def keep_best_adapter(study: Any, _trial: Any) -> None:
+    """save_adapter: best -- delete the adapters of every trial but the method's current best."""
+    import shutil
+
+    from prefstudy.summary import best_trial
+
+    best = best_trial(study)
+    for trial in study.get_trials(deepcopy=False):
+        folder = Path(trial.user_attrs.get("run_dir", "")) / "adapter"
+        if trial.user_attrs.get("run_dir") and (best is None or trial.number != best.number) and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def run(spec: StudySpec, storage_url: str) -> int:
@@ -96,6 +135,13 @@ def run(spec: StudySpec, storage_url: str) -> int:
     offline_if_local(spec)
     _quiet_libraries()
     signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: the running trial is recorded as interrupted
+    lm_eval_manager = None
+    if spec.evaluation.lm_eval.tasks:  # resolve every task (and reach its data) before anything is written
+        from prefstudy.lmeval import validate_tasks
+
+        lm_eval_manager = validate_tasks(spec.evaluation.lm_eval.tasks)
+    if spec.search.objective == "pareto":
+        log("objective 'pareto' (val accuracy, lm-eval mean): pruning is off, every trial runs to the end")
     storage = open_storage(storage_url, spec)
     studies = create_studies(spec, storage)
     target = spec.search.n_trials
@@ -104,8 +150,9 @@ def run(spec: StudySpec, storage_url: str) -> int:
     failures: dict[str, int] = {}
     if any(todo.values()):
         started = time.perf_counter()
-        worker = load_worker(spec, storage_url, studies)
-        failures = run_loop(studies, lambda method: Objective(worker, method), target, log)
+        worker = load_worker(spec, storage_url, studies, lm_eval_manager)
+        callbacks = [keep_best_adapter] if spec.training.save_adapter == "best" else None
+        failures = run_loop(studies, lambda method: Objective(worker, method), target, log, callbacks)
         log(f"search finished in {(time.perf_counter() - started) / 60:.1f} min")
     from prefstudy.summary import print_summary
 

@@ -45,7 +45,10 @@ def open_storage(url: str, spec: StudySpec) -> optuna.storages.BaseStorage:
 def make_sampler(spec: StudySpec, method: str) -> optuna.samplers.BaseSampler:
     sampler = spec.search.sampler
     if sampler.type == "tpe":
-        return optuna.samplers.TPESampler(seed=sampler.seed, n_startup_trials=sampler.n_startup_trials)
+        constraints = constraint_of if spec.search.max_lm_eval_drop is not None else None
+        return optuna.samplers.TPESampler(
+            seed=sampler.seed, n_startup_trials=sampler.n_startup_trials, constraints_func=constraints
+        )
     if sampler.type == "random":
         return optuna.samplers.RandomSampler(seed=sampler.seed)
     if sampler.type == "qmc":
@@ -58,8 +61,15 @@ def make_sampler(spec: StudySpec, method: str) -> optuna.samplers.BaseSampler:
     return optuna.samplers.GridSampler(grid, seed=sampler.seed)
 
 
+def constraint_of(trial: optuna.trial.FrozenTrial) -> list[float]:
+    """<= 0 feasible; set by the objective when lm-eval drops below the base by more than allowed."""
+    return list(trial.user_attrs.get("constraint", [0.0]))
+
+
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     pruner = spec.search.pruner
+    if spec.search.objective == "pareto":
+        return optuna.pruners.NopPruner()  # pruning is single-objective only
     if pruner.type == "median":
         return optuna.pruners.MedianPruner(
             n_startup_trials=pruner.n_startup_trials, n_warmup_steps=pruner.n_warmup_steps
@@ -79,9 +89,10 @@ def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage) -> dic
     fingerprint = spec.fingerprint()
     for method in spec.methods:
         name = spec.study_name(method)
+        pareto = spec.search.objective == "pareto"
         study = optuna.create_study(
-            study_name=name, storage=storage, direction="maximize", sampler=make_sampler(spec, method),
-            pruner=make_pruner(spec), load_if_exists=True,
+            study_name=name, storage=storage, directions=["maximize", "maximize"] if pareto else ["maximize"],
+            sampler=make_sampler(spec, method), pruner=make_pruner(spec), load_if_exists=True,
         )
         stored = study.user_attrs.get("spec_fingerprint")
         if stored is not None and stored != fingerprint:
@@ -97,7 +108,8 @@ def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage) -> dic
             study.set_user_attr("loss_type", spec.methods[method].loss_type)
             from optuna_dashboard import set_objective_names
 
-            set_objective_names(study, [f"val {spec.evaluation.metric}"])
+            names = [f"val {spec.evaluation.metric}"] + (["lm-eval mean"] if pareto else [])
+            set_objective_names(study, names)
             for point in spec.search.enqueue.get(method, ()):
                 study.enqueue_trial(dict(point), user_attrs={"enqueued": "published default"})
         requeue_interrupted(study)
@@ -134,7 +146,8 @@ def finished(study: optuna.Study) -> int:
     return c["complete"] + c["pruned"]
 
 
-def run_loop(studies: dict[str, optuna.Study], objective_for: Any, n_trials: int, log: Any) -> dict[str, int]:
+def run_loop(studies: dict[str, optuna.Study], objective_for: Any, n_trials: int, log: Any,
+             callbacks: list[Any] | None = None) -> dict[str, int]:
     """Round-robin over methods, one trial at a time, until each has ``n_trials`` finished trials.
 
     A method whose trials keep failing stops after ``n_trials`` failures in this run, so a broken setting
@@ -149,7 +162,7 @@ def run_loop(studies: dict[str, optuna.Study], objective_for: Any, n_trials: int
         for method in pending:
             study = studies[method]
             before = counts(study)["failed"]
-            study.optimize(objective_for(method), n_trials=1, catch=catch, gc_after_trial=True)
+            study.optimize(objective_for(method), n_trials=1, catch=catch, gc_after_trial=True, callbacks=callbacks)
             if counts(study)["failed"] > before:
                 failures[method] += 1
                 last = study.get_trials(deepcopy=False)[-1]

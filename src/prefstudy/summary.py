@@ -12,8 +12,12 @@ from prefstudy.spec import StudySpec
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and t.value is not None]
-    return max(complete, key=lambda t: (t.value, -t.number)) if complete else None
+    """The complete, feasible trial with the highest val objective (the first objective under pareto)."""
+    complete = [
+        t for t in study.get_trials(deepcopy=False)
+        if t.state == TrialState.COMPLETE and t.values and all(c <= 0 for c in t.user_attrs.get("constraint", [0]))
+    ]
+    return max(complete, key=lambda t: (t.values[0], -t.number)) if complete else None
 
 
 def summary_rows(spec: StudySpec, studies: dict[str, optuna.Study]) -> list[dict[str, Any]]:
@@ -35,6 +39,9 @@ def summary_rows(spec: StudySpec, studies: dict[str, optuna.Study]) -> list[dict
             "gain_ci": (attrs.get("test_gain_ci_low"), attrs.get("test_gain_ci_high")),
             "ood": attrs.get(f"ood/{spec.evaluation.metric}"),
             "gap": attrs.get("generalization_gap"),
+            "lm_eval": attrs.get("lm_eval/mean"),
+            "lm_delta": (attrs.get("lm_eval/delta_vs_base"), attrs.get("lm_eval/delta_ci_low"),
+                         attrs.get("lm_eval/delta_ci_high")),
             "base_test": study.user_attrs.get(f"base/test/{spec.evaluation.metric}"),
             "base_ood": study.user_attrs.get(f"base/ood/{spec.evaluation.metric}"),
         })
@@ -57,6 +64,11 @@ def print_summary(spec: StudySpec, studies: dict[str, optuna.Study], storage_url
         print(f"{r['method']:<8} {r['loss_type']:<8} {r['complete']:>4} {r['pruned']:>4} {r['failed']:>4}  "
               f"{_f(r['beta'], '.4g'):>8} {_f(r['learning_rate'], '.3g'):>9}  {_f(r['val']):>5} {test:>20} "
               f"{gain:>24} {_f(r['ood']):>5} {_f(r['gap'], '+.3f'):>6}", file=out)
+    for r in rows:
+        if r["lm_eval"] is not None:
+            d = r["lm_delta"]
+            print(f"{r['method']:<8} lm-eval mean {_f(r['lm_eval'])}, delta vs base {_f(d[0], '+.3f')} "
+                  f"[{_f(d[1], '+.3f')},{_f(d[2], '+.3f')}]", file=out)
     if rows:
         print(f"base model: test {_f(rows[0]['base_test'])}, ood {_f(rows[0]['base_ood'])} "
               f"(best trial per method chosen on val; test and ood are only reported)", file=out)

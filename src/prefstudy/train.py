@@ -65,6 +65,7 @@ class TrialOutcome:
     steps_done: int = 0
     clipped_fraction: float = 0.0
     seconds: dict[str, float] = field(default_factory=dict)
+    extra: Any = None
 
 
 def total_steps(training: Any, n_train: int) -> int:
@@ -180,9 +181,14 @@ def dpo_config(ctx: Any, method: Any, params: dict[str, float], out_dir: Path, n
 
 
 def train_trial(
-    ctx: Any, method: Any, params: dict[str, float], seed: int, run_dir: Path, reporter: Reporter
+    ctx: Any, method: Any, params: dict[str, float], seed: int, run_dir: Path, reporter: Reporter,
+    after_training: Callable[[Any], Any] | None = None,
 ) -> TrialOutcome:
-    """Train one adapter on ``ctx.base_model``; the base model is left exactly as it was."""
+    """Train one adapter on ``ctx.base_model``; the base model is left exactly as it was.
+
+    ``after_training(peft_model)`` runs on the trained, still-attached adapter of a trial that was not pruned
+    (lm-eval); its result lands in ``outcome.extra``.
+    """
     from peft import LoraConfig, get_peft_model
 
     prepared: Prepared = ctx.prepared
@@ -209,8 +215,13 @@ def train_trial(
             "train": evaluator.train_seconds, "evaluate": evaluator.eval_seconds,
             "total": time.perf_counter() - started,
         }
-        if training.save_adapter == "all" and evaluator.outcome.pruned_at is None:
-            peft_model.save_pretrained(str(run_dir / "adapter"))
+        if evaluator.outcome.pruned_at is None:
+            if training.save_adapter in ("all", "best"):  # "best" adapters are pruned away by the study later
+                peft_model.save_pretrained(str(run_dir / "adapter"))
+            if after_training is not None:
+                started = time.perf_counter()
+                evaluator.outcome.extra = after_training(peft_model)
+                evaluator.outcome.seconds["lm_eval"] = time.perf_counter() - started
         return evaluator.outcome
     finally:
         del trainer

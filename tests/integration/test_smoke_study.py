@@ -178,3 +178,58 @@ def test_dry_run_prints_the_plan_without_loading_anything(tmp_path: Path) -> Non
     assert "GPU memory per GPU" in result.stdout and "GiB" in result.stdout
     assert "time per trial at 2,500 tokens/s" in result.stdout
     assert not any(tmp_path.iterdir())
+
+
+def test_builtin_lm_eval_task_offline_fails_fast_with_exit_2(tmp_path: Path) -> None:
+    import time
+
+    started = time.perf_counter()
+    result = _cli("study", "study/smoke.yaml", f"runs_dir={tmp_path}",
+                  "evaluation.lm_eval.tasks=[{name: arc_challenge, num_fewshot: 25, metric: acc_norm}]")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert time.perf_counter() - started < 30
+    assert "arc_challenge" in result.stderr and "ai2_arc" in result.stderr and "could not be loaded" in result.stderr
+    assert not any(tmp_path.iterdir()), "nothing may be written before the tasks are resolved"
+
+
+def test_lm_eval_results_are_stored_per_trial_and_base_once(smoke_run) -> None:
+    runs, storage, result = smoke_run
+    assert result.stdout.count("lm-eval of the base model in") == 1
+    base = json.loads((runs / "smoke" / "base" / "lm_eval.json").read_text())
+    assert set(base["tasks"]) == {"prefstudy_arith", "prefstudy_format"}
+    study = optuna.load_study(study_name="smoke/dpo", storage=storage)
+    assert "lm_eval_base/prefstudy_arith/acc" in study.user_attrs
+    trial = [t for t in study.trials if t.state == TrialState.COMPLETE][0]
+    for key in ("lm_eval/prefstudy_arith/acc", "lm_eval/prefstudy_format/exact_match", "lm_eval/mean",
+                "lm_eval/delta_vs_base", "lm_eval/delta_ci_low", "lm_eval/delta_ci_high"):
+        assert key in trial.user_attrs, key
+    stored = json.loads((Path(trial.user_attrs["run_dir"]) / "lm_eval.json").read_text())
+    task = stored["tasks"]["prefstudy_arith"]
+    assert len(task["per_doc"]) == 8 and task["value"] == pytest.approx(sum(task["per_doc"]) / 8)
+    assert trial.user_attrs["lm_eval/mean"] == pytest.approx(
+        (stored["tasks"]["prefstudy_arith"]["value"] + stored["tasks"]["prefstudy_format"]["value"]) / 2)
+
+
+def test_lm_eval_cli_rescoring_of_a_trial_agrees_with_the_stored_numbers(smoke_run, tmp_path: Path) -> None:
+    """The README's verification command: lm_eval's own CLI on the cached base folder + the trial's adapter."""
+    runs, storage, _ = smoke_run
+    study = optuna.load_study(study_name="smoke/dpo", storage=storage)
+    trial = [t for t in study.trials if t.state == TrialState.COMPLETE][0]
+    run_dir = Path(trial.user_attrs["run_dir"])
+    base_folder = Path(os.environ["PREFSTUDY_CACHE"]) / "models" / "tiny-random-mistral"
+    command = [
+        sys.executable, "-m", "lm_eval", "run", "--model", "hf",
+        "--model_args", f"pretrained={base_folder},peft={run_dir / 'adapter'},dtype=float32",
+        "--include_path", "evals/tasks", "--tasks", "prefstudy_arith", "--limit", "8", "--batch_size", "8",
+        "--device", "cpu", "--log_samples", "--output_path", str(tmp_path),
+    ]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    samples_file = next(tmp_path.rglob("samples_prefstudy_arith_*.jsonl"))
+    cli = sorted((json.loads(line) for line in samples_file.read_text().splitlines()), key=lambda s: s["doc_id"])
+    stored = json.loads((run_dir / "lm_eval.json").read_text())["tasks"]["prefstudy_arith"]
+    assert [s["acc"] for s in cli] == stored["per_doc"]
+    for sample, expected in zip(cli, stored["loglikelihoods"], strict=True):
+        got = [float(r[0]) for r in sample["filtered_resps"]]
+        assert got == pytest.approx(expected, abs=1e-4)

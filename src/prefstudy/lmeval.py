@@ -1,0 +1,160 @@
+"""lm-evaluation-harness on the in-memory model: the base once per study, every trained adapter once per trial.
+
+The trial's peft model is handed to ``HFLM(pretrained=<model object>)`` directly -- no merge, no reload (``peft=`` is
+silently ignored when ``pretrained`` is an object, so it is never passed). Tasks resolve through
+``TaskManager(include_path=evals/tasks)``; built-in tasks (arc_challenge, hellaswag, ...) are checked before the
+first trial, so an unreachable dataset fails in seconds, not after training.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prefstudy import metrics
+
+TASKS_DIR = Path("evals/tasks")
+
+
+class LmEvalError(ValueError):
+    """A task named in the spec is unknown or its dataset cannot be reached."""
+
+
+def task_manager(tasks: tuple[Any, ...], tasks_dir: Path = TASKS_DIR) -> Any:
+    from lm_eval.tasks import TaskManager
+
+    local = {path.stem for path in tasks_dir.glob("*/*.yaml")} if tasks_dir.is_dir() else set()
+    builtin = any(task.name not in local for task in tasks)
+    return TaskManager(include_path=str(tasks_dir) if local else None, include_defaults=builtin)
+
+
+def _dataset_of(manager: Any, name: str) -> str:
+    """The task's dataset_path, following `include:` files (best effort; for the error message)."""
+    import yaml
+
+    entry = manager.task_index.get(name)
+    cfg, path = dict(getattr(entry, "cfg", None) or {}), getattr(entry, "yaml_path", None)
+    for _ in range(3):
+        if cfg.get("dataset_path") or not cfg.get("include") or path is None:
+            break
+        path = Path(path).parent / cfg["include"]
+        try:
+            included = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            break
+        cfg = {**included, **{k: v for k, v in cfg.items() if k != "include"}}
+    return str(cfg.get("dataset_path") or "its dataset")
+
+
+def validate_tasks(tasks: tuple[Any, ...], tasks_dir: Path = TASKS_DIR) -> Any:
+    """Resolve every task and load its documents now; raise LmEvalError naming the task and dataset."""
+    if not tasks:
+        return None
+    from lm_eval.tasks import get_task_dict
+
+    manager = task_manager(tasks, tasks_dir)
+    for task in tasks:
+        if task.name not in manager.all_tasks:
+            raise LmEvalError(
+                f"lm-eval task '{task.name}' is unknown: not in {tasks_dir}/ nor among lm-eval's built-in tasks"
+            )
+        try:
+            get_task_dict([task.name], manager)
+        except Exception as exc:  # noqa: BLE001 - datasets/hub raise many types
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise LmEvalError(
+                f"lm-eval task '{task.name}': dataset '{_dataset_of(manager, task.name)}' could not be loaded "
+                f"({type(exc).__name__}: {first[:200]}). Offline? Download it into the Hugging Face cache on a "
+                f"machine with network, or remove the task from evaluation.lm_eval.tasks"
+            ) from None
+    return manager
+
+
+def _metric_key(results: dict[str, Any], metric: str) -> str:
+    keys = [k for k in results if k.split(",")[0] == metric and not k.endswith("_stderr")]
+    if not keys:
+        raise LmEvalError(f"metric '{metric}' not in lm-eval results ({sorted(results)})")
+    return sorted(keys)[0]
+
+
+def evaluate(model: Any, tokenizer: Any, spec: Any, seed: int, manager: Any) -> dict[str, Any]:
+    """Score ``model`` on every task of ``spec.evaluation.lm_eval``; per task: value, stderr, per-doc scores."""
+    import torch
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+
+    lm_spec = spec.evaluation.lm_eval
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    was_training = model.training
+    model.eval()
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=lm_spec.batch_size, device=device)
+    out: dict[str, Any] = {"tasks": {}, "raw": {}}
+    try:
+        for task in lm_spec.tasks:
+            result = simple_evaluate(
+                model=lm, tasks=[task.name], num_fewshot=task.num_fewshot, limit=task.limit,
+                task_manager=manager, log_samples=True, bootstrap_iters=0, random_seed=seed,
+                numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+            )
+            values = result["results"][task.name]
+            key = _metric_key(values, task.metric)
+            metric_name, _, filter_name = key.partition(",")
+            samples = [s for s in result["samples"][task.name] if s.get("filter", filter_name) == filter_name]
+            samples.sort(key=lambda s: s["doc_id"])
+            stderr = values.get(f"{metric_name}_stderr,{filter_name}")
+            per_doc = np.asarray([float(s[metric_name]) for s in samples])
+            if not isinstance(stderr, (int, float)) and len(per_doc) > 1:  # lm-eval skips it with bootstrap_iters=0
+                stderr = float(per_doc.std(ddof=1) / np.sqrt(len(per_doc)))
+            out["tasks"][task.name] = {
+                "metric": metric_name, "filter": filter_name, "value": float(values[key]),
+                "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
+                "doc_ids": [int(s["doc_id"]) for s in samples],
+                "per_doc": per_doc.tolist(),
+                "loglikelihoods": [[float(r[0]) for r in s.get("filtered_resps", [])]
+                                   if task_is_loglikelihood(s) else None for s in samples],
+            }
+            out["raw"][task.name] = json.loads(json.dumps(
+                {k: v for k, v in result.items() if k != "samples"}, default=str))
+            if lm_spec.log_samples:
+                out.setdefault("samples", {})[task.name] = json.loads(json.dumps(samples, default=str))
+    finally:
+        del lm
+        gc.collect()
+        model.train(was_training)
+    out["mean"] = float(np.mean([t["value"] for t in out["tasks"].values()])) if out["tasks"] else None
+    return out
+
+
+def task_is_loglikelihood(sample: dict[str, Any]) -> bool:
+    resps = sample.get("filtered_resps") or []
+    return bool(resps) and isinstance(resps[0], (list, tuple)) and len(resps[0]) == 2
+
+
+def compare_to_base(trial: dict[str, Any], base: dict[str, Any], seed: int) -> dict[str, float]:
+    """Macro-mean delta to the base and its paired 95% bootstrap interval over documents (same docs, same order)."""
+    diffs = []
+    for name, task in trial["tasks"].items():
+        reference = base["tasks"][name]
+        if task["doc_ids"] != reference["doc_ids"]:
+            raise LmEvalError(f"task '{name}': the trial and the base were scored on different documents")
+        diffs.append(np.asarray(task["per_doc"]) - np.asarray(reference["per_doc"]))
+    # macro mean over tasks of per-task mean differences: weight each doc by 1/(n_tasks * n_docs_of_its_task)
+    weights = np.concatenate([np.full(len(d), 1.0 / (len(diffs) * len(d))) for d in diffs])
+    values = np.concatenate(diffs) * weights * len(weights)
+    mean, low, high = metrics.bootstrap_mean_ci(values, seed=seed)
+    return {"delta_vs_base": float(mean), "delta_ci_low": float(low), "delta_ci_high": float(high)}
+
+
+def flat_attrs(result: dict[str, Any], prefix: str = "lm_eval") -> dict[str, float]:
+    attrs = {}
+    for name, task in result["tasks"].items():
+        attrs[f"{prefix}/{name}/{task['metric']}"] = task["value"]
+        if task["stderr"] is not None:
+            attrs[f"{prefix}/{name}/{task['metric']}_stderr"] = task["stderr"]
+    if result.get("mean") is not None:
+        attrs[f"{prefix}/mean"] = result["mean"]
+    return attrs
