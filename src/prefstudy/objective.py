@@ -42,6 +42,23 @@ def trial_seed(spec: StudySpec, number: int) -> int:
     return spec.seed * 100_003 + number
 
 
+def sampling_kind(trial: optuna.Trial, spec: StudySpec) -> str:
+    """How the trial's parameters were chosen: 'enqueued' (published defaults, resumed interrupts), 'random'
+    (non-adaptive: random/qmc/grid samplers and TPE's random start-up trials) or 'adaptive' (TPE proper)."""
+    attrs = trial.user_attrs
+    if "enqueued" in attrs or "requeued_from" in attrs:
+        return "enqueued"
+    sampler = spec.search.sampler
+    if sampler.type != "tpe":
+        return "random"
+    earlier = [
+        t for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                                   optuna.trial.TrialState.PRUNED))
+        if t.number < trial.number
+    ]
+    return "random" if len(earlier) < sampler.n_startup_trials else "adaptive"
+
+
 def flatten(final: dict[str, dict[str, float]]) -> dict[str, float]:
     return {f"{split}/{key}": float(value) for split, values in final.items() for key, value in values.items()}
 
@@ -81,6 +98,7 @@ class Objective:
         (run_dir / "curves.jsonl").unlink(missing_ok=True)
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("seed", seed)
+        trial.set_user_attr("sampling", sampling_kind(trial, spec))
         write_json(run_dir / "config.json", {
             "study": spec.study_name(self.method), "trial": trial.number, "method": self.method,
             "loss_type": method.loss_type, "params": params, "seed": seed,
@@ -151,12 +169,17 @@ class Objective:
             metrics.pairwise_preference(ref_test["chosen"], ref_test["rejected"]),
             seed=spec.seed,
         )
+        val_ci = metrics.bootstrap_mean_ci(
+            metrics.pairwise_preference(outcome.arrays["val"]["chosen"], outcome.arrays["val"]["rejected"]),
+            seed=spec.seed,
+        )
         test_ci = metrics.bootstrap_mean_ci(
             metrics.pairwise_preference(outcome.arrays["test"]["chosen"], outcome.arrays["test"]["rejected"]),
             seed=spec.seed,
         )
         derived = {
             "generalization_gap": final["train"]["accuracy"] - final["val"]["accuracy"],
+            "val_accuracy_ci_low": val_ci[1], "val_accuracy_ci_high": val_ci[2],
             "test_accuracy_ci_low": test_ci[1], "test_accuracy_ci_high": test_ci[2],
             "test_gain_vs_base": gain[0], "test_gain_ci_low": gain[1], "test_gain_ci_high": gain[2],
         }

@@ -233,3 +233,21 @@ def test_lm_eval_cli_rescoring_of_a_trial_agrees_with_the_stored_numbers(smoke_r
     for sample, expected in zip(cli, stored["loglikelihoods"], strict=True):
         got = [float(r[0]) for r in sample["filtered_resps"]]
         assert got == pytest.approx(expected, abs=1e-4)
+
+
+def test_pareto_objective_and_lm_eval_constraint(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    pareto = _cli("study", "study/smoke.yaml", f"runs_dir={tmp_path}", "name=smokepareto", "search.n_trials=1",
+                  "search.objective=pareto", "--storage", storage)
+    assert pareto.returncode == 0, pareto.stderr[-2000:]
+    assert "pruning is off" in pareto.stdout
+    study = optuna.load_study(study_name="smokepareto/dpo", storage=storage)
+    assert len(study.directions) == 2
+    trial = study.trials[0]
+    assert trial.values[0] == trial.user_attrs["val/accuracy"]
+    assert trial.values[1] == pytest.approx(trial.user_attrs["lm_eval/mean"])
+    constrained = _cli("study", "study/smoke.yaml", f"runs_dir={tmp_path}", "name=smokedrop", "search.n_trials=1",
+                       "search.sampler.type=tpe", "search.max_lm_eval_drop=0.05", "--storage", storage)
+    assert constrained.returncode == 0, constrained.stderr[-2000:]
+    trial = optuna.load_study(study_name="smokedrop/ipo", storage=storage).trials[0]
+    assert trial.user_attrs["constraint"] == [pytest.approx(-0.05 - trial.user_attrs["lm_eval/delta_ci_high"])]

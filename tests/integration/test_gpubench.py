@@ -1,0 +1,32 @@
+"""The GPU benchmark command, run on the CPU with a tiny shape: same code path, honest label."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def test_gpubench_tiny_shape_runs_dpo_and_ipo_through_the_trial_code(tmp_path: Path) -> None:
+    out = tmp_path / "gpu.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "prefstudy.gpubench", "--shape", "tiny", "--steps", "2", "--batch-size", "2",
+         "--max-length", "192", "--out", str(out)],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT / "src")), capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["device"] == "cpu" and report["measurement"].startswith("code-path check only")
+    assert report["quantization"] == "nf4" and report["lora_r"] == 128 and report["max_length"] == 192
+    for method, loss_type in (("dpo", "sigmoid"), ("ipo", "ipo")):
+        row = report["methods"][method]
+        assert row["loss_type"] == loss_type and row["steps"] == 2
+        assert row["tokens_per_s"] == pytest.approx(row["tokens_per_step"] / row["step_seconds"])
+        assert 100 < row["tokens_per_step"] <= 2 * 192 * 2 * 4  # batch 2 x accumulation 4 pairs of <= 192 tokens
