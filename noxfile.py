@@ -50,6 +50,12 @@ def study(session: nox.Session) -> None:
 
 
 @nox.session
+def report(session: nox.Session) -> None:
+    """Rebuild reports/<name>/index.html from the storage and run dirs: nox -s report -- [SPEC] [--storage URL]"""
+    session.run(env_python(session), "-m", "prefstudy", "report", *session.posargs)
+
+
+@nox.session
 def dashboard(session: nox.Session) -> None:
     """optuna-dashboard on 127.0.0.1:8080: nox -s dashboard -- [SPEC or storage URL] [--host H] [--port P]"""
     session.run(env_python(session), "-m", "prefstudy", "dashboard", *session.posargs)

@@ -19,6 +19,7 @@ EPILOG = """examples:
   python -m prefstudy validate study/mistral7b_qlora.yaml
   python -m prefstudy study study/mistral7b_qlora.yaml --dry-run --throughput 2500
   python -m prefstudy summary study/default.yaml
+  python -m prefstudy report study/default.yaml                  # reports/default/index.html
   python -m prefstudy dashboard study/default.yaml --port 8080   # binds 127.0.0.1 unless --host says otherwise
 
 exit codes: 0 success, 2 bad input (nothing trained), 1 failure during the run, 130 interrupted"""
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("study", "launch or resume the search of a spec (tops every method up to search.n_trials)"),
         ("validate", "validate a spec and print it resolved; loads nothing"),
         ("summary", "print the best trial per method from the storage"),
+        ("report", "build reports/<name>/index.html from the storage and run directories (works offline)"),
     ):
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("args", nargs="*", metavar="SPEC|key.path=value",
@@ -113,6 +115,11 @@ def _run_guarded(command: str, spec, storage_url: str) -> int:  # type: ignore[n
     from prefstudy.study import StorageError
 
     try:
+        if command == "report":
+            from prefstudy.report import build_report
+
+            print(f"report: {build_report(spec, storage_url)}")
+            return 0
         if command == "summary":
             from prefstudy.study import create_studies, open_storage
             from prefstudy.summary import print_summary

@@ -157,4 +157,10 @@ def run(spec: StudySpec, storage_url: str) -> int:
     from prefstudy.summary import print_summary
 
     print_summary(spec, studies, storage_url, out=sys.stdout)
+    try:
+        from prefstudy.report import build_report
+
+        log(f"report:  {build_report(spec, storage_url, storage=storage)}")
+    except Exception as exc:  # noqa: BLE001 - the study's results are safe in storage; the report can be rebuilt
+        log(f"report could not be built ({type(exc).__name__}: {redact(str(exc))}); retry: nox -s report -- SPEC")
     return 1 if any(failures.values()) and any(finished(s) < target for s in studies.values()) else 0
