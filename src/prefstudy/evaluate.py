@@ -55,5 +55,5 @@ def family_accuracy(prepared: Prepared, split: str, policy: dict[str, np.ndarray
     out: dict[str, float] = {}
     families = np.asarray(dataset["family"])
     for family in sorted(set(families.tolist())):
-        out[family] = float(wins[families == family].mean())
+        out[str(family)] = float(wins[families == family].mean())
     return out

@@ -84,6 +84,14 @@ def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, Any], lm_e
             study.set_user_attr("data_fingerprint", prepared.fingerprint)
             study.set_user_attr("dropped", dropped)
     log("base model preference accuracy: " + ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in base.items()))
+    from prefstudy.evaluate import family_accuracy
+
+    for split in prepared.ref:
+        per_family = family_accuracy(prepared, split, None)
+        log(f"  {split} per family: " + ", ".join(f"{f} {a:.2f}" for f, a in per_family.items()))
+        for study in studies.values():
+            if f"base/{split}/family" not in study.user_attrs:
+                study.set_user_attr(f"base/{split}/family", per_family)
     worker = Worker(spec=spec, tokenizer=tokenizer, base_model=model, prepared=prepared,
                     storage_url=storage_url, log=log, lm_eval_manager=lm_eval_manager)
     if spec.evaluation.lm_eval.tasks:

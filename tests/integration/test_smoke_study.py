@@ -251,3 +251,13 @@ def test_pareto_objective_and_lm_eval_constraint(tmp_path: Path) -> None:
     assert constrained.returncode == 0, constrained.stderr[-2000:]
     trial = optuna.load_study(study_name="smokedrop/ipo", storage=storage).trials[0]
     assert trial.user_attrs["constraint"] == [pytest.approx(-0.05 - trial.user_attrs["lm_eval/delta_ci_high"])]
+
+
+def test_base_accuracy_is_reported_per_family(smoke_run) -> None:
+    runs, storage, result = smoke_run
+    assert "test per family: " in result.stdout
+    study = optuna.load_study(study_name="smoke/dpo", storage=storage)
+    families = study.user_attrs["base/ood/family"]
+    assert set(families) == {"subtraction"} and 0.0 <= families["subtraction"] <= 1.0
+    val = study.user_attrs["base/val/family"]
+    assert len(val) >= 4 and all(0.0 <= v <= 1.0 for v in val.values())
