@@ -109,7 +109,7 @@ def prepare(
             dataset.save_to_disk(str(tmp / f"tokenized-{name}"))
             np.savez(tmp / f"ref-{name}.npz", **arrays)
         seconds = time.perf_counter() - started
-        meta = {"fingerprint": key, "over_length": over_length, "seconds": seconds, "sizes": {}}
+        meta = {"fingerprint": key, "over_length": over_length, "seconds": seconds}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         tmp.rename(folder)
         tokenized, ref, _ = _load(folder, names)
