@@ -101,58 +101,94 @@ def to_record(row: dict[str, Any], columns: Any, index: int, family: str) -> dic
     return {"id": str(ident), "family": family, "prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
-def _read_rows(path: Path, fmt: str, dropped: dict[str, int]) -> list[dict[str, Any]]:
+def _read_rows(path: Path, fmt: str, dropped: dict[str, int], field: str = "data") -> list[dict[str, Any]]:
     if not path.exists():
-        raise DataError(f"data file '{path}' does not exist")
+        raise DataError(
+            f"{field}: data file '{path}' does not exist; fix the path in the spec "
+            f"(relative paths start from the working directory {Path.cwd()})"
+        )
+    if not path.is_file():
+        raise DataError(f"{field}: '{path}' is not a file; point {field} at a .{fmt} file")
     if fmt == "parquet":
         import pandas as pd
 
         try:
             return pd.read_parquet(path).to_dict(orient="records")
         except Exception as exc:  # noqa: BLE001 - pyarrow raises many types
-            raise DataError(f"{path}: not a readable parquet file ({exc})") from None
-    rows = []
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError:
-                dropped["undecodable"] = dropped.get("undecodable", 0) + 1
-                continue
-            if isinstance(value, dict):
-                rows.append(value)
-            else:
-                dropped["undecodable"] = dropped.get("undecodable", 0) + 1
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(
+                f"{path} ({field}): not a readable parquet file ({reason}); check the path or rewrite the file"
+            ) from None
+    rows, bad, first_bad = [], 0, 0
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line)
+                except json.JSONDecodeError:
+                    value = None
+                if isinstance(value, dict):
+                    rows.append(value)
+                else:
+                    bad += 1
+                    first_bad = first_bad or number
+    except OSError as exc:
+        raise DataError(
+            f"{field}: data file '{path}' cannot be read ({exc.strerror or exc}); check its permissions"
+        ) from None
+    if bad and not rows:
+        raise DataError(
+            f"{path} ({field}): none of its {bad} line(s) is a JSON object (first bad line {first_bad}); "
+            "write one JSON object per line (jsonl) with the prompt, chosen and rejected keys named in data.columns"
+        )
+    if bad:
+        dropped["undecodable"] = dropped.get("undecodable", 0) + bad
     return rows
 
 
 def _records(rows: list[dict[str, Any]], columns: Any, where: str, family: str, dropped: dict[str, int]) -> list:
     if not rows:
-        raise DataError(f"{where}: no rows (empty split)")
+        raise DataError(
+            f"{where}: no rows (empty split); add preference pairs with columns "
+            f"{columns.prompt}, {columns.chosen} and {columns.rejected}"
+        )
     names = (columns.prompt, columns.chosen, columns.rejected)
     missing = [name for name in names if name not in rows[0]]
     if missing:
-        have = ", ".join(sorted(rows[0])[:12])
+        have = ", ".join(sorted(str(key) for key in rows[0])[:12])
         raise DataError(f"{where}: missing column(s) {missing}; it has {have}. Map them under data.columns")
     out = []
+    here: dict[str, int] = {}
     for index, row in enumerate(rows):
         record = to_record(row, columns, index, family)
         if record is None:
-            dropped["malformed"] = dropped.get("malformed", 0) + 1
+            here["malformed"] = here.get("malformed", 0) + 1
         elif record["chosen"] == record["rejected"]:
-            dropped["chosen_equals_rejected"] = dropped.get("chosen_equals_rejected", 0) + 1
+            here["chosen_equals_rejected"] = here.get("chosen_equals_rejected", 0) + 1
         else:
             out.append(record)
+    for reason, count in here.items():
+        dropped[reason] = dropped.get(reason, 0) + count
     if not out:
-        raise DataError(f"{where}: every row was dropped ({dropped}); nothing left to train or score on")
+        fixes = []
+        if here.get("chosen_equals_rejected"):
+            fixes.append("each pair needs a chosen answer that differs from its rejected answer")
+        if here.get("malformed"):
+            fixes.append(f"{columns.prompt}, {columns.chosen} and {columns.rejected} must be non-empty text or "
+                         "lists of {role, content} messages")
+        raise DataError(
+            f"{where}: every row was dropped ({here}); nothing left to train or score on: {'; '.join(fixes)}"
+        )
     return out
 
 
 def _split_heldout(records: list, spec: Any, where: str) -> tuple[list, list]:
     if len(records) < 2:
-        raise DataError(f"{where}: held-out data needs at least 2 pairs to form val and test")
+        raise DataError(
+            f"{where}: held-out data needs at least 2 pairs to form val and test; add more pairs to it"
+        )
     shuffled = list(records)
     random.Random(spec.seed).shuffle(shuffled)
     if spec.max_heldout:
@@ -185,11 +221,11 @@ def load_splits(spec: Any) -> PreferenceSplits:
         ood_rows, where_ood = [], ""
     else:
         train_path, heldout_path = Path(spec.train), Path(spec.heldout)
-        train_rows = _read_rows(train_path, spec.source, dropped)
-        heldout_rows = _read_rows(heldout_path, spec.source, dropped)
-        where_train, where_heldout = str(train_path), str(heldout_path)
-        ood_rows = _read_rows(Path(spec.ood), spec.source, dropped) if spec.ood else []
-        where_ood = str(spec.ood)
+        train_rows = _read_rows(train_path, spec.source, dropped, "data.train")
+        heldout_rows = _read_rows(heldout_path, spec.source, dropped, "data.heldout")
+        where_train, where_heldout = f"{train_path} (data.train)", f"{heldout_path} (data.heldout)"
+        ood_rows = _read_rows(Path(spec.ood), spec.source, dropped, "data.ood") if spec.ood else []
+        where_ood = f"{spec.ood} (data.ood)"
     train = _records(train_rows, spec.columns, where_train, "train", dropped)
     if spec.max_train:
         rng = random.Random(spec.seed)

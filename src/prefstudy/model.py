@@ -89,23 +89,32 @@ def _tiny_corpus() -> list[str]:
     return lines + ["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nhello<|im_end|>"]
 
 
-def _build_tiny(target: Path) -> None:
-    import torch
+def _tiny_tokenizer() -> Any:
+    """The tiny model's tokenizer, trained in memory on local text (deterministic; nothing written)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     raw = Tokenizer(models.BPE(unk_token=None))
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     raw.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=600, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=600, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     raw.train_from_iterator(_tiny_corpus(), trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=raw, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|im_end|>"
     )
     tokenizer.chat_template = CHATML
+    return tokenizer
+
+
+def _build_tiny(target: Path) -> None:
+    import torch
+    from transformers import MistralConfig, MistralForCausalLM
+
+    tokenizer = _tiny_tokenizer()
     torch.manual_seed(0)
     config = MistralConfig(
         hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -121,12 +130,20 @@ def _build_tiny(target: Path) -> None:
     tmp.rename(target)
 
 
+BUILT_FOLDERS = {EMBEDDED: "smollm2-135m-instruct", TINY: "tiny-random-mistral"}
+
+
+def _missing_folder(name: str) -> str:
+    return (f"model.name_or_path: model folder '{name}' does not exist; fix the path, or use {EMBEDDED}, {TINY} "
+            "or a Hugging Face hub id (org/name)")
+
+
 def resolve_model_path(name_or_path: str) -> str:
     """A local folder for the embedded and tiny models (built once, under a lock); other ids unchanged."""
-    builders = {EMBEDDED: ("smollm2-135m-instruct", _convert_embedded), TINY: ("tiny-random-mistral", _build_tiny)}
+    builders = {EMBEDDED: _convert_embedded, TINY: _build_tiny}
     if name_or_path in builders:
-        folder, build = builders[name_or_path]
-        target = cache_dir() / "models" / folder
+        build = builders[name_or_path]
+        target = cache_dir() / "models" / BUILT_FOLDERS[name_or_path]
         with _locked(target):
             if not (target / "config.json").exists():
                 started = time.perf_counter()
@@ -135,7 +152,7 @@ def resolve_model_path(name_or_path: str) -> str:
                 print(f"built {name_or_path} in {time.perf_counter() - started:.1f}s", flush=True)
         return str(target)
     if name_or_path.startswith(("/", ".", "~")) and not Path(name_or_path).expanduser().is_dir():
-        raise ModelError(f"model folder '{name_or_path}' does not exist")
+        raise ModelError(_missing_folder(name_or_path))
     return str(Path(name_or_path).expanduser()) if Path(name_or_path).expanduser().is_dir() else name_or_path
 
 
@@ -149,6 +166,10 @@ def load_tokenizer(spec_model: Any) -> Any:
         )
     except OSError as exc:
         raise ModelError(_fetch_hint(spec_model.name_or_path, exc)) from None
+    return _finish_tokenizer(tokenizer, spec_model)
+
+
+def _finish_tokenizer(tokenizer: Any, spec_model: Any) -> Any:
     if spec_model.chat_template:
         tokenizer.chat_template = spec_model.chat_template
     if tokenizer.chat_template is None:
@@ -156,6 +177,82 @@ def load_tokenizer(spec_model: Any) -> Any:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def check_model(spec_model: Any) -> None:
+    """Refuse a model that cannot be had, cheaply: builds, converts and downloads nothing, imports no torch.
+
+    Built-in names must be known (and the embedded one's package installed unless already converted), local
+    folders must hold a config.json, hub ids must be valid ids and, with HF_HUB_OFFLINE set, already cached.
+    """
+    name = spec_model.name_or_path
+    if name in BUILT_FOLDERS:
+        if name == EMBEDDED and not (cache_dir() / "models" / BUILT_FOLDERS[name] / "config.json").exists():
+            _embedded_gguf()
+        return
+    if name.startswith(("embedded:", "tiny-")):
+        raise ModelError(f"model.name_or_path: unknown built-in model '{name}'; use {EMBEDDED} or {TINY}, "
+                         "a local folder or a hub id")
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"model.name_or_path: folder '{name}' has no config.json; point it at a Hugging Face "
+                             "model folder (one written by save_pretrained)")
+        return
+    if path.exists():
+        raise ModelError(f"model.name_or_path: '{name}' is a file, not a model folder; point it at the folder")
+    if name.startswith(("/", ".", "~")):
+        raise ModelError(_missing_folder(name))
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise ModelError(f"model.name_or_path: '{name}' is neither an existing local folder nor a valid hub id "
+                         f"(org/name); fix it, or use {EMBEDDED} or {TINY}") from None
+    if hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(name, "config.json", revision=spec_model.revision), str):
+            raise ModelError(
+                f"model.name_or_path: '{name}' is not a local folder nor in the Hugging Face cache, and "
+                f"HF_HUB_OFFLINE is set so it cannot be downloaded; download it first (hf download {name}), "
+                "unset HF_HUB_OFFLINE, or use a local folder"
+            )
+
+
+def load_tokenizer_offline(spec_model: Any) -> Any | None:
+    """The spec's tokenizer without building, converting or downloading anything; None when that is impossible
+    (a hub model not in the local cache, or the embedded model before its one-time conversion)."""
+    from transformers import AutoTokenizer
+
+    name = spec_model.name_or_path
+    kwargs = {"trust_remote_code": spec_model.trust_remote_code, "revision": spec_model.revision}
+    if name in BUILT_FOLDERS:
+        folder = cache_dir() / "models" / BUILT_FOLDERS[name]
+        if (folder / "config.json").exists():
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+        elif name == TINY:
+            tokenizer = _tiny_tokenizer()
+        else:
+            return None
+    else:
+        path = Path(name).expanduser()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(
+                str(path) if path.is_dir() else name, local_files_only=True, **kwargs
+            )
+        except (OSError, ValueError) as exc:
+            if path.is_dir():
+                raise ModelError(f"model.name_or_path: no tokenizer could be loaded from folder '{name}' "
+                                 f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                                 "save the tokenizer into it (tokenizer.save_pretrained)") from None
+            return None
+    return _finish_tokenizer(tokenizer, spec_model)
 
 
 def _fetch_hint(name: str, exc: Exception) -> str:

@@ -7,10 +7,12 @@ file and the field.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -40,7 +42,9 @@ class LogRange(_Frozen):
     @model_validator(mode="after")
     def _ordered(self) -> LogRange:
         if not self.low < self.high:
-            raise ValueError(f"empty or inverted range: low={self.low} must be < high={self.high}")
+            raise ValueError(
+                f"empty or inverted range: low={self.low} must be < high={self.high}; swap them or widen the range"
+            )
         return self
 
     def contains(self, value: float) -> bool:
@@ -101,7 +105,10 @@ class MethodSpec(_Frozen):
     @classmethod
     def _known(cls, value: str) -> str:
         if value not in TRL_LOSS_TYPES:
-            raise ValueError(f"unknown loss_type '{value}'; TRL 1.16 knows {sorted(TRL_LOSS_TYPES)}")
+            raise ValueError(
+                f"unknown loss_type '{value}'; use 'sigmoid' for DPO or 'ipo' for IPO "
+                f"(TRL 1.16 knows {', '.join(sorted(TRL_LOSS_TYPES))})"
+            )
         return value
 
 
@@ -184,6 +191,14 @@ class SearchSpec(_Frozen):
 class ConfirmSpec(_Frozen):
     top_k: int = Field(0, ge=0)
     seeds: tuple[int, ...] = ()
+    auto: bool = False  # run the confirmation right after the search (else only with --confirm)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if len(set(value)) != len(value) or any(s < 0 for s in value):
+            raise ValueError("confirm.seeds must be distinct non-negative integers")
+        return value
 
 
 class WorkersSpec(_Frozen):
@@ -246,15 +261,38 @@ class StudySpec(_Frozen):
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed where ``loc`` points (for "did you mean" on an unknown key)."""
+    node: Any = StudySpec
+    for part in loc[:-1]:
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = node.model_fields.get(str(part))
+            node = field.annotation if field is not None else None
+        elif get_origin(node) in (dict, tuple):
+            node = get_args(node)[-1 if get_origin(node) is dict else 0]
+        else:
+            return []
+        if get_origin(node) in (UnionType, Union):
+            node = next((arg for arg in get_args(node) if arg is not type(None)), None)
+    return list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
+
+
 def _format_error(path: str, error: ValidationError) -> str:
-    lines = []
+    """One line: every problem as ``field: message (got value)``, each with what to do where it is not obvious."""
+    parts = []
     for item in error.errors():
         field = ".".join(str(p) for p in item["loc"]) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling; see study/default.yaml for every knob)"
-        lines.append(f"{path}: {field}: {message}")
-    return "\n".join(lines)
+            close = difflib.get_close_matches(str(item["loc"][-1]), _known_keys(item["loc"]), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else "check the spelling; "
+            message = f"unknown key ({hint}see study/default.yaml for every knob)"
+        elif item["type"] == "missing":
+            message = "required key is missing; add it (see study/default.yaml)"
+        elif item["type"] != "value_error" and isinstance(item.get("input"), str | int | float | bool):
+            message = f"{message} (got {item['input']!r})"
+        parts.append(f"{path}: {field}: {' '.join(message.split())}")
+    return "; ".join(parts)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -280,13 +318,19 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> StudySpec
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise SpecError(f"{path}: cannot read the spec ({exc.strerror or exc})") from None
+        raise SpecError(f"{path}: cannot read the spec ({exc.strerror or exc}); check the path "
+                        "(e.g. study/default.yaml)") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{where}: not valid YAML ({problem}); fix the syntax at that line "
+                        "(brackets, quotes, indentation)") from None
     if not isinstance(raw, dict):
-        raise SpecError(f"{path}: the spec must be a YAML mapping of sections")
+        raise SpecError(f"{path}: the spec must be a YAML mapping of sections (name:, methods:, ...); "
+                        "see study/default.yaml")
     raw = apply_overrides(raw, overrides or [])
     try:
         return StudySpec.model_validate(raw)

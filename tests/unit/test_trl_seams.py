@@ -55,6 +55,22 @@ def test_over_length_pairs_are_dropped_and_counted(tiny, records) -> None:
     assert len(kept) == len(records) - dropped
 
 
+def test_preflight_pair_length_keeps_what_tokenize_records_keeps(records) -> None:
+    """preflight.pair_length (tokenizer only, no TRL import) decides like tokenize_records at every cut."""
+    from prefstudy.model import _tiny_tokenizer
+    from prefstudy.preflight import pair_length
+
+    tokenizer = _tiny_tokenizer()
+    full, _ = tokenize_records(records, tokenizer, MAX_LENGTH)
+    lengths = {row["id"]: len(row["prompt_ids"]) + max(len(row["chosen_ids"]), len(row["rejected_ids"]))
+               for row in full}
+    assert all(pair_length(record, tokenizer, 8) == lengths[record["id"]] for record in records)
+    ordered = sorted(lengths.values())
+    for cut in {ordered[0] - 1, ordered[0], ordered[len(ordered) // 2], ordered[-1]}:
+        kept, _ = tokenize_records(records, tokenizer, cut)
+        assert {r["id"] for r in records if pair_length(r, tokenizer, cut) is None} == set(kept["id"]), cut
+
+
 def _trainer(cls, model, tokenizer, dataset, loss_type: str):
     from peft import LoraConfig, get_peft_model
     from trl import DPOConfig

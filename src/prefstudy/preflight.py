@@ -1,0 +1,202 @@
+"""Check a study's inputs before anything is written: data, model, storage, and pairs that fit max_length.
+
+``check_inputs`` is called before the storage is opened, so a bad input is refused with one line naming the file,
+field or URL and what to do, and leaves no SQLite file, no study in a server storage and no ``runs/`` folder.
+Cheap checks come first; the last one (pairs longer than ``training.max_length``) needs the tokenizer, which is
+loaded only when that writes and downloads nothing (see ``model.load_tokenizer_offline``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from prefstudy.data import DataError, PreferenceSplits, load_splits
+from prefstudy.model import check_model, load_tokenizer_offline
+from prefstudy.secrets import redact
+from prefstudy.spec import StudySpec
+
+CONNECT_TIMEOUT_S = 5
+EXAMPLES = "e.g. sqlite:///runs/NAME/optuna.db or postgresql+psycopg2://USER@HOST:5432/DB"
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_inputs(spec: StudySpec, storage_url: str, log: Any = None) -> PreferenceSplits:
+    """Validate every input of ``spec`` without writing anything; returns the loaded splits.
+
+    Raises DataError, ModelError or StorageError (the exceptions the CLI maps to exit code 2), each one line.
+    """
+    url = parse_storage_url(storage_url)
+    check_model(spec.model)
+    splits = load_splits(spec.data)
+    check_not_empty(spec, splits)
+    check_storage(storage_url, url)
+    check_lengths(spec, splits, log)
+    return splits
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _storage_error(message: str) -> Exception:
+    from prefstudy.study import StorageError
+
+    return StorageError(_one_line(redact(message)))
+
+
+def parse_storage_url(storage_url: str) -> Any:
+    """The SQLAlchemy URL, or StorageError for a malformed one or an unknown database dialect."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(storage_url)
+    except Exception as exc:  # noqa: BLE001 - ArgumentError, ValueError (a port that is not a number), ...
+        raise _storage_error(
+            f"storage URL '{storage_url}' is malformed ({exc}); fix --storage or the spec's storage ({EXAMPLES})"
+        ) from None
+    try:
+        url.get_dialect()
+    except Exception as exc:  # noqa: BLE001 - NoSuchModuleError
+        raise _storage_error(
+            f"storage URL '{storage_url}': unknown database '{url.drivername}' ({exc}); use sqlite or "
+            f"postgresql+psycopg2 ({EXAMPLES})"
+        ) from None
+    return url
+
+
+def check_storage(storage_url: str, url: Any) -> None:
+    """SQLite: the file (or the folder it would go in) is usable; it is NOT created. Servers: one connection."""
+    if url.get_backend_name() == "sqlite":
+        _check_sqlite(storage_url, url.database)
+        return
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    connect_args = {}
+    if url.get_backend_name() in ("postgresql", "mysql") and "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S  # a URL's own connect_timeout wins
+    engine = None
+    try:
+        engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
+        with engine.connect():
+            pass
+    except ImportError as exc:
+        raise _storage_error(
+            f"storage '{storage_url}': the driver of '{url.drivername}' is not installed ({exc}); install it or "
+            f"use postgresql+psycopg2 ({EXAMPLES})"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - driver errors of every kind
+        text = str(getattr(exc, "orig", None) or exc) or type(exc).__name__
+        reason = ". ".join(line.strip().rstrip(".") for line in text.splitlines() if line.strip())
+        if url.password and len(str(url.password)) >= 4:  # drivers rarely echo it; never let one through
+            reason = reason.replace(str(url.password), "***")
+        raise _storage_error(
+            f"storage '{storage_url}' cannot be reached: {reason}; check that the server runs and that host, port, "
+            f"user, password and database name are right (or leave --storage out to use SQLite under runs/)"
+        ) from None
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+def _check_sqlite(storage_url: str, database: str | None) -> None:
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return  # in-memory (or a URI filename): nothing on disk to check
+    path = Path(database).expanduser()
+    if path.exists():
+        if not path.is_file():
+            raise _storage_error(f"storage '{storage_url}': '{path}' is not a file; point the URL at a .db file")
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise _storage_error(f"storage '{storage_url}': '{path}' is not readable and writable; fix its "
+                                 "permissions or use another --storage")
+        with open(path, "rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+        if header and header != SQLITE_HEADER:
+            raise _storage_error(f"storage '{storage_url}': '{path}' exists but is not an SQLite database; "
+                                 "point --storage at another file")
+        return
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        why = "is not a folder" if not ancestor.is_dir() else "is not writable"
+        raise _storage_error(
+            f"storage '{storage_url}': the folder for '{path}' cannot be created ('{ancestor}' {why}); "
+            "use a path under a writable folder"
+        )
+
+
+def _where(spec: StudySpec, split: str) -> str:
+    data = spec.data
+    if data.source == "synthetic":
+        return f"data.synthetic.n_{split}"
+    if data.source == "hf":
+        name = data.train_split if split == "train" else data.heldout_split
+        return f"{data.hf_name}:{name}"
+    path = {"train": data.train, "val": data.heldout, "test": data.heldout, "ood": data.ood}[split]
+    return f"{path} (data.{'train' if split == 'train' else 'ood' if split == 'ood' else 'heldout'})"
+
+
+def check_not_empty(spec: StudySpec, splits: PreferenceSplits) -> None:
+    for split in ("train", "val", "test"):
+        if not splits.splits.get(split):
+            raise DataError(f"{_where(spec, split)}: the {split} split is empty; add preference pairs to it")
+
+
+def _length(tokenizer: Any, messages: list, **kwargs: Any) -> list[int]:
+    out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, tools=None, **kwargs)
+    return list(out["input_ids"])
+
+
+def pair_length(record: dict[str, Any], tokenizer: Any, max_length: int) -> int | None:
+    """Tokens of prompt + the longer answer as TRL 1.16 ``DPOTrainer._prepare_dataset`` tokenizes the pair, or
+    None when ``logprobs.tokenize_records`` would keep it at ``max_length`` (tests/unit/test_trl_seams.py)."""
+    prompt = _length(tokenizer, record["prompt"], add_generation_prompt=True)
+    chosen = _length(tokenizer, record["prompt"] + record["chosen"])
+    rejected = _length(tokenizer, record["prompt"] + record["rejected"])
+
+    def common(a: list[int], b: list[int]) -> int:
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        return n
+
+    prompt_len = min(common(prompt, chosen), common(prompt, rejected))
+    # kept by tokenize_records: prompt_len + max(answer lengths) = max(len(chosen), len(rejected)) <= max_length,
+    # and by TRL's own filter: prompt_len < max_length
+    longest = max(len(chosen), len(rejected))
+    if longest <= max_length and prompt_len < max_length:
+        return None
+    return max(longest, prompt_len + 1)
+
+
+def check_lengths(spec: StudySpec, splits: PreferenceSplits, log: Any = None) -> None:
+    """Refuse a split in which every pair is longer than training.max_length (all of them would be dropped).
+
+    Stops at the first pair that fits, so a good split costs one tokenization; skipped (the reference pass still
+    refuses it later) when the tokenizer cannot be had without building or downloading the model.
+    """
+    tokenizer = load_tokenizer_offline(spec.model)
+    if tokenizer is None:
+        if log is not None:
+            log(f"preflight: pairs longer than training.max_length are checked once {spec.model.name_or_path} "
+                "is converted or downloaded")
+        return
+    max_length = spec.training.max_length
+    for split, records in splits.splits.items():
+        shortest = None
+        for record in records:
+            length = pair_length(record, tokenizer, max_length)
+            if length is None:
+                break
+            shortest = length if shortest is None else min(shortest, length)
+        else:
+            if records:
+                raise DataError(
+                    f"{_where(spec, split)}: every pair of the {split} split ({len(records)}) is longer than "
+                    f"training.max_length={max_length} tokens (shortest {shortest}); raise training.max_length "
+                    f"to at least {shortest} or shorten the pairs"
+                )
+
