@@ -95,6 +95,12 @@ class _Evaluator:
     def on_step_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
         self.step_started = time.perf_counter()
 
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **_: Any) -> None:
+        """Stop at the first NaN/infinite training loss instead of training on garbage until the next eval."""
+        loss = (logs or {}).get("loss")
+        if isinstance(loss, (int, float)) and not math.isfinite(loss):
+            raise NonFiniteLoss(f"training loss is {loss} at step {state.global_step}")
+
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **_: Any) -> None:
         self.train_seconds += time.perf_counter() - self.step_started
         step = state.global_step
@@ -107,13 +113,18 @@ class _Evaluator:
         subsets = {"train": evaluation.train_subset} if final else {
             "val": evaluation.val_subset, "train": evaluation.train_subset}
         names = ["val", "train"] + (["test", "ood"] if final else [])
-        metrics, arrays = score_splits(model, self.ctx, self.prepared, names, subsets)
         logs = [entry for entry in state.log_history if "loss" in entry]
-        norms = [entry["grad_norm"] for entry in logs if "grad_norm" in entry]
-        clipped = sum(1 for n in norms if n > self.ctx.spec.training.max_grad_norm) / max(1, len(norms))
         loss = logs[-1]["loss"] if logs else float("nan")
         if not math.isfinite(loss):
             raise NonFiniteLoss(f"training loss is {loss} at step {step}")
+        try:
+            metrics, arrays = score_splits(model, self.ctx, self.prepared, names, subsets)
+        except ValueError as exc:  # NaN log-probs: the weights diverged in this very step
+            if "NaN" not in str(exc):
+                raise
+            raise NonFiniteLoss(f"held-out log-probs are NaN at step {step}: the weights diverged") from None
+        norms = [entry["grad_norm"] for entry in logs if "grad_norm" in entry]
+        clipped = sum(1 for n in norms if n > self.ctx.spec.training.max_grad_norm) / max(1, len(norms))
         self.eval_seconds += time.perf_counter() - started
         objective = metrics["val"][evaluation.metric]
         row = {
@@ -142,6 +153,7 @@ def _callback(evaluator: _Evaluator) -> Any:
     class EvalCallback(TrainerCallback):
         on_step_begin = evaluator.on_step_begin
         on_step_end = evaluator.on_step_end
+        on_log = evaluator.on_log
 
     return EvalCallback()
 
@@ -170,6 +182,7 @@ def dpo_config(ctx: Any, method: Any, params: dict[str, float], out_dir: Path, n
         use_cpu=not cuda,
         precompute_ref_log_probs=False,
         logging_steps=1,
+        logging_nan_inf_filter=False,  # log a NaN/inf loss as it is (the default hides it): the trial stops on it
         save_strategy="no",
         eval_strategy="no",
         report_to=[],
