@@ -8,6 +8,7 @@ Nothing heavy is imported until the spec is valid, so a bad spec is refused in w
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 DEFAULT_SPEC = "study/default.yaml"
@@ -18,7 +19,9 @@ EPILOG = """examples:
   python -m prefstudy study study/default.yaml --storage postgresql+psycopg2://user@127.0.0.1:5432/prefstudy
   python -m prefstudy validate study/mistral7b_qlora.yaml
   python -m prefstudy study study/mistral7b_qlora.yaml --dry-run --throughput 2500
+  python -m prefstudy study study/default.yaml --confirm       # + top-k configurations re-run with fresh seeds
   python -m prefstudy summary study/default.yaml
+  python -m prefstudy rerun default/dpo 3                        # re-train trial 3, compare its curves
   python -m prefstudy report study/default.yaml                  # reports/default/index.html
   python -m prefstudy dashboard study/default.yaml --port 8080   # binds 127.0.0.1 unless --host says otherwise
 
@@ -56,6 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
                              help="validate and print the plan (trials, steps, tokens, GPU memory); download nothing")
             sub.add_argument("--throughput", type=float, default=None,
                              help="training tokens/s to estimate time per trial in the --dry-run plan")
+            sub.add_argument("--workers", type=int, default=None, metavar="N",
+                             help="N worker processes on this machine, one GPU each when there are GPUs "
+                                  "(default workers.count of the spec, 1)")
+            sub.add_argument("--role", choices=("search", "confirm"), help=argparse.SUPPRESS)  # set by --workers
+            sub.add_argument("--confirm", action="store_true",
+                             help="after the search, re-train the top confirm.top_k configurations of each method "
+                                  "with the seeds in confirm.seeds (studies <name>/<method>/confirm)")
+    again = commands.add_parser("rerun", help="re-train one trial from its saved config and seed; compare curves",
+                                description="re-train one finished trial from its run directory's config.json and "
+                                            "seed and compare curves.jsonl with the original (exit 1 if they differ)")
+    again.add_argument("study", help="study name, e.g. default/dpo or default/ipo/confirm")
+    again.add_argument("trial", type=int, help="trial number")
+    again.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/<name>/optuna.db)")
+    again.add_argument("--tolerance", type=float, default=1e-6, help="largest allowed difference (default 1e-6)")
     dash = commands.add_parser("dashboard", help="serve optuna-dashboard for a spec's storage or a storage URL")
     dash.add_argument("target", nargs="?", default=DEFAULT_SPEC, help=f"spec file or storage URL ({DEFAULT_SPEC})")
     dash.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
@@ -74,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "dashboard":
         return _dashboard(args.target, args.host, args.port)
+    if args.command == "rerun":
+        return _rerun(args.study, args.trial, args.storage, args.tolerance)
     spec_path, overrides = _split_spec_and_overrides(args.args)
     try:
         spec = load_spec(spec_path, overrides)
@@ -88,8 +107,32 @@ def main(argv: list[str] | None = None) -> int:
 
         print(format_plan(build_plan(spec, args.throughput)))
         return 0
+    role = getattr(args, "role", None)
+    if role:  # a worker started by --workers: the URL comes through the environment, not the command line
+        from prefstudy.workers import STORAGE_ENV
+
+        args.storage = args.storage or os.environ.get(STORAGE_ENV)
     storage_url = args.storage or spec.storage or spec.default_storage()
-    return _run_guarded(args.command, spec, storage_url)
+    workers = getattr(args, "workers", None) or spec.workers.count
+    if args.command == "study" and workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.command == "study" and workers > 1 and not role:
+        command = [sys.executable, "-m", "prefstudy", "study", spec_path, *overrides]
+        return _run_guarded("workers", spec, storage_url, confirm=args.confirm, workers=workers, command=command)
+    return _run_guarded(args.command, spec, storage_url, confirm=getattr(args, "confirm", False), role=role)
+
+
+def _rerun(study: str, trial: int, storage: str | None, tolerance: float) -> int:
+    from prefstudy.rerun import rerun
+    from prefstudy.secrets import redact
+    from prefstudy.spec import SpecError
+
+    try:
+        return rerun(study, trial, storage, tolerance)
+    except SpecError as exc:
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return 2
 
 
 def _dashboard(target: str, host: str, port: int) -> int:
@@ -106,7 +149,8 @@ def _dashboard(target: str, host: str, port: int) -> int:
     return serve(spec.storage or spec.default_storage(), spec.run_root(), host, port)
 
 
-def _run_guarded(command: str, spec, storage_url: str) -> int:  # type: ignore[no-untyped-def]
+def _run_guarded(action: str, spec, storage_url: str, confirm: bool = False,  # type: ignore[no-untyped-def]
+                 role: str | None = None, workers: int = 1, command: list[str] | None = None) -> int:
     from prefstudy.data import DataError
     from prefstudy.lmeval import LmEvalError
     from prefstudy.model import ModelError
@@ -115,20 +159,24 @@ def _run_guarded(command: str, spec, storage_url: str) -> int:  # type: ignore[n
     from prefstudy.study import StorageError
 
     try:
-        if command == "report":
+        if action == "report":
             from prefstudy.report import build_report
 
             print(f"report: {build_report(spec, storage_url)}")
             return 0
-        if command == "summary":
+        if action == "summary":
             from prefstudy.study import create_studies, open_storage
             from prefstudy.summary import print_summary
 
             print_summary(spec, create_studies(spec, open_storage(storage_url, spec)), storage_url, sys.stdout)
             return 0
+        if action == "workers":
+            from prefstudy.workers import launch
+
+            return launch(spec, storage_url, workers, command or [], confirm)
         from prefstudy.runner import run
 
-        return run(spec, storage_url)
+        return run(spec, storage_url, confirm=confirm, role=role or "main")
     except (SpecError, DataError, ModelError, StorageError, LmEvalError) as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2

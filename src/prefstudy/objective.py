@@ -76,10 +76,19 @@ def base_metrics(prepared: Prepared) -> dict[str, dict[str, float]]:
     return out
 
 
+def confirm_seed(spec: StudySpec, seed: int) -> int:
+    """The training seed of a confirmation run: disjoint from every search trial's seed (< 1e6 per spec seed)."""
+    return 1_000_000_007 + spec.seed * 1_000 + seed
+
+
 class Objective:
-    def __init__(self, worker: Worker, method: str) -> None:
+    """``stage`` 'search' suggests (beta, lr) and may be pruned; 'confirm' re-trains an enqueued configuration
+    with the seed in its ``confirm_seed`` user attribute, to the end, under ``<method>/confirm/trial-NNNN``."""
+
+    def __init__(self, worker: Worker, method: str, stage: str = "search") -> None:
         self.worker = worker
         self.method = method
+        self.stage = stage
 
     def __call__(self, trial: optuna.Trial) -> float:
         from prefstudy.train import train_trial
@@ -92,15 +101,23 @@ class Objective:
                 "learning_rate", spec.learning_rate.low, spec.learning_rate.high, log=spec.learning_rate.log
             ),
         }
-        seed = trial_seed(spec, trial.number)
-        run_dir = trial_dir(spec.run_root(), self.method, trial.number)
+        confirm = self.stage == "confirm"
+        if confirm:
+            seed = confirm_seed(spec, int(trial.user_attrs["confirm_seed"]))
+            run_dir = trial_dir(spec.run_root(), f"{self.method}/confirm", trial.number)
+        else:
+            seed = trial_seed(spec, trial.number)
+            run_dir = trial_dir(spec.run_root(), self.method, trial.number)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "curves.jsonl").unlink(missing_ok=True)
+        for stale in ("curves.jsonl", "heldout.json", "lm_eval.json"):  # a retried trial number starts clean
+            (run_dir / stale).unlink(missing_ok=True)
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("seed", seed)
-        trial.set_user_attr("sampling", sampling_kind(trial, spec))
+        trial.set_user_attr("worker_pid", os.getpid())
+        trial.set_user_attr("hostname", socket.gethostname())
+        trial.set_user_attr("sampling", "confirm" if confirm else sampling_kind(trial, spec))
         write_json(run_dir / "config.json", {
-            "study": spec.study_name(self.method), "trial": trial.number, "method": self.method,
+            "study": trial.study.study_name, "stage": self.stage, "trial": trial.number, "method": self.method,
             "loss_type": method.loss_type, "params": params, "seed": seed,
             "storage": redact(self.worker.storage_url), "spec_fingerprint": spec.fingerprint(),
             "data_fingerprint": self.worker.prepared.fingerprint, "spec": spec.model_dump(mode="json"),
@@ -117,7 +134,7 @@ class Objective:
         pareto = spec.search.objective == "pareto"
 
         def reporter(step: int, value: float) -> bool:
-            if pareto:  # Optuna prunes single-objective studies only
+            if pareto or confirm:  # Optuna prunes single-objective studies only; confirmation runs to the end
                 return False
             trial.report(value, step)
             return trial.should_prune()
@@ -131,9 +148,11 @@ class Objective:
         try:
             outcome = train_trial(self.worker, method, params, seed, run_dir, reporter, after_training=after)
         except BaseException as exc:
-            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
-            trial.set_user_attr("fail_reason", reason[:500])
-            write_json(run_dir / "metrics.json", {"status": "failed", "reason": reason})
+            reason = failure_reason(exc)
+            trial.set_user_attr("fail_reason", redact(reason)[:500])
+            write_json(run_dir / "metrics.json", {"status": "failed", "reason": redact(reason)})
+            if reason.startswith("out of memory"):
+                free_memory()
             raise
         trial.set_user_attr("clipped_fraction", outcome.clipped_fraction)
         trial.set_user_attr("steps", outcome.steps_done)
@@ -189,8 +208,7 @@ class Objective:
         for key, value in outcome.seconds.items():
             trial.set_user_attr(f"seconds/{key}", value)
         value = final["val"][spec.evaluation.metric]
-        trial.set_user_attr("worker_pid", os.getpid())
-        trial.set_user_attr("hostname", socket.gethostname())
+        write_json(run_dir / "heldout.json", heldout_record(self.worker.prepared, outcome.arrays))
         write_json(run_dir / "metrics.json", {
             "status": "complete", "value": value, "metrics": final, "derived": derived,
             "seconds": outcome.seconds, "clipped_fraction": outcome.clipped_fraction,
@@ -204,6 +222,48 @@ class Objective:
         if spec.search.objective == "pareto":
             return value, float(lm_attrs.get("lm_eval/mean", float("nan")))
         return value
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The ``fail_reason`` user attribute: 'interrupted', 'out of memory (...)', 'non-finite loss: ...' or the error."""
+    import torch
+
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)) or "out of memory" in str(exc).lower():
+        return f"out of memory ({type(exc).__name__}: {str(exc)[:300]})"
+    from prefstudy.train import NonFiniteLoss
+
+    if isinstance(exc, NonFiniteLoss):
+        return f"non-finite loss: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def free_memory() -> None:
+    """After an out-of-memory trial: drop what the failed trial left behind so the next one starts clean."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def heldout_record(prepared: Prepared, arrays: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per-pair policy log-probs of the fully scored splits: what paired comparisons between trials need."""
+    out = {}
+    for split in ("val", "test", "ood"):
+        if split not in arrays:
+            continue
+        policy = arrays[split]
+        out[split] = {
+            "ids": list(prepared.tokenized[split]["id"]) if "id" in prepared.tokenized[split].column_names else None,
+            **{key: [float(v) for v in policy[key]] for key in ("chosen", "rejected", "chosen_tokens",
+                                                                "rejected_tokens")},
+        }
+    return out
 
 
 def _rss_mb() -> float:

@@ -18,7 +18,9 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def log(message: str) -> None:
-    print(message, flush=True)
+    """One line to stdout; under --workers N each worker's lines start with [wK]."""
+    tag = os.environ.get("PREFSTUDY_WORKER_TAG")
+    print(f"[{tag}] {message}" if tag else message, flush=True)
 
 
 def _quiet_libraries() -> None:
@@ -48,7 +50,8 @@ def offline_if_local(spec: StudySpec) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, Any], lm_eval_manager: Any = None) -> Any:
+def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, Any], lm_eval_manager: Any = None,
+                with_lm_eval: bool = True) -> Any:
     """Load the tokenizer, the base model (once) and the reference cache; record the base metrics once."""
     import torch
 
@@ -94,7 +97,7 @@ def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, Any], lm_e
                 study.set_user_attr(f"base/{split}/family", per_family)
     worker = Worker(spec=spec, tokenizer=tokenizer, base_model=model, prepared=prepared,
                     storage_url=storage_url, log=log, lm_eval_manager=lm_eval_manager)
-    if spec.evaluation.lm_eval.tasks:
+    if spec.evaluation.lm_eval.tasks and with_lm_eval:
         worker.lm_eval_base = base_lm_eval(worker, studies)
     return worker
 
@@ -135,33 +138,82 @@ def keep_best_adapter(study: Any, _trial: Any) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def run(spec: StudySpec, storage_url: str) -> int:
-    """Top up every method's study to spec.search.n_trials finished trials. Returns the process exit code."""
-    from prefstudy.objective import Objective
-    from prefstudy.study import create_studies, finished, open_storage, run_loop
+def prepare(spec: StudySpec, storage_url: str, confirm: bool, requeue: bool = True) -> tuple[Any, dict[str, Any], Any]:
+    """Everything that must hold before a trial runs, done once: inputs checked, lm-eval tasks resolved, storage
+    schema and studies created (several workers racing on a fresh database crash otherwise)."""
+    from prefstudy import confirm as confirmation
+    from prefstudy.study import create_studies, open_storage
 
+    if confirm:
+        confirmation.check_configured(spec)
     offline_if_local(spec)
+    if requeue:  # the launching process checks; its workers need not repeat it
+        from prefstudy.preflight import check_inputs
+
+        check_inputs(spec, storage_url, log=log)  # data, model and storage: refused before anything is written
     _quiet_libraries()
-    signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: the running trial is recorded as interrupted
     lm_eval_manager = None
     if spec.evaluation.lm_eval.tasks:  # resolve every task (and reach its data) before anything is written
         from prefstudy.lmeval import validate_tasks
 
         lm_eval_manager = validate_tasks(spec.evaluation.lm_eval.tasks)
-    if spec.search.objective == "pareto":
-        log("objective 'pareto' (val accuracy, lm-eval mean): pruning is off, every trial runs to the end")
     storage = open_storage(storage_url, spec)
-    studies = create_studies(spec, storage)
+    return storage, create_studies(spec, storage, requeue), lm_eval_manager
+
+
+def run(spec: StudySpec, storage_url: str, confirm: bool = False, role: str = "main") -> int:
+    """Top up every method's study to spec.search.n_trials finished trials, then (``confirm`` or
+    ``confirm.auto``) the confirmation runs. Returns the process exit code.
+
+    ``role`` is 'main' (one process does everything), or, under ``--workers N``, 'search' / 'confirm' for a worker
+    process that only runs trials (its parent prepared the storage, enqueues the confirmation and reports).
+    """
+    from prefstudy import confirm as confirmation
+    from prefstudy.objective import Objective
+    from prefstudy.study import counts, finished, run_loop, waiting
+
+    confirm = (confirm or spec.confirm.auto) and role == "main"
+    signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: the running trial is recorded as interrupted
+    if spec.search.objective == "pareto" and role == "main":
+        log("objective 'pareto' (val accuracy, lm-eval mean): pruning is off, every trial runs to the end")
+    storage, studies, lm_eval_manager = prepare(spec, storage_url, confirm, requeue=role == "main")
     target = spec.search.n_trials
-    todo = {m: max(0, target - finished(s)) for m, s in studies.items()}
-    log(f"study '{spec.name}': storage {redact(storage_url)}; trials to run per method: {todo}")
     failures: dict[str, int] = {}
-    if any(todo.values()):
-        started = time.perf_counter()
-        worker = load_worker(spec, storage_url, studies, lm_eval_manager)
-        callbacks = [keep_best_adapter] if spec.training.save_adapter == "best" else None
-        failures = run_loop(studies, lambda method: Objective(worker, method), target, log, callbacks)
-        log(f"search finished in {(time.perf_counter() - started) / 60:.1f} min")
+    confirm_failures: dict[str, int] = {}
+    worker = None
+    poll = float(spec.workers.heartbeat_interval)
+    if role in ("main", "search"):
+        todo = {m: max(0, target - finished(s)) + waiting(s) for m, s in studies.items()}
+        log(f"study '{spec.name}': storage {redact(storage_url)}; trials to run per method: {todo}")
+        if any(todo.values()) or any(counts(s)["running"] for s in studies.values()):
+            started = time.perf_counter()
+            worker = load_worker(spec, storage_url, studies, lm_eval_manager)
+            callbacks = [keep_best_adapter] if spec.training.save_adapter == "best" else None
+            failures = run_loop(studies, lambda method: Objective(worker, method), target, log, callbacks, poll)
+            log(f"search finished in {(time.perf_counter() - started) / 60:.1f} min")
+    if confirm or role == "confirm":
+        if role == "confirm":  # the parent enqueued the runs; only run them
+            confirm_studies = confirmation.load(spec, storage, studies)
+        else:
+            confirm_studies = confirmation.create(spec, storage, studies)
+            runs = {m: todo for m, (_, todo) in confirm_studies.items()}
+            log(f"confirmation: top {spec.confirm.top_k} configuration(s) x seeds {list(spec.confirm.seeds)}; "
+                f"runs to do per method: {runs}")
+        if any(confirmation.waiting(s) for s, _ in confirm_studies.values()):
+            started = time.perf_counter()
+            worker = worker or load_worker(spec, storage_url, studies, lm_eval_manager)
+            confirm_failures = confirmation.run(
+                confirm_studies, lambda method: Objective(worker, method, stage="confirm"), log)
+            failures = {m: failures.get(m, 0) + confirm_failures.get(m, 0) for m in studies}
+            log(f"confirmation finished in {(time.perf_counter() - started) / 60:.1f} min")
+    if role == "main":
+        finish(spec, storage_url, storage, studies)
+    incomplete = any(finished(s) < target for s in studies.values()) or any(confirm_failures.values())
+    return 1 if any(failures.values()) and incomplete else 0
+
+
+def finish(spec: StudySpec, storage_url: str, storage: Any, studies: dict[str, Any]) -> None:
+    """The end-of-run table and the report (a failed report never fails the run: it can be rebuilt)."""
     from prefstudy.summary import print_summary
 
     print_summary(spec, studies, storage_url, out=sys.stdout)
@@ -171,4 +223,3 @@ def run(spec: StudySpec, storage_url: str) -> int:
         log(f"report:  {build_report(spec, storage_url, storage=storage)}")
     except Exception as exc:  # noqa: BLE001 - the study's results are safe in storage; the report can be rebuilt
         log(f"report could not be built ({type(exc).__name__}: {redact(str(exc))}); retry: nox -s report -- SPEC")
-    return 1 if any(failures.values()) and any(finished(s) < target for s in studies.values()) else 0

@@ -23,11 +23,26 @@ class StorageError(RuntimeError):
     """The storage URL is malformed or the database cannot be reached."""
 
 
+#: seconds a database server may take to answer a new connection (a URL's own connect_timeout wins)
+CONNECT_TIMEOUT = 10
+
+
+def engine_kwargs(url: str) -> dict[str, Any]:
+    from sqlalchemy.engine import make_url
+
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    parsed = make_url(url)
+    if parsed.get_backend_name() in ("postgresql", "mysql") and "connect_timeout" not in parsed.query:
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}  # a silent server would block forever
+    return kwargs
+
+
 def open_storage(url: str, spec: StudySpec) -> optuna.storages.BaseStorage:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     workers = spec.workers
     try:
+        kwargs = engine_kwargs(url)
         return optuna.storages.RDBStorage(
             url,
             heartbeat_interval=workers.heartbeat_interval,
@@ -35,7 +50,7 @@ def open_storage(url: str, spec: StudySpec) -> optuna.storages.BaseStorage:
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
                 max_retry=workers.max_retry, inherit_intermediate_values=True
             ),
-            engine_kwargs={"pool_pre_ping": True},
+            engine_kwargs=kwargs,
         )
     except Exception as exc:  # noqa: BLE001 - sqlalchemy raises many types
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -83,8 +98,10 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage) -> dict[str, optuna.Study]:
-    """Create (or load) every method's study once, before any worker runs; refuse a changed spec."""
+def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage,
+                   requeue: bool = True) -> dict[str, optuna.Study]:
+    """Create (or load) every method's study once, before any worker runs; refuse a changed spec.
+    ``requeue``: enqueue the parameters of interrupted trials again (the launching process does it, once)."""
     studies = {}
     fingerprint = spec.fingerprint()
     for method in spec.methods:
@@ -112,7 +129,8 @@ def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage) -> dic
             set_objective_names(study, names)
             for point in spec.search.enqueue.get(method, ()):
                 study.enqueue_trial(dict(point), user_attrs={"enqueued": "published default"})
-        requeue_interrupted(study)
+        if requeue:
+            requeue_interrupted(study)
         studies[method] = study
     return studies
 
@@ -146,18 +164,38 @@ def finished(study: optuna.Study) -> int:
     return c["complete"] + c["pruned"]
 
 
+def waiting(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
 def run_loop(studies: dict[str, optuna.Study], objective_for: Any, n_trials: int, log: Any,
-             callbacks: list[Any] | None = None) -> dict[str, int]:
+             callbacks: list[Any] | None = None, poll: float | None = None) -> dict[str, int]:
     """Round-robin over methods, one trial at a time, until each has ``n_trials`` finished trials.
+
+    Several workers may run this loop on one storage: each counts only FINISHED trials, so together they overshoot
+    the target by at most (workers - 1). Enqueued trials (published defaults, interrupted or crashed trials'
+    retries) always run, even past the target. Before leaving, a worker waits for trials still RUNNING elsewhere:
+    if their worker died, Optuna's heartbeat marks them FAIL after ``workers.grace_period`` and enqueues a retry
+    with the same parameters, which this worker then runs, so nothing is lost. ``poll`` (seconds) is how often it
+    looks; None leaves at once (no heartbeat to wait for).
 
     A method whose trials keep failing stops after ``n_trials`` failures in this run, so a broken setting
     cannot loop forever; returns the failures per method.
     """
+    import time
+
     failures = {method: 0 for method in studies}
     catch = (RuntimeError, ValueError, MemoryError, ArithmeticError)
     while True:
-        pending = [m for m, s in studies.items() if finished(s) < n_trials and failures[m] < n_trials]
+        for study in studies.values():
+            optuna.storages.fail_stale_trials(study)  # a dead worker's trial -> FAIL + a WAITING retry
+        pending = [m for m, s in studies.items()
+                   if (finished(s) < n_trials or waiting(s)) and failures[m] < n_trials]
         if not pending:
+            running = sum(counts(s)["running"] for s in studies.values())
+            if running and poll is not None and not all(failures[m] >= n_trials for m in studies):
+                time.sleep(poll)
+                continue
             return failures
         for method in pending:
             study = studies[method]

@@ -130,7 +130,8 @@ def render(d: rd.ReportData, out_dir: Path) -> str:
     from prefstudy.report import sections as sx  # sections import the helpers above
 
     builders: list[Callable[[], Section]] = [
-        lambda: sx.headline(d), lambda: sx.landscape(d), lambda: sx.forgiving(d), lambda: sx.overfitting(d),
+        lambda: sx.headline(d), lambda: sx.versus(d), lambda: sx.landscape(d), lambda: sx.forgiving(d),
+        lambda: sx.overfitting(d),
         lambda: sx.capability(d), lambda: sx.diagnostics(d), lambda: sx.theory(d, out_dir),
         lambda: sx.all_trials(d, out_dir)]
     sections = [b() for b in builders]

@@ -45,6 +45,7 @@ class ReportData:
     toy: dict[str, Any] | None = None
     toy_path: Path | None = None
     notes: list[str] = field(default_factory=list)
+    comparison: Any = None  # prefstudy.compare.Comparison of the first two methods, when both have scored runs
 
     @property
     def metric(self) -> str:
@@ -182,6 +183,13 @@ def load(spec: StudySpec, storage_url: str, storage: Any = None,
         base_lm_eval_mean=base_lm_mean, env=_environment(trials, best),
         spec_yaml=redact(str(first.get("spec_yaml") or spec_text(spec))), notes=notes,
     )
+    if len(studies) >= 2:
+        from prefstudy.compare import compare
+
+        try:
+            data.comparison = compare(spec, storage)
+        except (OSError, ValueError, KeyError) as exc:
+            notes.append(f"paired comparison not possible: {type(exc).__name__}: {exc}")
     if toy_results is not None and Path(toy_results).is_file():
         data.toy, data.toy_path = _read_json(Path(toy_results)), Path(toy_results).resolve()
     return data

@@ -73,9 +73,49 @@ def _gap(base: dict[str, float]) -> float | None:
     return None if t is None or v is None else t - v
 
 
-# --------------------------------------------------------------------------- 2. landscape
+# --------------------------------------------------------------------------- 2. DPO vs IPO, paired
+def versus(d: rd.ReportData) -> Section:
+    c = d.comparison
+    title = ("2. " + " vs ".join(name(m) for m in d.methods[:2]) + ", paired on the same test pairs")
+    s = Section("versus", title,
+                "Each method's configuration is chosen on val only: the confirmed one with the best mean val over its "
+                "seeds when the confirmation stage ran (nox -s study -- SPEC --confirm), else the best search trial. "
+                "Both are then scored on the SAME test pairs and lm-eval documents, and the difference is "
+                "bootstrapped paired: over pairs and, with confirmation runs, over seeds too (95% percentile "
+                "intervals).")
+    if c is None:
+        s.verdict.append("Not available: a paired comparison needs per-pair test scores (heldout.json) of a "
+                         "complete trial in both methods, scored on the same test pairs.")
+        s.body.append(missing("no paired comparison yet"))
+        return s
+    from prefstudy.compare import sentence
+
+    a, b = name(c.a.method), name(c.b.method)
+    where = (f"{c.n_seeds} confirmation seed(s) per method x {c.n_pairs} test pairs" if c.source == "confirm"
+             else f"one seed (the search trials) x {c.n_pairs} test pairs; seed variance is not in the interval: "
+                  "run the confirmation stage (--confirm) for a verdict that covers it")
+    s.verdict.append(esc(sentence(f"Held-out test {d.metric}", a, b, c.heldout)) + f" ({esc(where)}).")
+    if c.lm_eval is not None:
+        s.verdict.append(esc(sentence("lm-eval mean", a, b, c.lm_eval)) + ".")
+    else:
+        s.verdict.append("lm-eval mean: not compared (a run lacks lm_eval.json or the documents differ).")
+    s.verdict += [esc(n) + "." for n in c.notes]
+    rows = []
+    for r in (c.a, c.b):
+        per_seed = r.test_wins.mean(axis=1)
+        rows.append([name(r.method), esc(r.source), str(r.trial), num(r.params.get("beta"), ".4g"),
+                     num(r.params.get("learning_rate"), ".3g"), esc(", ".join(str(x) for x in r.seeds)),
+                     num(r.val_mean), esc(", ".join(f"{v:.3f}" for v in per_seed)), num(per_seed.mean()),
+                     num(None if r.lm_eval is None else float(r.lm_eval.mean()))])
+    s.body.append(table(["method", "runs from", "config of trial", "β", "learning rate", "seeds",
+                         f"mean val {esc(d.metric)}", f"test {esc(d.metric)} per seed", "test mean",
+                         "lm-eval mean"], rows))
+    return s
+
+
+# --------------------------------------------------------------------------- 3. landscape
 def landscape(d: rd.ReportData) -> Section:
-    s = Section("landscape", "2. The (β, learning rate) landscape",
+    s = Section("landscape", "3. The (β, learning rate) landscape",
                 "Every trial at its β and learning rate, both on log axes, one panel per method. Colour is the final "
                 "val accuracy on one scale shared by all panels, so colours compare across methods. Crosses are "
                 "pruned trials, red triangles failed ones, the star is the best trial.")
@@ -101,7 +141,7 @@ def landscape(d: rd.ReportData) -> Section:
 
 # --------------------------------------------------------------------------- 3. forgiveness
 def forgiving(d: rd.ReportData) -> Section:
-    s = Section("forgiveness", "3. How forgiving each method is",
+    s = Section("forgiveness", "4. How forgiving each method is",
                 "Only randomly sampled trials (sampling = random: neither the enqueued defaults nor TPE's adaptive "
                 "picks) estimate how much of the searched space lands within noise of the method's best: the share "
                 "whose final val accuracy lies inside the best trial's 95% val bootstrap interval (pruned and failed "
@@ -138,7 +178,7 @@ def forgiving(d: rd.ReportData) -> Section:
 # --------------------------------------------------------------------------- 4. overfitting
 def overfitting(d: rd.ReportData) -> Section:
     ev = d.spec.evaluation
-    s = Section("overfitting", "4. Overfitting and likelihood displacement",
+    s = Section("overfitting", "5. Overfitting and likelihood displacement",
                 f"From each trial's curves.jsonl: where val accuracy peaked and how much was lost by the final step; "
                 f"train vs val accuracy for the three best trials of each method; the generalization gap (train − "
                 f"val) against β and learning rate; and on val the chosen log-ratio (negative = the preferred answer "
@@ -180,7 +220,7 @@ def overfitting(d: rd.ReportData) -> Section:
 # --------------------------------------------------------------------------- 5. capability
 def capability(d: rd.ReportData) -> Section:
     tasks = ", ".join(t.name for t in d.spec.evaluation.lm_eval.tasks) or "none"
-    s = Section("capability", "5. Capability cost (lm-evaluation-harness)",
+    s = Section("capability", "6. Capability cost (lm-evaluation-harness)",
                 f"General capability measured by lm-evaluation-harness (tasks: {tasks}) on the base model and on "
                 f"every finished trial's adapter. Left: per task, the base model against each method's best trial. "
                 f"Right: every complete trial's val accuracy against its lm-eval mean change from the base, with "
@@ -225,7 +265,7 @@ def diagnostics(d: rd.ReportData) -> Section:
     import optuna.visualization as vis
     from optuna.importance import get_param_importances
 
-    s = Section("diagnostics", "6. Search diagnostics (Optuna)",
+    s = Section("diagnostics", "7. Search diagnostics (Optuna)",
                 "Per method, Optuna's own views of the search: the objective of every trial in order with the best so "
                 "far, the importance of β and learning rate for the val objective (seeded fANOVA), and parallel "
                 "coordinates of the parameters against the objective.")
@@ -278,7 +318,7 @@ def _importance_evaluator() -> tuple[str, Any]:
 
 # --------------------------------------------------------------------------- theory check (IPO toy)
 def theory(d: rd.ReportData, out_dir: Path) -> Section:
-    s = Section("theory", "7. Theory check: the IPO paper's toy bandit",
+    s = Section("theory", "8. Theory check: the IPO paper's toy bandit",
                 "The IPO paper's Figure 1 experiment (three actions, preferences a > b > c, Adam): DPO should drive "
                 "p(a) towards 1 whatever τ (β), IPO should settle on its closed-form fixed point, which keeps every "
                 "action's mass and flattens as τ grows. Bars: final mean probabilities; black ticks: IPO's fixed "
@@ -318,7 +358,7 @@ def _td(text: str, value: Any = None) -> str:
 
 
 def all_trials(d: rd.ReportData, out_dir: Path) -> Section:
-    s = Section("trials", "8. All trials",
+    s = Section("trials", "9. All trials",
                 "Every trial of every method; click a column header to sort. The run directory link holds the "
                 "trial's config.json, env.json, curves.jsonl, metrics.json and adapter.")
     if d.trials.empty:

@@ -1,0 +1,116 @@
+"""The confirmation stage (--confirm), the paired DPO-vs-IPO verdict built from it, and `prefstudy rerun`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+CONFIRM = ["confirm.top_k=1", "confirm.seeds=[1, 2]"]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    return subprocess.run([sys.executable, "-m", "prefstudy", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def confirmed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, subprocess.CompletedProcess]:
+    runs = tmp_path_factory.mktemp("confirm-runs")
+    storage = f"sqlite:///{runs}/optuna.db"
+    result = _cli("study", "study/smoke.yaml", f"runs_dir={runs}", *CONFIRM, "--confirm", "--storage", storage)
+    return runs, storage, result
+
+
+def test_confirm_reruns_the_best_configuration_with_fresh_seeds(confirmed) -> None:
+    runs, storage, result = confirmed
+    assert result.returncode == 0, result.stderr[-3000:]
+    for method in ("dpo", "ipo"):
+        search = optuna.load_study(study_name=f"smoke/{method}", storage=storage)
+        best = max((t for t in search.trials if t.state == TrialState.COMPLETE), key=lambda t: (t.value, -t.number))
+        study = optuna.load_study(study_name=f"smoke/{method}/confirm", storage=storage)
+        done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+        assert sorted(t.user_attrs["confirm_seed"] for t in done) == [1, 2]
+        search_seeds = {t.user_attrs["seed"] for t in search.trials}
+        seeds = {t.user_attrs["seed"] for t in done}
+        assert len(seeds) == 2 and not seeds & search_seeds
+        for trial in done:
+            assert trial.params == best.params and trial.user_attrs["source_trial"] == best.number
+            assert trial.user_attrs["sampling"] == "confirm"
+            run_dir = Path(trial.user_attrs["run_dir"])
+            assert run_dir == runs / "smoke" / method / "confirm" / f"trial-{trial.number:04d}"
+            for name in ("config.json", "env.json", "curves.jsonl", "metrics.json", "heldout.json", "lm_eval.json"):
+                assert (run_dir / name).is_file(), name
+            assert json.loads((run_dir / "config.json").read_text())["stage"] == "confirm"
+        curves = [json.loads(x) for x in (Path(done[0].user_attrs["run_dir"]) / "curves.jsonl").open()]
+        other = [json.loads(x) for x in (Path(done[1].user_attrs["run_dir"]) / "curves.jsonl").open()]
+        assert curves[-1]["loss"] != other[-1]["loss"], "different seeds must give different runs"
+
+
+def test_confirm_resumes_without_redoing_runs(confirmed) -> None:
+    runs, storage, _ = confirmed
+    again = _cli("study", "study/smoke.yaml", f"runs_dir={runs}", *CONFIRM, "--confirm", "--storage", storage)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "runs to do per method: {'dpo': 0, 'ipo': 0}" in again.stdout
+    assert len(optuna.load_study(study_name="smoke/dpo/confirm", storage=storage).trials) == 2
+
+
+def test_paired_verdict_matches_a_hand_computation_from_the_run_dirs(confirmed) -> None:
+    from prefstudy.compare import compare
+    from prefstudy.spec import load_spec
+
+    runs, storage, _ = confirmed
+    spec = load_spec(ROOT / "study" / "smoke.yaml", [f"runs_dir={runs}", *CONFIRM])
+    result = compare(spec, storage)
+    assert result is not None and result.source == "confirm" and result.n_seeds == 2 and result.n_pairs == 8
+    by_method = {}
+    for method in ("dpo", "ipo"):
+        study = optuna.load_study(study_name=f"smoke/{method}/confirm", storage=storage)
+        rows = []
+        for trial in sorted(study.trials, key=lambda t: t.user_attrs["confirm_seed"]):
+            test = json.loads((Path(trial.user_attrs["run_dir"]) / "heldout.json").read_text())["test"]
+            rows.append([1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(test["chosen"], test["rejected"])])
+        by_method[method] = np.array(rows)
+    mean, low, high = result.heldout
+    assert mean == pytest.approx((by_method["dpo"] - by_method["ipo"]).mean(), abs=1e-12)
+    assert low <= mean <= high
+    assert result.lm_eval is not None and result.lm_eval[1] <= result.lm_eval[0] <= result.lm_eval[2]
+    report = _cli("report", "study/smoke.yaml", f"runs_dir={runs}", *CONFIRM, "--storage", storage)
+    assert report.returncode == 0, report.stderr[-2000:]
+    page = Path(report.stdout.split("report:")[-1].strip()).read_text()
+    assert '<section id="versus">' in page and "2 confirmation seed(s) per method x 8 test pairs" in page
+    assert f"{mean:+.3f} [95% {low:+.3f}, {high:+.3f}]" in page
+
+
+def test_confirm_without_settings_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    result = _cli("study", "study/smoke.yaml", f"runs_dir={tmp_path}", "--confirm")
+    assert result.returncode == 2 and "confirm.top_k" in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("study_name", ["smoke/ipo", "smoke/dpo/confirm"])
+def test_rerun_reproduces_the_curves(confirmed, study_name: str) -> None:
+    """Trial 1 ran after another trial in the same process: the re-run in a fresh process must match it."""
+    runs, storage, _ = confirmed
+    result = _cli("rerun", study_name, "1", "--storage", storage)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    trial = optuna.load_study(study_name=study_name, storage=storage).trials[1]
+    summary = json.loads((Path(trial.user_attrs["run_dir"]) / "rerun" / "rerun.json").read_text())
+    assert summary["max_abs_difference"] <= 1e-6
+    assert {"loss", "val/accuracy", "test/accuracy", "val/chosen_log_ratio"} <= set(summary["per_column"])
+
+
+def test_rerun_of_a_missing_trial_exits_2(confirmed) -> None:
+    _, storage, _ = confirmed
+    result = _cli("rerun", "smoke/dpo", "99", "--storage", storage)
+    assert result.returncode == 2 and "no trial 99" in result.stderr
