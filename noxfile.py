@@ -78,3 +78,12 @@ def lint(session: nox.Session) -> None:
 def toy(session: nox.Session) -> None:
     """The IPO paper's toy experiment (Figure 1): writes reports/toy/results.json and index.html."""
     session.run(env_python(session), "-m", "prefstudy.toy", "--out", "reports/toy", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """prefstudy vs a strong and a naive TRL loop on 4 identical trials -> reports/bench/results.{json,md}.
+
+    Takes ~30 min on 2 CPU cores with the default spec; run nothing else meanwhile.
+    nox -s bench -- [SPEC] [key.path=value ...] [--variants prefstudy,strong,naive]"""
+    session.run(env_python(session), "-m", "prefstudy.bench", *session.posargs)

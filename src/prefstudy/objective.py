@@ -127,7 +127,7 @@ class Objective:
         write_json(run_dir / "metrics.json", {"status": "running", "started": time.time()})
         self.worker.trial_label = f"{self.method}#{trial.number}"
         self.worker.log(
-            f"[{spec.study_name(self.method)} trial {trial.number}] beta={params['beta']:.4g} "
+            f"[{trial.study.study_name} trial {trial.number}] beta={params['beta']:.4g} "
             f"learning_rate={params['learning_rate']:.3g} seed={seed}"
         )
 
@@ -146,7 +146,8 @@ class Objective:
 
         after = lm_eval if spec.evaluation.lm_eval.tasks else None
         try:
-            outcome = train_trial(self.worker, method, params, seed, run_dir, reporter, after_training=after)
+            outcome = train_trial(self.worker, method, params, seed, run_dir, reporter, after_training=after,
+                                  final_only=confirm)
         except BaseException as exc:
             reason = failure_reason(exc)
             trial.set_user_attr("fail_reason", redact(reason)[:500])

@@ -85,7 +85,8 @@ def rerun(study_name: str, number: int, storage_url: str | None = None, toleranc
         + (f", stopping at step {stop_at} where it was pruned" if stop_at else ""))
     started = time.perf_counter()
     train_trial(worker, spec.methods[config["method"]], config["params"], config["seed"], out,
-                lambda step, _value: stop_at is not None and step >= stop_at)
+                lambda step, _value: stop_at is not None and step >= stop_at,
+                final_only=config.get("stage") == "confirm")
     diffs = curve_differences(read_jsonl(run_dir / "curves.jsonl"), read_jsonl(out / "curves.jsonl"))
     worst = max(diffs.values(), default=math.inf)
     write_json(out / "rerun.json", {"study": study_name, "trial": number, "tolerance": tolerance,

@@ -37,6 +37,7 @@ def _quiet_libraries() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, retry callback
 
 
 def offline_if_local(spec: StudySpec) -> None:
@@ -183,7 +184,7 @@ def run(spec: StudySpec, storage_url: str, confirm: bool = False, role: str = "m
     worker = None
     poll = float(spec.workers.heartbeat_interval)
     if role in ("main", "search"):
-        todo = {m: max(0, target - finished(s)) + waiting(s) for m, s in studies.items()}
+        todo = {m: max(waiting(s), target - finished(s), 0) for m, s in studies.items()}  # queued ones run too
         log(f"study '{spec.name}': storage {redact(storage_url)}; trials to run per method: {todo}")
         if any(todo.values()) or any(counts(s)["running"] for s in studies.values()):
             started = time.perf_counter()
@@ -217,6 +218,18 @@ def finish(spec: StudySpec, storage_url: str, storage: Any, studies: dict[str, A
     from prefstudy.summary import print_summary
 
     print_summary(spec, studies, storage_url, out=sys.stdout)
+    if len(studies) >= 2:
+        from prefstudy.compare import compare, sentence
+
+        paired = compare(spec, storage)
+        if paired is not None:
+            a, b = paired.a.method.upper(), paired.b.method.upper()
+            where = (f"{paired.n_seeds} confirmation seed(s) x {paired.n_pairs} test pairs"
+                     if paired.source == "confirm"
+                     else f"best search trials, one seed x {paired.n_pairs} test pairs; --confirm adds seeds")
+            log(sentence(f"paired, test {spec.evaluation.metric}", a, b, paired.heldout) + f" ({where})")
+            if paired.lm_eval is not None:
+                log(sentence("paired, lm-eval mean", a, b, paired.lm_eval))
     try:
         from prefstudy.report import build_report
 

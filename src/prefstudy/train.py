@@ -83,9 +83,10 @@ def eval_points(n_steps: int, eval_steps: int) -> list[int]:
 class _Evaluator:
     """TrainerCallback body: our metrics at each eval step, curves.jsonl, report/prune, timings."""
 
-    def __init__(self, ctx: Any, prepared: Prepared, run_dir: Path, reporter: Reporter, n_steps: int) -> None:
+    def __init__(self, ctx: Any, prepared: Prepared, run_dir: Path, reporter: Reporter, n_steps: int,
+                 final_only: bool = False) -> None:
         self.ctx, self.prepared, self.run_dir, self.reporter = ctx, prepared, run_dir, reporter
-        self.points = set(eval_points(n_steps, ctx.spec.evaluation.eval_steps))
+        self.points = {n_steps} if final_only else set(eval_points(n_steps, ctx.spec.evaluation.eval_steps))
         self.n_steps = n_steps
         self.outcome = TrialOutcome()
         self.eval_seconds = 0.0
@@ -195,12 +196,13 @@ def dpo_config(ctx: Any, method: Any, params: dict[str, float], out_dir: Path, n
 
 def train_trial(
     ctx: Any, method: Any, params: dict[str, float], seed: int, run_dir: Path, reporter: Reporter,
-    after_training: Callable[[Any], Any] | None = None,
+    after_training: Callable[[Any], Any] | None = None, final_only: bool = False,
 ) -> TrialOutcome:
     """Train one adapter on ``ctx.base_model``; the base model is left exactly as it was.
 
     ``after_training(peft_model)`` runs on the trained, still-attached adapter of a trial that was not pruned
-    (lm-eval); its result lands in ``outcome.extra``.
+    (lm-eval); its result lands in ``outcome.extra``. ``final_only`` scores the held-out splits at the last step
+    only (confirmation runs: nothing to prune, the search already recorded the dynamics).
     """
     from peft import LoraConfig, get_peft_model
 
@@ -211,7 +213,7 @@ def train_trial(
         r=training.lora.r, lora_alpha=training.lora.alpha, lora_dropout=training.lora.dropout,
         target_modules=list(training.lora.target_modules), task_type="CAUSAL_LM",
     )
-    evaluator = _Evaluator(ctx, prepared, run_dir, reporter, n_steps)
+    evaluator = _Evaluator(ctx, prepared, run_dir, reporter, n_steps, final_only)
     torch.manual_seed(seed)  # the LoRA init
     peft_model = get_peft_model(ctx.base_model, lora)
     trainer = None

@@ -60,15 +60,15 @@ def test_sigkilled_worker_loses_nothing(storage_url: str, tmp_path: Path) -> Non
     with open(log, "w") as out:
         parent = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
         try:
-            victim, finished_before, deadline = None, [], time.time() + 240
+            victim, finished_before, deadline, storage = None, [], time.time() + 240, None
             while victim is None and time.time() < deadline and parent.poll() is None:
                 time.sleep(0.1)
                 if "worker w0 started" not in log.read_text():
                     continue  # opening the storage here while the launcher creates the schema would race it
-                try:
-                    study = optuna.load_study(study_name="smoke/dpo", storage=storage_url)
-                except KeyError:
-                    continue
+                # one storage (one connection pool) for all polls: a new engine per poll exhausts PostgreSQL's
+                # connection slots under load
+                storage = storage or optuna.storages.RDBStorage(storage_url)
+                study = optuna.load_study(study_name="smoke/dpo", storage=storage)
                 finished_before = [t for t in study.get_trials(deepcopy=False)
                                    if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
                 if finished_before:  # kill only once something is finished, to show it survives

@@ -90,7 +90,7 @@ def versus(d: rd.ReportData) -> Section:
         return s
     from prefstudy.compare import sentence
 
-    a, b = name(c.a.method), name(c.b.method)
+    a, b = c.a.method.upper(), c.b.method.upper()
     where = (f"{c.n_seeds} confirmation seed(s) per method x {c.n_pairs} test pairs" if c.source == "confirm"
              else f"one seed (the search trials) x {c.n_pairs} test pairs; seed variance is not in the interval: "
                   "run the confirmation stage (--confirm) for a verdict that covers it")
