@@ -32,12 +32,6 @@ TRIALS = {"dpo": [{"beta": 0.1, "learning_rate": 5.0e-4}, {"beta": 0.3, "learnin
           "ipo": [{"beta": 0.5, "learning_rate": 5.0e-4}, {"beta": 1.0, "learning_rate": 1.0e-3}]}
 
 
-def _rss_mb() -> float:
-    from prefstudy.objective import _rss_mb as rss
-
-    return rss()
-
-
 def bench_spec(spec_path: str, runs_dir: str, overrides: list[str]) -> Any:
     """The spec with the benchmark's fixed trials: no pruning, 2 enqueued trials per method, fresh runs dir."""
     from prefstudy.spec import load_spec
@@ -231,12 +225,11 @@ def lm_eval_by_path(spec: Any, path: str, kwargs: dict[str, Any], adapter: Path,
 
 
 def run_trl(spec: Any, variant: str) -> dict[str, Any]:
-    from prefstudy.objective import trial_seed
+    from prefstudy.objective import _rss_mb, trial_seed
 
     trials = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"bench-{variant}-") as tmp:
-        number = 0
         for index in range(2):
             for method in spec.methods:  # the same round-robin order as prefstudy's loop
                 params = TRIALS[method][index]
@@ -247,7 +240,6 @@ def run_trl(spec: Any, variant: str) -> dict[str, Any]:
                                "wall": time.perf_counter() - t0, **times, "rss_mb": _rss_mb()})
                 print(f"[{variant}] {method} trial {index}: {trials[-1]['wall']:.1f}s "
                       + ", ".join(f"{k} {v:.1f}s" for k, v in times.items()), flush=True)
-                number += 1
     passes = len(trials) if variant == "strong" else None
     return {"wall_s": time.perf_counter() - started, "trials": trials, "ref_logprob_passes": passes}
 

@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import TrialState
 
 from prefstudy import metrics
+from prefstudy.lmeval import macro_vector
 from prefstudy.spec import StudySpec
 from prefstudy.summary import best_trial
 
@@ -52,6 +53,13 @@ class Comparison:
     def source(self) -> str:
         return "confirm" if self.a.source == self.b.source == "confirm" else "search"
 
+    def scope(self) -> str:
+        """What the interval resamples, in words."""
+        if self.source == "confirm":
+            return f"{self.n_seeds} confirmation seed(s) per method x {self.n_pairs} test pairs"
+        return (f"one seed (the search trials) x {self.n_pairs} test pairs; seed variance is not in the interval: "
+                "run the confirmation stage (--confirm) for a verdict that covers it")
+
 
 def _read(path: Path) -> dict[str, Any] | None:
     try:
@@ -69,18 +77,6 @@ def wins(record: dict[str, Any], per_token: bool) -> np.ndarray:
     return metrics.pairwise_preference(chosen, rejected)
 
 
-def lm_eval_vector(result: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
-    """Per-document scores weighted so that their plain mean is the macro mean over tasks."""
-    values, keys = [], []
-    tasks = result["tasks"]
-    for name, task in tasks.items():
-        per_doc = np.asarray(task["per_doc"], dtype=float)
-        values.append(per_doc / (len(tasks) * len(per_doc)))
-        keys += [f"{name}/{d}" for d in task["doc_ids"]]
-    flat = np.concatenate(values)
-    return flat * len(flat), keys
-
-
 def _runs_of(spec: StudySpec, method: str, trials: list[Any], source: str, trial: int,
              params: dict[str, float]) -> MethodRuns | None:
     per_token = spec.evaluation.metric == "accuracy_per_token"
@@ -96,7 +92,7 @@ def _runs_of(spec: StudySpec, method: str, trials: list[Any], source: str, trial
         vals.append(float(t.values[0]))
         lm = _read(run_dir / "lm_eval.json")
         if lm and lm.get("tasks"):
-            vector, docs = lm_eval_vector(lm)
+            vector, docs = macro_vector(lm)
             lm_rows.append(vector)
     if not rows:
         return None

@@ -14,6 +14,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from prefstudy.spec import SpecError, StudySpec
+from prefstudy.study import waiting
+from prefstudy.summary import ranked_trials
 
 
 def study_name(spec: StudySpec, method: str) -> str:
@@ -22,11 +24,7 @@ def study_name(spec: StudySpec, method: str) -> str:
 
 def top_configs(study: optuna.Study, k: int) -> list[FrozenTrial]:
     """The k complete, feasible search trials with the highest val objective (ties: the earlier trial)."""
-    complete = [
-        t for t in study.get_trials(deepcopy=False)
-        if t.state == TrialState.COMPLETE and t.values and all(c <= 0 for c in t.user_attrs.get("constraint", [0]))
-    ]
-    return sorted(complete, key=lambda t: (-t.values[0], t.number))[:k]
+    return ranked_trials(study)[:k]
 
 
 def check_configured(spec: StudySpec) -> None:
@@ -80,10 +78,6 @@ def create(spec: StudySpec, storage: Any, searches: dict[str, optuna.Study]) -> 
                 })
         out[method] = (study, todo)
     return out
-
-
-def waiting(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def run(studies: dict[str, tuple[optuna.Study, int]], objective_for: Any, log: Any) -> dict[str, int]:

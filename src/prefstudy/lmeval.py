@@ -134,18 +134,24 @@ def task_is_loglikelihood(sample: dict[str, Any]) -> bool:
     return bool(resps) and isinstance(resps[0], (list, tuple)) and len(resps[0]) == 2
 
 
+def macro_vector(result: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
+    """Per-document scores of every task, weighted so that their plain mean is the macro mean over tasks (each doc
+    counts 1/(n_tasks * n_docs_of_its_task)); and the '<task>/<doc_id>' key of each entry."""
+    tasks = result["tasks"]
+    values = [np.asarray(t["per_doc"], dtype=float) / (len(tasks) * len(t["per_doc"])) for t in tasks.values()]
+    keys = [f"{name}/{d}" for name, t in tasks.items() for d in t["doc_ids"]]
+    flat = np.concatenate(values)
+    return flat * len(flat), keys
+
+
 def compare_to_base(trial: dict[str, Any], base: dict[str, Any], seed: int) -> dict[str, float]:
     """Macro-mean delta to the base and its paired 95% bootstrap interval over documents (same docs, same order)."""
-    diffs = []
     for name, task in trial["tasks"].items():
-        reference = base["tasks"][name]
-        if task["doc_ids"] != reference["doc_ids"]:
+        if task["doc_ids"] != base["tasks"][name]["doc_ids"]:
             raise LmEvalError(f"task '{name}': the trial and the base were scored on different documents")
-        diffs.append(np.asarray(task["per_doc"]) - np.asarray(reference["per_doc"]))
-    # macro mean over tasks of per-task mean differences: weight each doc by 1/(n_tasks * n_docs_of_its_task)
-    weights = np.concatenate([np.full(len(d), 1.0 / (len(diffs) * len(d))) for d in diffs])
-    values = np.concatenate(diffs) * weights * len(weights)
-    mean, low, high = metrics.bootstrap_mean_ci(values, seed=seed)
+    ours, _ = macro_vector(trial)
+    theirs, _ = macro_vector({"tasks": {name: base["tasks"][name] for name in trial["tasks"]}})
+    mean, low, high = metrics.bootstrap_mean_ci(ours - theirs, seed=seed)
     return {"delta_vs_base": float(mean), "delta_ci_low": float(low), "delta_ci_high": float(high)}
 
 

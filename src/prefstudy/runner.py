@@ -200,7 +200,7 @@ def run(spec: StudySpec, storage_url: str, confirm: bool = False, role: str = "m
             runs = {m: todo for m, (_, todo) in confirm_studies.items()}
             log(f"confirmation: top {spec.confirm.top_k} configuration(s) x seeds {list(spec.confirm.seeds)}; "
                 f"runs to do per method: {runs}")
-        if any(confirmation.waiting(s) for s, _ in confirm_studies.values()):
+        if any(waiting(s) for s, _ in confirm_studies.values()):
             started = time.perf_counter()
             worker = worker or load_worker(spec, storage_url, studies, lm_eval_manager)
             confirm_failures = confirmation.run(
@@ -224,10 +224,7 @@ def finish(spec: StudySpec, storage_url: str, storage: Any, studies: dict[str, A
         paired = compare(spec, storage)
         if paired is not None:
             a, b = paired.a.method.upper(), paired.b.method.upper()
-            where = (f"{paired.n_seeds} confirmation seed(s) x {paired.n_pairs} test pairs"
-                     if paired.source == "confirm"
-                     else f"best search trials, one seed x {paired.n_pairs} test pairs; --confirm adds seeds")
-            log(sentence(f"paired, test {spec.evaluation.metric}", a, b, paired.heldout) + f" ({where})")
+            log(sentence(f"paired, test {spec.evaluation.metric}", a, b, paired.heldout) + f" ({paired.scope()})")
             if paired.lm_eval is not None:
                 log(sentence("paired, lm-eval mean", a, b, paired.lm_eval))
     try:

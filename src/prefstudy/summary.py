@@ -11,13 +11,19 @@ from prefstudy.secrets import redact
 from prefstudy.spec import StudySpec
 
 
-def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """The complete, feasible trial with the highest val objective (the first objective under pareto)."""
+def ranked_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Complete, feasible trials, highest val objective first (the first objective under pareto; ties: earlier)."""
     complete = [
         t for t in study.get_trials(deepcopy=False)
         if t.state == TrialState.COMPLETE and t.values and all(c <= 0 for c in t.user_attrs.get("constraint", [0]))
     ]
-    return max(complete, key=lambda t: (t.values[0], -t.number)) if complete else None
+    return sorted(complete, key=lambda t: (-t.values[0], t.number))
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The complete, feasible trial with the highest val objective."""
+    ranked = ranked_trials(study)
+    return ranked[0] if ranked else None
 
 
 def summary_rows(spec: StudySpec, studies: dict[str, optuna.Study]) -> list[dict[str, Any]]:

@@ -91,10 +91,7 @@ def versus(d: rd.ReportData) -> Section:
     from prefstudy.compare import sentence
 
     a, b = c.a.method.upper(), c.b.method.upper()
-    where = (f"{c.n_seeds} confirmation seed(s) per method x {c.n_pairs} test pairs" if c.source == "confirm"
-             else f"one seed (the search trials) x {c.n_pairs} test pairs; seed variance is not in the interval: "
-                  "run the confirmation stage (--confirm) for a verdict that covers it")
-    s.verdict.append(esc(sentence(f"Held-out test {d.metric}", a, b, c.heldout)) + f" ({esc(where)}).")
+    s.verdict.append(esc(sentence(f"Held-out test {d.metric}", a, b, c.heldout)) + f" ({esc(c.scope())}).")
     if c.lm_eval is not None:
         s.verdict.append(esc(sentence("lm-eval mean", a, b, c.lm_eval)) + ".")
     else:
@@ -139,7 +136,7 @@ def landscape(d: rd.ReportData) -> Section:
     return s
 
 
-# --------------------------------------------------------------------------- 3. forgiveness
+# --------------------------------------------------------------------------- 4. forgiveness
 def forgiving(d: rd.ReportData) -> Section:
     s = Section("forgiveness", "4. How forgiving each method is",
                 "Only randomly sampled trials (sampling = random: neither the enqueued defaults nor TPE's adaptive "
@@ -175,7 +172,7 @@ def forgiving(d: rd.ReportData) -> Section:
     return s
 
 
-# --------------------------------------------------------------------------- 4. overfitting
+# --------------------------------------------------------------------------- 5. overfitting
 def overfitting(d: rd.ReportData) -> Section:
     ev = d.spec.evaluation
     s = Section("overfitting", "5. Overfitting and likelihood displacement",
@@ -217,7 +214,7 @@ def overfitting(d: rd.ReportData) -> Section:
     return s
 
 
-# --------------------------------------------------------------------------- 5. capability
+# --------------------------------------------------------------------------- 6. capability
 def capability(d: rd.ReportData) -> Section:
     tasks = ", ".join(t.name for t in d.spec.evaluation.lm_eval.tasks) or "none"
     s = Section("capability", "6. Capability cost (lm-evaluation-harness)",
@@ -260,7 +257,7 @@ def capability(d: rd.ReportData) -> Section:
     return s
 
 
-# --------------------------------------------------------------------------- 6. search diagnostics
+# --------------------------------------------------------------------------- 7. search diagnostics
 def diagnostics(d: rd.ReportData) -> Section:
     import optuna.visualization as vis
     from optuna.importance import get_param_importances
@@ -316,7 +313,7 @@ def _importance_evaluator() -> tuple[str, Any]:
     return "fANOVA", lambda: FanovaImportanceEvaluator(seed=0)
 
 
-# --------------------------------------------------------------------------- theory check (IPO toy)
+# --------------------------------------------------------------------------- 8. theory check (IPO toy)
 def theory(d: rd.ReportData, out_dir: Path) -> Section:
     s = Section("theory", "8. Theory check: the IPO paper's toy bandit",
                 "The IPO paper's Figure 1 experiment (three actions, preferences a > b > c, Adam): DPO should drive "
@@ -347,7 +344,7 @@ def theory(d: rd.ReportData, out_dir: Path) -> Section:
     return s
 
 
-# --------------------------------------------------------------------------- 8. all trials
+# --------------------------------------------------------------------------- 9. all trials
 def _rel(path: str | Path, out_dir: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), out_dir.resolve())).as_posix()
 
