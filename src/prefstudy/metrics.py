@@ -14,11 +14,14 @@ raise ``ValueError``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import ArrayLike
 
 __all__ = [
     "bootstrap_mean_ci",
+    "stratified_se",
     "chosen_log_ratio",
     "clustered_paired_bootstrap_diff",
     "excludes_zero",
@@ -235,26 +238,53 @@ def preference_summary(
 
 # --------------------------------------------------------------------------- bootstrap
 def bootstrap_mean_ci(
-    values: ArrayLike, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0
+    values: ArrayLike, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0,
+    strata: Sequence[int] | None = None,
 ) -> tuple[float, float, float]:
     """Percentile bootstrap CI for the mean of ``values`` (items resampled
     with replacement). Returns ``(mean, lo, hi)``.
 
     ``lo``/``hi`` are the ``(1-c)/2`` and ``(1+c)/2`` quantiles of ``n_boot``
     resampled means. Deterministic for a given ``seed`` (numpy ``default_rng``).
+    ``strata``: sizes of consecutive blocks of ``values`` (e.g. the documents of
+    each lm-eval task); items are then resampled within their block, so every
+    block keeps its size -- the design of a fixed set of tasks, each a sample of
+    documents. Without it the whole vector is one block.
     """
     _check_boot_args(n_boot, confidence)
     v = _as_array(values, "values", 1)
     n = v.size
+    sizes = _strata(strata, n)
     rng = np.random.default_rng(seed)
     block = max(1, _BLOCK_ELEMENTS // n)
     stats = np.empty(n_boot)
     for start in range(0, n_boot, block):
-        stop = min(start + block, n_boot)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        stats[start:stop] = v[idx].mean(axis=1)
+        rows = min(start + block, n_boot) - start
+        stats[start : start + rows] = _resample_counts(rng, rows, sizes) @ v / n
     lo, hi = _percentile_interval(stats, confidence)
     return float(v.mean()), lo, hi
+
+
+def stratified_se(values: ArrayLike, strata: Sequence[int] | None = None) -> float:
+    """Standard error of the mean of ``values`` when items are sampled within
+    ``strata`` (sizes of consecutive blocks): ``sqrt(sum_t n_t var_t) / n`` with
+    ``var_t`` the sample variance (ddof=1) of block t. One block: ``sd / sqrt(n)``.
+    Blocks of one item contribute no variance (none can be estimated)."""
+    v = _as_array(values, "values", 1)
+    total, start = 0.0, 0
+    for size in _strata(strata, v.size):
+        block = v[start : start + size]
+        start += size
+        if size > 1:
+            total += size * float(block.var(ddof=1))
+    return float(np.sqrt(total) / v.size)
+
+
+def _strata(strata: Sequence[int] | None, n: int) -> list[int]:
+    sizes = [n] if strata is None else [int(k) for k in strata]
+    if any(k < 1 for k in sizes) or sum(sizes) != n:
+        raise ValueError(f"strata sizes {sizes} must be positive and sum to the {n} values")
+    return sizes
 
 
 def paired_bootstrap_diff(
@@ -267,14 +297,20 @@ def paired_bootstrap_diff(
     return bootstrap_mean_ci(a_arr - b_arr, n_boot=n_boot, confidence=confidence, seed=seed)
 
 
-def _resample_counts(rng: np.random.Generator, rows: int, n: int) -> np.ndarray:
-    """``[rows, n]`` multiplicities of a size-n draw with replacement, per row."""
-    idx = rng.integers(0, n, size=(rows, n)) + (np.arange(rows) * n)[:, None]
-    return np.bincount(idx.ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
+def _resample_counts(rng: np.random.Generator, rows: int, n: int | Sequence[int]) -> np.ndarray:
+    """``[rows, N]`` multiplicities of a draw with replacement, per row. ``n`` an int: one size-n draw over all
+    N = n items; a list of block sizes: an independent draw of each block's size within each block."""
+    sizes = [n] if isinstance(n, (int, np.integer)) else list(n)
+    parts = []
+    for size in sizes:
+        idx = rng.integers(0, size, size=(rows, size)) + (np.arange(rows) * size)[:, None]
+        parts.append(np.bincount(idx.ravel(), minlength=rows * size).reshape(rows, size))
+    return np.concatenate(parts, axis=1).astype(np.float64)
 
 
 def clustered_paired_bootstrap_diff(
-    a: ArrayLike, b: ArrayLike, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0
+    a: ArrayLike, b: ArrayLike, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0,
+    strata: Sequence[int] | None = None,
 ) -> tuple[float, float, float]:
     """Two-level paired bootstrap for ``a``, ``b`` of shape ``[seeds, items]``.
 
@@ -284,18 +320,20 @@ def clustered_paired_bootstrap_diff(
     vectors ``c`` (seeds) and ``w`` (items). This accounts for both training-seed
     variance and test-item variance. Returns ``(mean diff, lo, hi)``
     (percentile interval). With one seed it reduces to an item bootstrap.
+    ``strata``: item block sizes, resampled within blocks (see :func:`bootstrap_mean_ci`).
     """
     _check_boot_args(n_boot, confidence)
     a_arr, b_arr = _vectors(2, a=a, b=b)
     d = a_arr - b_arr
     s, n_items = d.shape
+    sizes = _strata(strata, n_items)
     rng = np.random.default_rng(seed)
     block = max(1, _BLOCK_ELEMENTS // (s + n_items))
     stats = np.empty(n_boot)
     for start in range(0, n_boot, block):
         rows = min(start + block, n_boot) - start
         c = _resample_counts(rng, rows, s)
-        w = _resample_counts(rng, rows, n_items)
+        w = _resample_counts(rng, rows, sizes)
         stats[start : start + rows] = np.einsum("bi,bi->b", c @ d, w) / (s * n_items)
     lo, hi = _percentile_interval(stats, confidence)
     return float(d.mean()), lo, hi

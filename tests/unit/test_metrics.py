@@ -18,6 +18,7 @@ from prefstudy.metrics import (
     preference_accuracy,
     preference_summary,
     reward_margin,
+    stratified_se,
 )
 
 # Shared hand example (3 pairs):
@@ -275,3 +276,34 @@ def test_excludes_zero():
 def test_invalid_input_raises(call):
     with pytest.raises(ValueError):
         call()
+
+
+def test_stratified_se_worked_by_hand():
+    # block 1: [0, 1] has var 0.5 (ddof=1); block 2: [2, 2, 2] var 0; n = 5.
+    # SE = sqrt(2 * 0.5 + 3 * 0) / 5 = 0.2.  One block: sd / sqrt(n) = sqrt(0.7) / sqrt(5).
+    v = [0.0, 1.0, 2.0, 2.0, 2.0]
+    assert stratified_se(v, [2, 3]) == pytest.approx(0.2)
+    assert stratified_se(v) == pytest.approx(np.std(v, ddof=1) / np.sqrt(5))
+    assert stratified_se([1.0, 2.0, 3.0], [1, 2]) == pytest.approx(np.sqrt(2 * 0.5) / 3)  # a 1-item block adds 0
+
+
+def test_stratified_bootstrap_keeps_each_block_whole():
+    # Two constant blocks of different values: resampling within blocks never changes the mean, so the interval
+    # is a point; pooled resampling mixes the blocks and gives a wide interval.
+    v = [0.0] * 10 + [1.0] * 30
+    assert bootstrap_mean_ci(v, strata=[10, 30]) == (0.75, 0.75, 0.75)
+    _, lo, hi = bootstrap_mean_ci(v)
+    assert hi - lo > 0.1
+    # the within-block spread alone: block 2 is {0, 1} resampled, block 1 constant 5
+    _, lo, hi = bootstrap_mean_ci([5.0] * 4 + [0.0, 1.0], n_boot=4000, strata=[4, 2])
+    assert (lo, hi) == (pytest.approx((20 + 0) / 6), pytest.approx((20 + 2) / 6))
+
+
+def test_stratified_clustered_bootstrap_and_bad_strata():
+    a = np.array([[0.0] * 5 + [1.0] * 5])
+    b = np.zeros((1, 10))
+    assert clustered_paired_bootstrap_diff(a, b, strata=[5, 5]) == (0.5, 0.5, 0.5)
+    with pytest.raises(ValueError, match="strata"):
+        bootstrap_mean_ci([1.0, 2.0, 3.0], strata=[1, 1])
+    with pytest.raises(ValueError, match="strata"):
+        stratified_se([1.0, 2.0], strata=[0, 2])
