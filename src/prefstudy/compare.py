@@ -1,8 +1,9 @@
 """DPO vs IPO, paired: the two methods' chosen configurations scored on the SAME test pairs and lm-eval documents.
 
 With a confirmation stage the configuration of each method is the confirmed one with the best mean val objective
-over its seeds, and the intervals resample seeds and items together (``clustered_paired_bootstrap_diff``); without
-one, it is the best search trial (one seed) and the intervals resample items only. Test is never used to choose.
+over its seeds, and the intervals resample seeds and items together (``clustered_paired_bootstrap_diff``; lm-eval
+documents within their task); without one, it is the best search trial (one seed) and the intervals resample items
+only. Test is never used to choose.
 Reads only the Optuna storage and the run directories (``heldout.json``, ``lm_eval.json``).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +163,8 @@ def compare(spec: StudySpec, storage: Any, a: str | None = None, b: str | None =
     lm = None
     if runs_a.lm_eval is not None and runs_b.lm_eval is not None and runs_a.lm_docs == runs_b.lm_docs:
         la, lb = _align(runs_a.lm_eval, runs_b.lm_eval)
-        lm = metrics.clustered_paired_bootstrap_diff(la, lb, seed=boot_seed)
+        strata = [len(list(group)) for _, group in groupby(runs_a.lm_docs, key=lambda k: k.rsplit("/", 1)[0])]
+        lm = metrics.clustered_paired_bootstrap_diff(la, lb, seed=boot_seed, strata=strata)
     return Comparison(runs_a, runs_b, len(wa), wa.shape[1], heldout, lm, notes)
 
 

@@ -9,6 +9,7 @@ first trial, so an unreachable dataset fails in seconds, not after training.
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,7 @@ def evaluate(model: Any, tokenizer: Any, spec: Any, seed: int, manager: Any) -> 
     was_training = model.training
     model.eval()
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=lm_spec.batch_size, device=device)
-    out: dict[str, Any] = {"tasks": {}, "raw": {}}
+    out: dict[str, Any] = {"tasks": {}, "raw": {}, "tasks_digest": tasks_digest(lm_spec.tasks)}
     try:
         for task in lm_spec.tasks:
             result = simple_evaluate(
@@ -144,15 +145,40 @@ def macro_vector(result: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
     return flat * len(flat), keys
 
 
+def task_sizes(result: dict[str, Any]) -> list[int]:
+    """Documents per task, in the order of :func:`macro_vector`: the strata of every lm-eval interval."""
+    return [len(t["per_doc"]) for t in result["tasks"].values()]
+
+
 def compare_to_base(trial: dict[str, Any], base: dict[str, Any], seed: int) -> dict[str, float]:
-    """Macro-mean delta to the base and its paired 95% bootstrap interval over documents (same docs, same order)."""
+    """Macro-mean delta to the base, its standard error and paired 95% bootstrap interval over documents.
+
+    The documents of each task are resampled within that task (a stratified bootstrap): the tasks are a fixed
+    design and each is a sample of documents. Resampling the pooled documents instead would also count the spread
+    BETWEEN the tasks' deltas as noise -- with one task collapsing and three unchanged, that doubles the interval.
+    """
     for name, task in trial["tasks"].items():
         if task["doc_ids"] != base["tasks"][name]["doc_ids"]:
             raise LmEvalError(f"task '{name}': the trial and the base were scored on different documents")
     ours, _ = macro_vector(trial)
     theirs, _ = macro_vector({"tasks": {name: base["tasks"][name] for name in trial["tasks"]}})
-    mean, low, high = metrics.bootstrap_mean_ci(ours - theirs, seed=seed)
-    return {"delta_vs_base": float(mean), "delta_ci_low": float(low), "delta_ci_high": float(high)}
+    strata = task_sizes(trial)
+    mean, low, high = metrics.bootstrap_mean_ci(ours - theirs, seed=seed, strata=strata)
+    return {"delta_vs_base": float(mean), "delta_se": metrics.stratified_se(ours - theirs, strata),
+            "delta_ci_low": float(low), "delta_ci_high": float(high)}
+
+
+def tasks_digest(tasks: tuple[Any, ...], tasks_dir: Path = TASKS_DIR) -> str:
+    """A hash of the spec's task settings and of every file of the project's own tasks they name: a base score is
+    only comparable to trials scored on the same documents, prompts and filters."""
+    digest = hashlib.sha256()
+    for task in tasks:
+        digest.update(json.dumps([task.name, task.num_fewshot, task.limit, task.metric]).encode())
+        folder = tasks_dir / task.name
+        for path in sorted(folder.glob("*")) if folder.is_dir() else ():
+            if path.is_file():
+                digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def flat_attrs(result: dict[str, Any], prefix: str = "lm_eval") -> dict[str, float]:
@@ -164,3 +190,4 @@ def flat_attrs(result: dict[str, Any], prefix: str = "lm_eval") -> dict[str, flo
     if result.get("mean") is not None:
         attrs[f"{prefix}/mean"] = result["mean"]
     return attrs
+

@@ -107,14 +107,22 @@ def base_lm_eval(worker: Any, studies: dict[str, Any]) -> dict[str, Any]:
     """The base model's lm-eval result: computed once per study, then read from runs/<name>/base/lm_eval.json."""
     import json
 
-    from prefstudy.lmeval import evaluate, flat_attrs
+    from prefstudy.lmeval import LmEvalError, evaluate, flat_attrs, tasks_digest
     from prefstudy.rundir import write_json
 
     spec = worker.spec
     path = spec.run_root() / "base" / "lm_eval.json"
     if path.exists():
+        stored = json.loads(path.read_text())
+        now = tasks_digest(spec.evaluation.lm_eval.tasks)
+        if stored.get("tasks_digest") != now:
+            raise LmEvalError(
+                f"{path} was scored on other lm-eval task files or settings (digest "
+                f"{stored.get('tasks_digest', 'none')}, now {now}): this study's trials are not comparable with "
+                "new scores. Give the study a new `name` (or delete its run directory and storage to start over)"
+            )
         log(f"lm-eval of the base model: reused {path}")
-        return json.loads(path.read_text())
+        return stored
     started = time.perf_counter()
     result = evaluate(worker.base_model, worker.tokenizer, spec, spec.seed, worker.lm_eval_manager)
     write_json(path, result)

@@ -46,6 +46,7 @@ def summary_rows(spec: StudySpec, studies: dict[str, optuna.Study]) -> list[dict
             "ood": attrs.get(f"ood/{spec.evaluation.metric}"),
             "gap": attrs.get("generalization_gap"),
             "lm_eval": attrs.get("lm_eval/mean"),
+            "lm_delta_se": attrs.get("lm_eval/delta_se"),
             "lm_delta": (attrs.get("lm_eval/delta_vs_base"), attrs.get("lm_eval/delta_ci_low"),
                          attrs.get("lm_eval/delta_ci_high")),
             "base_test": study.user_attrs.get(f"base/test/{spec.evaluation.metric}"),
@@ -74,7 +75,7 @@ def print_summary(spec: StudySpec, studies: dict[str, optuna.Study], storage_url
         if r["lm_eval"] is not None:
             d = r["lm_delta"]
             print(f"{r['method']:<8} lm-eval mean {_f(r['lm_eval'])}, delta vs base {_f(d[0], '+.3f')} "
-                  f"[{_f(d[1], '+.3f')},{_f(d[2], '+.3f')}]", file=out)
+                  f"[{_f(d[1], '+.3f')},{_f(d[2], '+.3f')}] (SE {_f(r['lm_delta_se'], '.3f')})", file=out)
     if rows:
         print(f"base model: test {_f(rows[0]['base_test'])}, ood {_f(rows[0]['base_ood'])} "
               f"(best trial per method chosen on val; test and ood are only reported)", file=out)

@@ -22,7 +22,7 @@ from prefstudy.summary import best_trial
 
 SPLITS = ("train", "val", "test", "ood")
 #: lm-eval attribute suffixes that are not ``<task>/<metric>`` scores.
-_LM_EVAL_AGGREGATES = {"mean", "delta_vs_base", "delta_ci_low", "delta_ci_high"}
+_LM_EVAL_AGGREGATES = {"mean", "delta_vs_base", "delta_se", "delta_ci_low", "delta_ci_high"}
 
 
 @dataclass
