@@ -3,12 +3,23 @@
 Four capabilities preference tuning can damage, each a folder under ``evals/tasks/`` with a YAML task and a
 ``test.jsonl`` written deterministically from a seed (our own questions, not copied text):
 
-- ``prefstudy_arith``   multiple choice: two-digit multiplication and three-digit sums, distractors off by a carry;
-- ``prefstudy_units``   multiple choice: unit and calendar reasoning (minutes/hours, days of the week);
-- ``prefstudy_reading`` multiple choice: who/where questions about a two-sentence passage;
-- ``prefstudy_format``  generate_until: "reply with only the number, in digits", scored by a strict regex filter.
+- ``prefstudy_arith``   multiple choice: multiplication-table and division facts (2..12);
+- ``prefstudy_units``   multiple choice: unit conversions with a whole answer (180 minutes -> 3 hours);
+- ``prefstudy_reading`` multiple choice: who did what, or which colour, in a two-sentence passage;
+- ``prefstudy_format``  generate_until: one worked example shows the answer format (the number alone, in digits);
+  a strict regex filter scores it, so an answer in a sentence, or no answer, counts as wrong. Answers have at most
+  three digits (4 tokens with the leading space); ``max_gen_toks: 5`` leaves one token to show whether the model
+  stops there or goes on with words.
 
-tests/unit/test_evaltasks.py checks the committed files equal a fresh generation.
+Cost is the design constraint: every trial is scored, so each document must be cheap. In the multiple-choice tasks
+the choices of a document differ only in their last token (single words; numbers that share all digits but the
+last), and lm-eval's HFLM then scores all four choices with ONE forward pass (it groups requests whose context plus
+continuation-minus-last-token agree). That is ~4x the documents per second of free-text choices, which is what lets
+the default study afford enough documents for a paired standard error under 0.02. The distractors follow from that:
+a wrong last digit (a slip in the units column), the other colour or person named in the passage.
+
+tests/unit/test_evaltasks.py checks the committed files equal a fresh generation, the answers are right, and the
+choices share everything but their last character or are single words.
 """
 
 from __future__ import annotations
@@ -19,75 +30,84 @@ import random
 from pathlib import Path
 
 TASKS_DIR = Path("evals/tasks")
-N_DOCS = 120
+N_DOCS = 200
 SEED = 20231012
-DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-NAMES = ["Ana", "Ben", "Chloe", "Dev", "Elif", "Farid", "Grace", "Hugo", "Ines", "Jonas", "Kemal", "Lena"]
-OBJECTS = ["key", "coin", "letter", "ring", "ticket", "pencil", "stamp", "marble"]
-PLACES = ["red box", "blue box", "green jar", "top drawer", "wooden chest", "paper bag"]
+# Every name, colour and object is one token for SmolLM2's tokenizer (checked when the tasks were designed).
+NAMES = ["Ana", "Ben", "Dev", "Tom", "Sam", "Max", "Anna", "Hugo", "Omar", "Maya", "Leo", "Eva", "Jack", "Kate",
+         "Mark", "Paul", "Lucy", "Emma", "Noah", "Mia", "Adam", "Rosa", "Carl", "Ivan", "Nina", "Sara"]
+COLORS = ["red", "blue", "green", "yellow", "black", "white", "brown", "pink", "orange", "purple"]
+OBJECTS = ["key", "coin", "ball", "cup", "book", "hat", "pen", "ring", "bag", "shoe"]
+# (larger unit, smaller unit, how many smaller units make one larger)
+UNITS = [("hours", "minutes", 60), ("minutes", "seconds", 60), ("kilograms", "grams", 1000),
+         ("meters", "centimeters", 100), ("kilometers", "meters", 1000), ("weeks", "days", 7),
+         ("days", "hours", 24), ("liters", "milliliters", 1000), ("years", "months", 12),
+         ("feet", "inches", 12), ("centuries", "years", 100), ("dozens", "eggs", 12)]
+CARRIERS = ["code", "room number", "ticket number", "page number", "bus number"]
+FORMAT_EXAMPLE = ("The code is 52. What is the code?", "52")  # the worked example in the format task's prompt
 
 
-def _shuffle_choices(rng: random.Random, correct: str, wrong: list[str]) -> tuple[list[str], int]:
+def _pick(rng: random.Random, correct: str, pool: list[str]) -> tuple[list[str], int]:
+    """Four shuffled choices: ``correct`` and three others from ``pool``; returns (choices, index of correct)."""
+    wrong = [p for p in dict.fromkeys(pool) if p != correct]
+    rng.shuffle(wrong)
     choices = [correct] + wrong[:3]
     rng.shuffle(choices)
     return choices, choices.index(correct)
 
 
+def _a(word: str) -> str:
+    return ("an " if word[0] in "aeiou" else "a ") + word
+
+
+def last_digit_pool(value: int) -> list[str]:
+    """Numbers with every digit of ``value`` but the last (1..9 for one-digit values): slips in the units column."""
+    if value < 10:
+        return [str(d) for d in range(1, 10)]
+    tens = value - value % 10
+    return [str(tens + d) for d in range(10)]
+
+
 def arith_doc(rng: random.Random) -> dict:
+    a, b = rng.randint(2, 12), rng.randint(2, 12)
     if rng.random() < 0.5:
-        a, b = rng.randint(12, 99), rng.randint(3, 9)
         value, question = a * b, f"What is {a} times {b}?"
-        wrong = [value + 10, value - 10, value + b]
     else:
-        a, b = rng.randint(105, 899), rng.randint(105, 899)
-        value, question = a + b, f"What is {a} plus {b}?"
-        wrong = [value + 10, value - 10, value + 100]
-    choices, answer = _shuffle_choices(rng, str(value), [str(w) for w in wrong])
+        value, question = a, f"What is {a * b} divided by {b}?"
+    choices, answer = _pick(rng, str(value), last_digit_pool(value))
     return {"question": question, "choices": choices, "answer": answer}
 
 
 def units_doc(rng: random.Random) -> dict:
-    kind = rng.random()
-    if kind < 0.35:
-        hours = rng.randint(2, 40)
-        question = f"How many minutes are in {hours} hours?"
-        value = hours * 60
-        wrong = [str(hours * 100), str(hours * 30), str(value + 60)]
-        choices, answer = _shuffle_choices(rng, str(value), wrong)
-    elif kind < 0.6:
-        grams = rng.randint(2, 60) * 250
-        question = f"How many kilograms are {grams} grams?"
-        value = grams / 1000
-        wrong = [f"{grams / 100:g}", f"{grams / 10000:g}", f"{value + 1:g}"]
-        choices, answer = _shuffle_choices(rng, f"{value:g}", wrong)
-    else:
-        start, shift = rng.randrange(7), rng.randint(2, 12)
-        question = f"Today is {DAYS[start]}. What day of the week will it be in {shift} days?"
-        correct = DAYS[(start + shift) % 7]
-        wrong = [d for d in DAYS if d != correct]
-        rng.shuffle(wrong)
-        choices, answer = _shuffle_choices(rng, correct, wrong)
-    return {"question": question, "choices": choices, "answer": answer}
+    large, small, factor = rng.choice(UNITS)
+    value = rng.randint(2, 19)
+    choices, answer = _pick(rng, str(value), last_digit_pool(value))
+    return {"question": f"How many {large} are {value * factor} {small}?", "choices": choices, "answer": answer}
 
 
 def reading_doc(rng: random.Random) -> dict:
     first, second = rng.sample(NAMES, 2)
     thing_a, thing_b = rng.sample(OBJECTS, 2)
-    place_a, place_b, *others = rng.sample(PLACES, 4)
-    passage = f"{first} put the {thing_a} in the {place_a}. {second} put the {thing_b} in the {place_b}."
+    color_a, color_b = rng.sample(COLORS, 2)
+    asked = rng.randrange(2)
     if rng.random() < 0.5:
-        question = f"{passage} Where is the {thing_b}?"
-        choices, answer = _shuffle_choices(rng, f"the {place_b}", [f"the {place_a}"] + [f"the {p}" for p in others])
+        passage = f"{first} has {_a(color_a)} {thing_a}. {second} has {_a(color_b)} {thing_b}."
+        owner, thing = (first, thing_a) if asked == 0 else (second, thing_b)
+        correct, other = (color_a, color_b) if asked == 0 else (color_b, color_a)
+        question, pool = f"{passage} What color is {owner}'s {thing}?", COLORS
     else:
-        question = f"{passage} Who put something in the {place_a}?"
-        wrong = [second] + [n for n in rng.sample(NAMES, 4) if n not in (first, second)][:2]
-        choices, answer = _shuffle_choices(rng, first, wrong)
+        passage = f"{first} put the {thing_a} in the {color_a} box. {second} put the {thing_b} in the {color_b} box."
+        thing = thing_a if asked == 0 else thing_b
+        correct, other = (first, second) if asked == 0 else (second, first)
+        question, pool = f"{passage} Who put the {thing} in a box?", NAMES
+    rest = [p for p in pool if p not in (correct, other)]
+    rng.shuffle(rest)
+    choices, answer = _pick(rng, correct, [other] + rest[:2])
     return {"question": question, "choices": choices, "answer": answer}
 
 
 def format_doc(rng: random.Random) -> dict:
-    a, b = rng.randint(11, 69), rng.randint(11, 29)
-    return {"question": f"What is {a} plus {b}? Reply with only the number, in digits.", "target": str(a + b)}
+    carrier, value = rng.choice(CARRIERS), rng.randint(10, 999)
+    return {"question": f"The {carrier} is {value}. What is the {carrier}?", "target": str(value)}
 
 
 _HEADER = """# {summary}
@@ -113,15 +133,15 @@ metric_list:
     aggregation: mean
     higher_is_better: true
 metadata:
-  version: 1.0
+  version: 2.0
 """
 
 GEN_TEMPLATE = _HEADER + """output_type: generate_until
-doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
+doc_to_text: "Question: {example_q}\\nAnswer: {example_a}\\nQuestion: {{{{question}}}}\\nAnswer:"
 doc_to_target: target
 generation_kwargs:
   until: ["\\n", "<|im_end|>", "Question:"]
-  max_gen_toks: 8
+  max_gen_toks: 5
   do_sample: false
 filter_list:
   - name: strict
@@ -134,14 +154,17 @@ metric_list:
     aggregation: mean
     higher_is_better: true
 metadata:
-  version: 1.0
+  version: 2.0
 """
 
 TASKS = {
-    "prefstudy_arith": (arith_doc, MC_TEMPLATE, "Multiple choice arithmetic; distractors are carry or digit slips."),
-    "prefstudy_units": (units_doc, MC_TEMPLATE, "Multiple choice unit and calendar reasoning."),
-    "prefstudy_reading": (reading_doc, MC_TEMPLATE, "Multiple choice questions about a two-sentence passage."),
-    "prefstudy_format": (format_doc, GEN_TEMPLATE, "Generate only the number; a strict regex filter scores it."),
+    "prefstudy_arith": (arith_doc, MC_TEMPLATE,
+                        "Multiple choice: times-table and division facts; distractors slip the last digit."),
+    "prefstudy_units": (units_doc, MC_TEMPLATE, "Multiple choice: unit conversions with a whole answer."),
+    "prefstudy_reading": (reading_doc, MC_TEMPLATE,
+                          "Multiple choice: who did what, or which colour, in a two-sentence passage."),
+    "prefstudy_format": (format_doc, GEN_TEMPLATE,
+                         "One worked example, then: answer with the number alone; a strict regex scores it."),
 }
 
 
@@ -150,7 +173,7 @@ def generate(root: Path = TASKS_DIR, n_docs: int = N_DOCS, seed: int = SEED) -> 
     written = {}
     for offset, (name, (make, template, summary)) in enumerate(TASKS.items()):
         rng = random.Random(seed + offset)
-        docs, seen = [], set()
+        docs, seen = [], {FORMAT_EXAMPLE[0]}
         for _ in range(100 * n_docs):
             if len(docs) == n_docs:
                 break
@@ -163,7 +186,8 @@ def generate(root: Path = TASKS_DIR, n_docs: int = N_DOCS, seed: int = SEED) -> 
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "test.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-        (folder / f"{name}.yaml").write_text(template.format(name=name, summary=summary))
+        text = template.format(name=name, summary=summary, example_q=FORMAT_EXAMPLE[0], example_a=FORMAT_EXAMPLE[1])
+        (folder / f"{name}.yaml").write_text(text)
         written[name] = folder
     return written
 
