@@ -93,6 +93,12 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         from prefstudy.train import train_trial
 
+        if self.stage == "confirm" and "confirm_seed" not in trial.user_attrs:
+            # With several workers, another one can take the last enqueued run between this worker's check and
+            # its optimize(): Optuna then hands out a fresh trial, which is not a confirmation run. Close it
+            # without training (PRUNED, so no ranking or verdict ever reads it) instead of failing the worker.
+            trial.set_user_attr("note", "no enqueued confirmation run was left (another worker took it)")
+            raise optuna.TrialPruned("no enqueued confirmation run left")
         spec = self.worker.spec
         method = spec.methods[self.method]
         params = {
