@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import optuna
 from optuna.trial import TrialState
 
 from prefstudy import metrics
-from prefstudy.lmeval import macro_vector
+from prefstudy.lmeval import macro_vector, task_strata
 from prefstudy.spec import StudySpec
 from prefstudy.summary import best_trial
 
@@ -163,8 +162,7 @@ def compare(spec: StudySpec, storage: Any, a: str | None = None, b: str | None =
     lm = None
     if runs_a.lm_eval is not None and runs_b.lm_eval is not None and runs_a.lm_docs == runs_b.lm_docs:
         la, lb = _align(runs_a.lm_eval, runs_b.lm_eval)
-        strata = [len(list(group)) for _, group in groupby(runs_a.lm_docs, key=lambda k: k.rsplit("/", 1)[0])]
-        lm = metrics.clustered_paired_bootstrap_diff(la, lb, seed=boot_seed, strata=strata)
+        lm = metrics.clustered_paired_bootstrap_diff(la, lb, seed=boot_seed, strata=task_strata(runs_a.lm_docs))
     return Comparison(runs_a, runs_b, len(wa), wa.shape[1], heldout, lm, notes)
 
 

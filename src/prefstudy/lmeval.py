@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -145,9 +146,10 @@ def macro_vector(result: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
     return flat * len(flat), keys
 
 
-def task_sizes(result: dict[str, Any]) -> list[int]:
-    """Documents per task, in the order of :func:`macro_vector`: the strata of every lm-eval interval."""
-    return [len(t["per_doc"]) for t in result["tasks"].values()]
+def task_strata(keys: list[str]) -> list[int]:
+    """Documents per task from :func:`macro_vector`'s '<task>/<doc_id>' keys (in order): the strata of every
+    lm-eval interval."""
+    return [len(list(group)) for _, group in groupby(keys, key=lambda k: k.rsplit("/", 1)[0])]
 
 
 def compare_to_base(trial: dict[str, Any], base: dict[str, Any], seed: int) -> dict[str, float]:
@@ -160,9 +162,9 @@ def compare_to_base(trial: dict[str, Any], base: dict[str, Any], seed: int) -> d
     for name, task in trial["tasks"].items():
         if task["doc_ids"] != base["tasks"][name]["doc_ids"]:
             raise LmEvalError(f"task '{name}': the trial and the base were scored on different documents")
-    ours, _ = macro_vector(trial)
+    ours, keys = macro_vector(trial)
     theirs, _ = macro_vector({"tasks": {name: base["tasks"][name] for name in trial["tasks"]}})
-    strata = task_sizes(trial)
+    strata = task_strata(keys)
     mean, low, high = metrics.bootstrap_mean_ci(ours - theirs, seed=seed, strata=strata)
     return {"delta_vs_base": float(mean), "delta_se": metrics.stratified_se(ours - theirs, strata),
             "delta_ci_low": float(low), "delta_ci_high": float(high)}
@@ -190,4 +192,3 @@ def flat_attrs(result: dict[str, Any], prefix: str = "lm_eval") -> dict[str, flo
     if result.get("mean") is not None:
         attrs[f"{prefix}/mean"] = result["mean"]
     return attrs
-

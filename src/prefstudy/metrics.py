@@ -21,7 +21,6 @@ from numpy.typing import ArrayLike
 
 __all__ = [
     "bootstrap_mean_ci",
-    "stratified_se",
     "chosen_log_ratio",
     "clustered_paired_bootstrap_diff",
     "excludes_zero",
@@ -33,6 +32,7 @@ __all__ = [
     "preference_accuracy",
     "preference_summary",
     "reward_margin",
+    "stratified_se",
 ]
 
 # Upper bound on elements of one bootstrap block (keeps memory ~32 MB).
