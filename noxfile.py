@@ -77,7 +77,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def toy(session: nox.Session) -> None:
     """The IPO paper's toy experiment (Figure 1): writes reports/toy/results.json and index.html."""
-    session.run(env_python(session), "-m", "prefstudy.toy", "--out", "reports/toy", *session.posargs)
+    session.run(env_python(session), "-m", "prefstudy.tools.toy", "--out", "reports/toy", *session.posargs)
 
 
 @nox.session
@@ -86,4 +86,4 @@ def bench(session: nox.Session) -> None:
 
     Takes ~30 min on 2 CPU cores with the default spec; run nothing else meanwhile.
     nox -s bench -- [SPEC] [key.path=value ...] [--variants prefstudy,strong,naive]"""
-    session.run(env_python(session), "-m", "prefstudy.bench", *session.posargs)
+    session.run(env_python(session), "-m", "prefstudy.tools.bench", *session.posargs)

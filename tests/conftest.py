@@ -34,7 +34,7 @@ def tiny() -> tuple:
     """(tokenizer, model) of the tiny random Mistral, loaded once per session."""
     import torch
 
-    from prefstudy.model import load_base_model, load_tokenizer
+    from prefstudy.models.loading import load_base_model, load_tokenizer
     from prefstudy.spec import ModelSpec, TrainingSpec
 
     torch.set_num_threads(1)

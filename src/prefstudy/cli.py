@@ -10,8 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-DEFAULT_SPEC = "study/default.yaml"
+from prefstudy.core.paths import DEFAULT_SPEC, find_spec
+
+if TYPE_CHECKING:
+    from prefstudy.spec import StudySpec
 
 EPILOG = """examples:
   python -m prefstudy study                                  # study/default.yaml, SQLite under runs/default/
@@ -24,6 +29,11 @@ EPILOG = """examples:
   python -m prefstudy rerun default/dpo 3                        # re-train trial 3, compare its curves
   python -m prefstudy report study/default.yaml                  # reports/default/index.html
   python -m prefstudy dashboard study/default.yaml --port 8080   # binds 127.0.0.1 unless --host says otherwise
+
+specs: a file path, or the name of a spec that ships with prefstudy (default, smoke, mistral7b_qlora; also as
+study/<name>.yaml), so every command works from any folder. Paths inside a spec file are read relative to that
+file's folder, paths in key=value overrides relative to the current folder; runs/ and reports/ are written under
+the current folder. Other libraries' output goes to runs/<name>/study.log (--verbose: to the terminal).
 
 exit codes: 0 success, 2 bad input (nothing trained), 1 failure during the run, 130 interrupted"""
 
@@ -54,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("args", nargs="*", metavar="SPEC|key.path=value",
                          help=f"spec file (default {DEFAULT_SPEC}) then overrides such as search.n_trials=8")
         sub.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/<name>/optuna.db)")
+        sub.add_argument("--verbose", action="store_true",
+                         help="show other libraries' warnings and progress bars (default: runs/<name>/study.log)")
         if name == "study":
             sub.add_argument("--dry-run", action="store_true",
                              help="validate and print the plan (trials, steps, tokens, GPU memory); download nothing")
@@ -73,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("trial", type=int, help="trial number")
     again.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/<name>/optuna.db)")
     again.add_argument("--tolerance", type=float, default=1e-6, help="largest allowed difference (default 1e-6)")
+    again.add_argument("--verbose", action="store_true", help="show other libraries' output on the terminal")
+    tasks = commands.add_parser("tasks", help="write prefstudy's lm-eval tasks to a folder for lm_eval's own CLI",
+                                description="copy prefstudy's offline lm-eval tasks to OUT with absolute data paths, "
+                                            "for `lm_eval run --include_path OUT --tasks prefstudy_arith ...`")
+    tasks.add_argument("--out", type=Path, required=True, help="folder to write (created if missing)")
     dash = commands.add_parser("dashboard", help="serve optuna-dashboard for a spec's storage or a storage URL")
     dash.add_argument("target", nargs="?", default=DEFAULT_SPEC, help=f"spec file or storage URL ({DEFAULT_SPEC})")
     dash.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
@@ -83,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)  # overrides may come after options too
-    if extra and (args.command == "dashboard" or any("=" not in item or item.startswith("-") for item in extra)):
+    if extra and (args.command in ("dashboard", "tasks") or any("=" not in item or item.startswith("-") for item in extra)):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.args = [*args.args, *extra]
@@ -91,9 +108,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "dashboard":
         return _dashboard(args.target, args.host, args.port)
+    if args.command == "tasks":
+        from prefstudy.evaluation.lmeval import export_tasks
+
+        print(f"lm-eval tasks: {export_tasks(args.out)} (lm_eval run --include_path {args.out} --tasks ...)")
+        return 0
     if args.command == "rerun":
-        return _rerun(args.study, args.trial, args.storage, args.tolerance)
-    spec_path, overrides = _split_spec_and_overrides(args.args)
+        return _rerun(args.study, args.trial, args.storage, args.tolerance, args.verbose)
+    spec_arg, overrides = _split_spec_and_overrides(args.args)
+    spec_path = str(find_spec(spec_arg))
     try:
         spec = load_spec(spec_path, overrides)
     except SpecError as exc:
@@ -109,84 +132,100 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     role = getattr(args, "role", None)
     if role:  # a worker started by --workers: the URL comes through the environment, not the command line
-        from prefstudy.workers import STORAGE_ENV
+        from prefstudy.search.workers import STORAGE_ENV
 
         args.storage = args.storage or os.environ.get(STORAGE_ENV)
     storage_url = args.storage or spec.storage or spec.default_storage()
-    workers = getattr(args, "workers", None) or spec.workers.count
+    workers = getattr(args, "workers", None)
+    workers = spec.workers.count if workers is None else workers
     if args.command == "study" and workers < 1:
-        print("error: --workers must be at least 1", file=sys.stderr)
+        print(f"error: --workers {workers}: must be at least 1 (one process per worker)", file=sys.stderr)
         return 2
     if args.command == "study" and workers > 1 and not role:
         command = [sys.executable, "-m", "prefstudy", "study", spec_path, *overrides]
-        return _run_guarded("workers", spec, storage_url, confirm=args.confirm, workers=workers, command=command)
-    return _run_guarded(args.command, spec, storage_url, confirm=getattr(args, "confirm", False), role=role)
+        if args.verbose:
+            command.append("--verbose")
+        return _run_guarded("workers", spec, storage_url, args.verbose, confirm=args.confirm, workers=workers,
+                            command=command)
+    return _run_guarded(args.command, spec, storage_url, args.verbose, confirm=getattr(args, "confirm", False),
+                        role=role)
 
 
-def _rerun(study: str, trial: int, storage: str | None, tolerance: float) -> int:
-    from prefstudy.rerun import rerun
-    from prefstudy.secrets import redact
+def _rerun(study: str, trial: int, storage: str | None, tolerance: float, verbose: bool) -> int:
+    from prefstudy.core.console import diverted, error
+    from prefstudy.core.secrets import redact
+    from prefstudy.search.rerun import rerun
     from prefstudy.spec import SpecError
 
     try:
-        return rerun(study, trial, storage, tolerance)
+        with diverted(Path("runs") / study.split("/")[0] / "rerun.log", verbose):
+            return rerun(study, trial, storage, tolerance)
     except SpecError as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        error(f"error: {redact(str(exc))}")
         return 2
 
 
 def _dashboard(target: str, host: str, port: int) -> int:
-    from prefstudy.dashboard import serve
+    from prefstudy.search.dashboard import serve
     from prefstudy.spec import SpecError, load_spec
 
     if "://" in target:
         return serve(target, None, host, port)
     try:
-        spec = load_spec(target)
+        spec = load_spec(find_spec(target))
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return serve(spec.storage or spec.default_storage(), spec.run_root(), host, port)
 
 
-def _run_guarded(action: str, spec, storage_url: str, confirm: bool = False,  # type: ignore[no-untyped-def]
+def _run_guarded(action: str, spec: StudySpec, storage_url: str, verbose: bool, confirm: bool = False,
                  role: str | None = None, workers: int = 1, command: list[str] | None = None) -> int:
-    from prefstudy.data import DataError
-    from prefstudy.lmeval import LmEvalError
-    from prefstudy.model import ModelError
-    from prefstudy.secrets import redact
+    """Run one command with other libraries' output diverted to runs/<name>/study.log; map errors to exit codes."""
+    from prefstudy.core.console import diverted, error, log, stdout
+    from prefstudy.core.secrets import redact
+    from prefstudy.data.sources import DataError
+    from prefstudy.evaluation.lmeval import LmEvalError
+    from prefstudy.models.loading import ModelError
+    from prefstudy.search.storage import StorageError
     from prefstudy.spec import SpecError
-    from prefstudy.study import StorageError
 
     try:
-        if action == "report":
-            from prefstudy.report import build_report
+        with diverted(spec.run_root() / "study.log", verbose):
+            try:
+                if action == "report":
+                    from prefstudy.report import build_report
 
-            print(f"report: {build_report(spec, storage_url)}")
-            return 0
-        if action == "summary":
-            from prefstudy.study import create_studies, open_storage
-            from prefstudy.summary import print_summary
+                    log(f"report: {build_report(spec, storage_url)}")
+                    return 0
+                if action == "summary":
+                    from prefstudy.report.summary import print_summary
+                    from prefstudy.search.storage import create_studies, open_storage
 
-            print_summary(spec, create_studies(spec, open_storage(storage_url, spec)), storage_url, sys.stdout)
-            return 0
-        if action == "workers":
-            from prefstudy.workers import launch
+                    print_summary(spec, create_studies(spec, open_storage(storage_url, spec)), storage_url, stdout())
+                    return 0
+                from prefstudy import pipeline
 
-            return launch(spec, storage_url, workers, command or [], confirm)
-        from prefstudy.runner import run
+                if action == "workers":
+                    return pipeline.run_workers(spec, storage_url, workers, command or [], confirm)
+                return pipeline.run(spec, storage_url, confirm=confirm, role=role or "main")
+            except (SpecError, DataError, ModelError, StorageError, LmEvalError) as exc:
+                error(f"error: {redact(str(exc))}")
+                return 2
+            except KeyboardInterrupt:
+                error("interrupted: finished trials are kept, the running one is marked 'interrupted' and is re-run "
+                      "first by the same command")
+                return 130
+            except Exception as exc:  # noqa: BLE001 - the last line a user sees should be one clear line
+                import traceback
 
-        return run(spec, storage_url, confirm=confirm, role=role or "main")
-    except (SpecError, DataError, ModelError, StorageError, LmEvalError) as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
+                traceback.print_exc()  # to the log file (the terminal with --verbose)
+                error(f"error during the run: {type(exc).__name__}: {redact(str(exc))} "
+                      f"(details: {spec.run_root() / 'study.log'})")
+                return 1
+    except OSError as exc:  # the log file itself cannot be written (e.g. a read-only runs_dir)
+        print(f"error: {spec.run_root()}: cannot write there ({exc.strerror or exc}); set runs_dir", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished trials are kept, the running one is marked 'interrupted' and is re-run "
-              "first by the same command", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - the last line a user sees should be one clear line
-        print(f"error during the run: {type(exc).__name__}: {redact(str(exc))}", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":

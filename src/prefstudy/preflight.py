@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from prefstudy.data import DataError, PreferenceSplits, load_splits
-from prefstudy.model import check_model, load_tokenizer_offline
-from prefstudy.secrets import redact
+from prefstudy.core.secrets import redact
+from prefstudy.data.sources import DataError, PreferenceSplits, load_splits
+from prefstudy.models.loading import check_model, load_tokenizer_offline
 from prefstudy.spec import StudySpec
 
 CONNECT_TIMEOUT_S = 5
@@ -41,7 +41,7 @@ def _one_line(text: str) -> str:
 
 
 def _storage_error(message: str) -> Exception:
-    from prefstudy.study import StorageError
+    from prefstudy.search.storage import StorageError
 
     return StorageError(_one_line(redact(message)))
 
@@ -152,7 +152,7 @@ def _length(tokenizer: Any, messages: list, **kwargs: Any) -> list[int]:
 
 def pair_length(record: dict[str, Any], tokenizer: Any, max_length: int) -> int | None:
     """Tokens of prompt + the longer answer as TRL 1.16 ``DPOTrainer._prepare_dataset`` tokenizes the pair, or
-    None when ``logprobs.tokenize_records`` would keep it at ``max_length`` (tests/unit/test_trl_seams.py)."""
+    None when ``training.trl_seams.tokenize_records`` would keep it at ``max_length`` (tests/unit/test_trl_seams.py)."""
     prompt = _length(tokenizer, record["prompt"], add_generation_prompt=True)
     chosen = _length(tokenizer, record["prompt"] + record["chosen"])
     rejected = _length(tokenizer, record["prompt"] + record["rejected"])

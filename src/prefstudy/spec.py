@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
@@ -295,6 +296,24 @@ def _format_error(path: str, error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+#: spec fields that name input files or folders: relative values are anchored (see :func:`load_spec`)
+INPUT_PATHS = (("data", "train"), ("data", "heldout"), ("data", "ood"), ("model", "name_or_path"))
+
+
+def _anchor(raw: dict[str, Any], base: Path, only: set[tuple[str, str]] | None = None) -> None:
+    """Make the relative input paths of a raw spec absolute, against ``base``. A model name is a path only when it
+    starts with '.' or names an existing folder there (otherwise it is a built-in name or a hub id)."""
+    for section, key in INPUT_PATHS:
+        node = raw.get(section)
+        value = node.get(key) if isinstance(node, dict) else None
+        if (only is not None and (section, key) not in only) or not isinstance(value, str) or not value:
+            continue
+        path = Path(value).expanduser()
+        if path.is_absolute() or (key == "name_or_path" and not (value.startswith(".") or (base / path).is_dir())):
+            continue
+        node[key] = os.path.normpath(Path.cwd() / base / path)  # type: ignore[index]
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply `key.path=value` overrides (values parsed as YAML) to a raw spec mapping."""
     for item in overrides:
@@ -313,7 +332,11 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> StudySpec:
-    """Read, override and validate a spec file. Raises SpecError naming the file and the field."""
+    """Read, override and validate a spec file. Raises SpecError naming the file and the field.
+
+    Input paths written in the file (data files, a local model folder) are read relative to the file's folder;
+    those given as ``key=value`` overrides relative to the current folder. Outputs (``runs_dir``, a SQLite
+    ``storage``) stay relative to the current folder."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -331,7 +354,10 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> StudySpec
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: the spec must be a YAML mapping of sections (name:, methods:, ...); "
                         "see study/default.yaml")
+    _anchor(raw, path.parent)
     raw = apply_overrides(raw, overrides or [])
+    overridden = {tuple(item.partition("=")[0].strip().split(".")) for item in overrides or []}
+    _anchor(raw, Path("."), {key for key in INPUT_PATHS if key in overridden})
     try:
         return StudySpec.model_validate(raw)
     except ValidationError as exc:

@@ -1,23 +1,22 @@
-"""`python -m prefstudy.bench` on the smoke spec (tiny model): all three variants run the same 4 trials and the
+"""`python -m prefstudy.tools.bench` on the smoke spec (tiny model): all three variants run the same 4 trials and the
 results file carries every number the benchmark promises, computed from the raw timings."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support import ROOT, cli_env
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
 def test_bench_writes_results_with_ratios_phases_and_passes(tmp_path: Path) -> None:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    done = subprocess.run([sys.executable, "-m", "prefstudy.bench", "study/smoke.yaml", "--out", str(tmp_path)],
+    env = cli_env()
+    done = subprocess.run([sys.executable, "-m", "prefstudy.tools.bench", "study/smoke.yaml", "--out", str(tmp_path)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((tmp_path / "results.json").read_text())

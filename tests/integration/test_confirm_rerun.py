@@ -3,32 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
+from support import ROOT, run_cli
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 CONFIRM = ["confirm.top_k=1", "confirm.seeds=[1, 2]"]
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    return subprocess.run([sys.executable, "-m", "prefstudy", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
 def confirmed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, subprocess.CompletedProcess]:
     runs = tmp_path_factory.mktemp("confirm-runs")
     storage = f"sqlite:///{runs}/optuna.db"
-    result = _cli("study", "study/smoke.yaml", f"runs_dir={runs}", *CONFIRM, "--confirm", "--storage", storage)
+    result = run_cli("study", "study/smoke.yaml", f"runs_dir={runs}", *CONFIRM, "--confirm", "--storage", storage)
     return runs, storage, result
 
 
@@ -59,14 +51,14 @@ def test_confirm_reruns_the_best_configuration_with_fresh_seeds(confirmed) -> No
 
 def test_confirm_resumes_without_redoing_runs(confirmed) -> None:
     runs, storage, _ = confirmed
-    again = _cli("study", "study/smoke.yaml", f"runs_dir={runs}", *CONFIRM, "--confirm", "--storage", storage)
+    again = run_cli("study", "study/smoke.yaml", f"runs_dir={runs}", *CONFIRM, "--confirm", "--storage", storage)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "runs to do per method: {'dpo': 0, 'ipo': 0}" in again.stdout
     assert len(optuna.load_study(study_name="smoke/dpo/confirm", storage=storage).trials) == 2
 
 
 def test_paired_verdict_matches_a_hand_computation_from_the_run_dirs(confirmed) -> None:
-    from prefstudy.compare import compare
+    from prefstudy.report.compare import compare
     from prefstudy.spec import load_spec
 
     runs, storage, _ = confirmed
@@ -85,7 +77,7 @@ def test_paired_verdict_matches_a_hand_computation_from_the_run_dirs(confirmed) 
     assert mean == pytest.approx((by_method["dpo"] - by_method["ipo"]).mean(), abs=1e-12)
     assert low <= mean <= high
     assert result.lm_eval is not None and result.lm_eval[1] <= result.lm_eval[0] <= result.lm_eval[2]
-    report = _cli("report", "study/smoke.yaml", f"runs_dir={runs}", *CONFIRM, "--storage", storage)
+    report = run_cli("report", "study/smoke.yaml", f"runs_dir={runs}", *CONFIRM, "--storage", storage)
     assert report.returncode == 0, report.stderr[-2000:]
     page = Path(report.stdout.split("report:")[-1].strip()).read_text()
     assert '<section id="versus">' in page and "2 confirmation seed(s) per method x 8 test pairs" in page
@@ -93,7 +85,7 @@ def test_paired_verdict_matches_a_hand_computation_from_the_run_dirs(confirmed) 
 
 
 def test_confirm_without_settings_is_refused_before_anything_runs(tmp_path: Path) -> None:
-    result = _cli("study", "study/smoke.yaml", f"runs_dir={tmp_path}", "--confirm")
+    result = run_cli("study", "study/smoke.yaml", f"runs_dir={tmp_path}", "--confirm")
     assert result.returncode == 2 and "confirm.top_k" in result.stderr
     assert not any(tmp_path.iterdir())
 
@@ -102,7 +94,7 @@ def test_confirm_without_settings_is_refused_before_anything_runs(tmp_path: Path
 def test_rerun_reproduces_the_curves(confirmed, study_name: str) -> None:
     """Trial 1 ran after another trial in the same process: the re-run in a fresh process must match it."""
     runs, storage, _ = confirmed
-    result = _cli("rerun", study_name, "1", "--storage", storage)
+    result = run_cli("rerun", study_name, "1", "--storage", storage)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     trial = optuna.load_study(study_name=study_name, storage=storage).trials[1]
     summary = json.loads((Path(trial.user_attrs["run_dir"]) / "rerun" / "rerun.json").read_text())
@@ -112,5 +104,5 @@ def test_rerun_reproduces_the_curves(confirmed, study_name: str) -> None:
 
 def test_rerun_of_a_missing_trial_exits_2(confirmed) -> None:
     _, storage, _ = confirmed
-    result = _cli("rerun", "smoke/dpo", "99", "--storage", storage)
+    result = run_cli("rerun", "smoke/dpo", "99", "--storage", storage)
     assert result.returncode == 2 and "no trial 99" in result.stderr

@@ -9,15 +9,15 @@ import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
+from support import ROOT
 
-from prefstudy.objective import Objective
-from prefstudy.runner import load_worker
+from prefstudy.search.objective import Objective
+from prefstudy.search.selection import best_trial
+from prefstudy.search.session import load_worker
+from prefstudy.search.storage import create_studies, open_storage, run_loop
 from prefstudy.spec import load_spec
-from prefstudy.study import create_studies, open_storage, run_loop
-from prefstudy.summary import best_trial
-from prefstudy.train import CachedRefDPOTrainer
+from prefstudy.training.trl_seams import CachedRefDPOTrainer
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 

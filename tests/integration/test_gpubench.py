@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support import ROOT, cli_env
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
 def test_gpubench_tiny_shape_runs_dpo_and_ipo_through_the_trial_code(tmp_path: Path) -> None:
     out = tmp_path / "gpu.json"
     result = subprocess.run(
-        [sys.executable, "-m", "prefstudy.gpubench", "--shape", "tiny", "--steps", "2", "--batch-size", "2",
+        [sys.executable, "-m", "prefstudy.tools.gpubench", "--shape", "tiny", "--steps", "2", "--batch-size", "2",
          "--max-length", "192", "--out", str(out)],
-        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT / "src")), capture_output=True, text=True, timeout=600,
+        cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,14 +11,14 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from support import ROOT, cli_env
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
 def test_sigterm_marks_the_trial_interrupted_and_resume_reruns_its_params(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    env = cli_env()
     spec = tmp_path / "one.yaml"  # the smoke spec with DPO only
     text = (ROOT / "study" / "smoke.yaml").read_text()
     spec.write_text("\n".join(line for line in text.splitlines() if not line.startswith("  ipo:")) + "\n")

@@ -9,19 +9,18 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 from pgcluster import PostgresCluster, free_port
 from sqlalchemy.engine import make_url
+from support import ROOT
 
-from prefstudy.secrets import redact
+from prefstudy.core.secrets import redact
+from prefstudy.search.storage import StorageError, create_studies, open_storage
 from prefstudy.spec import load_spec
-from prefstudy.study import StorageError, create_studies, open_storage
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "Sup3r-s3cret_pw"  # a password that must never appear in an error
 #: the smoke spec has no enqueued points; these make the "enqueued once" check meaningful
 ENQUEUE = "search.enqueue={dpo: [{beta: 0.1, learning_rate: 3.0e-4}], ipo: [{beta: 0.5, learning_rate: 3.0e-4}]}"
@@ -111,9 +110,9 @@ def test_malformed_url_is_a_storage_error(url: str, spec) -> None:
 
 def test_silent_server_fails_within_a_connect_timeout(spec, monkeypatch) -> None:
     """A server that accepts the TCP connection but never answers (firewall, wrong service, hung server)."""
-    import prefstudy.study
+    import prefstudy.search.storage
 
-    monkeypatch.setattr(prefstudy.study, "CONNECT_TIMEOUT", 2)
+    monkeypatch.setattr(prefstudy.search.storage, "CONNECT_TIMEOUT", 2)
     outcome: dict[str, BaseException] = {}
 
     def attempt(url: str) -> None:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from support import ROOT, run_python
 
 from prefstudy.report import build_report
 from prefstudy.spec import load_spec
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.slow
 
@@ -25,18 +23,13 @@ FIGURES = ("fig-headline", "fig-landscape", "fig-forgiveness", "fig-peaks", "fig
            "fig-parallel-ipo", "fig-toy")
 
 
-def _python(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-
-
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
     runs = tmp_path_factory.mktemp("runs")
     storage = f"sqlite:///{runs}/optuna.db"
-    study = _python("-m", "prefstudy", "study", "study/smoke.yaml", f"runs_dir={runs}", "--storage", storage)
+    study = run_python("-m", "prefstudy", "study", "study/smoke.yaml", f"runs_dir={runs}", "--storage", storage)
     assert study.returncode == 0, study.stderr[-3000:]
-    toy = _python("-m", "prefstudy.toy", "--out", str(runs / "toy"), "--steps", "300", "--seeds", "2")
+    toy = run_python("-m", "prefstudy.tools.toy", "--out", str(runs / "toy"), "--steps", "300", "--seeds", "2")
     assert toy.returncode == 0, toy.stderr[-2000:]
     spec = load_spec(ROOT / "study" / "smoke.yaml", [f"runs_dir={runs}"])
     started = time.perf_counter()

@@ -11,23 +11,16 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from support import ROOT, cli_env, free_port, run_cli
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    return subprocess.run(
-        [sys.executable, "-m", "prefstudy", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, subprocess.CompletedProcess]:
     runs = tmp_path_factory.mktemp("runs")
     storage = f"sqlite:///{runs}/optuna.db"
-    result = _cli("study", "study/smoke.yaml", f"runs_dir={runs}", "--storage", storage)
+    result = run_cli("study", "study/smoke.yaml", f"runs_dir={runs}", "--storage", storage)
     return runs, storage, result
 
 
@@ -73,7 +66,7 @@ def test_run_directories_hold_config_env_curves_metrics_adapter(smoke_run) -> No
 
 def test_second_run_adds_no_trial_and_skips_loading(smoke_run) -> None:
     runs, storage, _ = smoke_run
-    again = _cli("study", "study/smoke.yaml", f"runs_dir={runs}", "--storage", storage)
+    again = run_cli("study", "study/smoke.yaml", f"runs_dir={runs}", "--storage", storage)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "'dpo': 0, 'ipo': 0" in again.stdout
     assert "model tiny-random-mistral loaded" not in again.stdout
@@ -83,7 +76,7 @@ def test_second_run_adds_no_trial_and_skips_loading(smoke_run) -> None:
 
 def test_topping_up_runs_only_the_missing_trials(smoke_run) -> None:
     runs, storage, _ = smoke_run
-    more = _cli("study", "study/smoke.yaml", f"runs_dir={runs}", "search.n_trials=3", "--storage", storage)
+    more = run_cli("study", "study/smoke.yaml", f"runs_dir={runs}", "search.n_trials=3", "--storage", storage)
     assert more.returncode == 0, more.stderr[-2000:]
     assert "'dpo': 1, 'ipo': 1" in more.stdout
     assert "reference log-probs from cache" in more.stdout
@@ -93,7 +86,7 @@ def test_topping_up_runs_only_the_missing_trials(smoke_run) -> None:
 
 def test_changed_search_space_is_refused(smoke_run) -> None:
     runs, storage, _ = smoke_run
-    changed = _cli("study", "study/smoke.yaml", f"runs_dir={runs}", "learning_rate.high=0.01", "--storage", storage)
+    changed = run_cli("study", "study/smoke.yaml", f"runs_dir={runs}", "learning_rate.high=0.01", "--storage", storage)
     assert changed.returncode == 2
     assert "different spec" in changed.stderr and "new `name`" in changed.stderr
 
@@ -101,23 +94,15 @@ def test_changed_search_space_is_refused(smoke_run) -> None:
 def test_bad_spec_exits_2_before_training(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text((ROOT / "study" / "smoke.yaml").read_text().replace("batch_size: 4", "batch_size: -4"))
-    result = _cli("study", str(bad), f"runs_dir={tmp_path}/runs")
+    result = run_cli("study", str(bad), f"runs_dir={tmp_path}/runs")
     assert result.returncode == 2
     assert "training.batch_size" in result.stderr and str(bad) in result.stderr
     assert not (tmp_path / "runs").exists()
 
 
 def test_help_documents_the_cli() -> None:
-    result = _cli("--help")
+    result = run_cli("--help")
     assert result.returncode == 0 and "study" in result.stdout and "exit codes" in result.stdout
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_dashboard_serves_the_smoke_storage_on_loopback_with_notes(smoke_run) -> None:
@@ -125,8 +110,8 @@ def test_dashboard_serves_the_smoke_storage_on_loopback_with_notes(smoke_run) ->
     import urllib.request
 
     runs, storage, _ = smoke_run
-    port = _free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    port = free_port()
+    env = cli_env()
     server = subprocess.Popen(
         [sys.executable, "-m", "prefstudy", "dashboard", storage, "--port", str(port)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -162,7 +147,7 @@ def test_dashboard_serves_the_smoke_storage_on_loopback_with_notes(smoke_run) ->
 def test_qlora_trial_runs_through_the_same_code(tmp_path: Path) -> None:
     """training.quantization=nf4: bitsandbytes 4-bit base + LoRA, one trial per method, on the CPU."""
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    result = _cli("study", "study/smoke.yaml", f"runs_dir={tmp_path}", "name=smoke4bit", "search.n_trials=1",
+    result = run_cli("study", "study/smoke.yaml", f"runs_dir={tmp_path}", "name=smoke4bit", "search.n_trials=1",
                   "training.quantization=nf4", "training.optimizer=paged_adamw_32bit", "--storage", storage)
     assert result.returncode == 0, result.stderr[-3000:]
     for method in ("dpo", "ipo"):
@@ -173,7 +158,7 @@ def test_qlora_trial_runs_through_the_same_code(tmp_path: Path) -> None:
 
 
 def test_dry_run_prints_the_plan_without_loading_anything(tmp_path: Path) -> None:
-    result = _cli("study", "study/mistral7b_qlora.yaml", "--dry-run", "--throughput", "2500", f"runs_dir={tmp_path}")
+    result = run_cli("study", "study/mistral7b_qlora.yaml", "--dry-run", "--throughput", "2500", f"runs_dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     assert "GPU memory per GPU" in result.stdout and "GiB" in result.stdout
     assert "time per trial at 2,500 tokens/s" in result.stdout
@@ -184,7 +169,7 @@ def test_builtin_lm_eval_task_offline_fails_fast_with_exit_2(tmp_path: Path) -> 
     import time
 
     started = time.perf_counter()
-    result = _cli("study", "study/smoke.yaml", f"runs_dir={tmp_path}",
+    result = run_cli("study", "study/smoke.yaml", f"runs_dir={tmp_path}",
                   "evaluation.lm_eval.tasks=[{name: arc_challenge, num_fewshot: 25, metric: acc_norm}]")
     assert result.returncode == 2, result.stderr[-2000:]
     assert time.perf_counter() - started < 30
@@ -217,13 +202,15 @@ def test_lm_eval_cli_rescoring_of_a_trial_agrees_with_the_stored_numbers(smoke_r
     trial = [t for t in study.trials if t.state == TrialState.COMPLETE][0]
     run_dir = Path(trial.user_attrs["run_dir"])
     base_folder = Path(os.environ["PREFSTUDY_CACHE"]) / "models" / "tiny-random-mistral"
+    tasks = run_cli("tasks", "--out", str(tmp_path / "tasks"), cwd=tmp_path)
+    assert tasks.returncode == 0, tasks.stderr
     command = [
         sys.executable, "-m", "lm_eval", "run", "--model", "hf",
         "--model_args", f"pretrained={base_folder},peft={run_dir / 'adapter'},dtype=float32",
-        "--include_path", "evals/tasks", "--tasks", "prefstudy_arith", "--limit", "8", "--batch_size", "8",
+        "--include_path", str(tmp_path / "tasks"), "--tasks", "prefstudy_arith", "--limit", "8", "--batch_size", "8",
         "--device", "cpu", "--log_samples", "--output_path", str(tmp_path),
     ]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300,
                             env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"))
     assert result.returncode == 0, result.stderr[-3000:]
     samples_file = next(tmp_path.rglob("samples_prefstudy_arith_*.jsonl"))
@@ -237,7 +224,7 @@ def test_lm_eval_cli_rescoring_of_a_trial_agrees_with_the_stored_numbers(smoke_r
 
 def test_pareto_objective_and_lm_eval_constraint(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    pareto = _cli("study", "study/smoke.yaml", f"runs_dir={tmp_path}", "name=smokepareto", "search.n_trials=1",
+    pareto = run_cli("study", "study/smoke.yaml", f"runs_dir={tmp_path}", "name=smokepareto", "search.n_trials=1",
                   "search.objective=pareto", "--storage", storage)
     assert pareto.returncode == 0, pareto.stderr[-2000:]
     assert "pruning is off" in pareto.stdout
@@ -246,7 +233,7 @@ def test_pareto_objective_and_lm_eval_constraint(tmp_path: Path) -> None:
     trial = study.trials[0]
     assert trial.values[0] == trial.user_attrs["val/accuracy"]
     assert trial.values[1] == pytest.approx(trial.user_attrs["lm_eval/mean"])
-    constrained = _cli("study", "study/smoke.yaml", f"runs_dir={tmp_path}", "name=smokedrop", "search.n_trials=1",
+    constrained = run_cli("study", "study/smoke.yaml", f"runs_dir={tmp_path}", "name=smokedrop", "search.n_trials=1",
                        "search.sampler.type=tpe", "search.max_lm_eval_drop=0.05", "--storage", storage)
     assert constrained.returncode == 0, constrained.stderr[-2000:]
     trial = optuna.load_study(study_name="smokedrop/ipo", storage=storage).trials[0]

@@ -19,8 +19,8 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from support import ROOT, cli_env
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 TARGET = 4
 WORKERS = 2
@@ -52,7 +52,7 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_sigkilled_worker_loses_nothing(storage_url: str, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     log = tmp_path / "study.log"
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    env = cli_env()
     args = [sys.executable, "-m", "prefstudy", "study", str(_spec(tmp_path)), f"runs_dir={runs}",
             f"search.n_trials={TARGET}", "training.max_steps=48", "evaluation.eval_steps=8",
             "evaluation.lm_eval.tasks=[]", "workers.heartbeat_interval=1", "workers.grace_period=4",

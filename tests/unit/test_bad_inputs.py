@@ -1,7 +1,7 @@
 """Catalogue of bad inputs: each is refused with ONE line naming the file, field or URL and the fix, and nothing
 is written (no SQLite file, nothing under runs_dir, no other file in the test's folder).
 
-Spec cases go through load_spec, model/data/storage cases through preflight.check_inputs (what runner.run calls
+Spec cases go through load_spec, model/data/storage cases through preflight.check_inputs (what pipeline.run calls
 before it opens the storage), all in-process; a few go through the CLI in a subprocess to prove exit code 2.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,21 +17,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import ROOT, free_port
 
-from prefstudy.data import DataError
-from prefstudy.model import ModelError
+from prefstudy.data.sources import DataError
+from prefstudy.models.loading import ModelError
 from prefstudy.preflight import check_inputs
+from prefstudy.search.storage import StorageError
 from prefstudy.spec import SpecError, load_spec
-from prefstudy.study import StorageError
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cretpw"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # closed again: nothing listens there
 
 
 def _pairs(n: int, offset: int = 0) -> list[dict]:
@@ -99,7 +92,7 @@ def _storage(url: str) -> Callable[[Path, dict], dict]:
     def setup(tmp: Path, _data: dict) -> dict:
         (tmp / "blocker").write_text("a file where a folder should be\n")
         (tmp / "notdb.db").write_text("not an SQLite database\n")
-        return {"storage": url.format(tmp=tmp, port=_free_port())}
+        return {"storage": url.format(tmp=tmp, port=free_port())}
 
     return setup
 
@@ -255,7 +248,7 @@ CLI_CASES = [
 @pytest.mark.parametrize(("override", "storage", "names"), CLI_CASES)
 def test_cli_exits_2_with_one_line(tmp_path: Path, override: str | None, storage: str | None, names: str) -> None:
     spec_path, storage_url = _spec_file(tmp_path, Case("cli", lambda _t, _d: {}, Exception, "", ""))
-    storage_url = storage.format(port=_free_port()) if storage else storage_url
+    storage_url = storage.format(port=free_port()) if storage else storage_url
     argv = [sys.executable, "-m", "prefstudy", "study", str(spec_path), "--storage", storage_url]
     if override:
         argv.append(override.format(tmp=tmp_path))

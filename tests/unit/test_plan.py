@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from support import ROOT
 
 from prefstudy.plan import (
     GIB,
@@ -20,7 +20,6 @@ from prefstudy.plan import (
 )
 from prefstudy.spec import LoraSpec, StudySpec, TrainingSpec, load_spec
 
-ROOT = Path(__file__).resolve().parents[2]
 MISTRAL_SPEC = ROOT / "study" / "mistral7b_qlora.yaml"
 DEFAULT_SPEC = ROOT / "study" / "default.yaml"
 

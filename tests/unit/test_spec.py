@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import ROOT
 
 from prefstudy.spec import SpecError, StudySpec, load_spec
 
-ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "study").rglob("*.yaml"))
 
 

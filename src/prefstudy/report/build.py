@@ -17,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
+from prefstudy.core.secrets import redact
 from prefstudy.report import data as rd
 from prefstudy.report import figures as fg
-from prefstudy.secrets import redact
 from prefstudy.spec import StudySpec
 
 PLOTLY_JS = "plotly.min.js"

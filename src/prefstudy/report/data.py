@@ -15,10 +15,10 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from prefstudy.rundir import read_jsonl, trial_dir
-from prefstudy.secrets import redact
+from prefstudy.core.rundir import read_jsonl, trial_dir
+from prefstudy.core.secrets import redact
+from prefstudy.search.selection import best_trial
 from prefstudy.spec import StudySpec, spec_text
-from prefstudy.summary import best_trial
 
 SPLITS = ("train", "val", "test", "ood")
 #: lm-eval attribute suffixes that are not ``<task>/<metric>`` scores.
@@ -45,7 +45,7 @@ class ReportData:
     toy: dict[str, Any] | None = None
     toy_path: Path | None = None
     notes: list[str] = field(default_factory=list)
-    comparison: Any = None  # prefstudy.compare.Comparison of the first two methods, when both have scored runs
+    comparison: Any = None  # prefstudy.report.compare.Comparison of the first two methods, when both have scored runs
 
     @property
     def metric(self) -> str:
@@ -147,7 +147,7 @@ def load(spec: StudySpec, storage_url: str, storage: Any = None,
     label shown in the report. Methods whose study does not exist yet are listed in ``notes``.
     """
     if storage is None:
-        from prefstudy.study import open_storage
+        from prefstudy.search.storage import open_storage
 
         storage = open_storage(storage_url, spec)
     studies: dict[str, optuna.Study] = {}
@@ -184,7 +184,7 @@ def load(spec: StudySpec, storage_url: str, storage: Any = None,
         spec_yaml=redact(str(first.get("spec_yaml") or spec_text(spec))), notes=notes,
     )
     if len(studies) >= 2:
-        from prefstudy.compare import compare
+        from prefstudy.report.compare import compare
 
         try:
             data.comparison = compare(spec, storage)

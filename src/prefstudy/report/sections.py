@@ -88,7 +88,7 @@ def versus(d: rd.ReportData) -> Section:
                          "complete trial in both methods, scored on the same test pairs.")
         s.body.append(missing("no paired comparison yet"))
         return s
-    from prefstudy.compare import sentence
+    from prefstudy.report.compare import sentence
 
     a, b = c.a.method.upper(), c.b.method.upper()
     s.verdict.append(esc(sentence(f"Held-out test {d.metric}", a, b, c.heldout)) + f" ({esc(c.scope())}).")

@@ -1,0 +1,126 @@
+"""Held-out preference metrics of a policy, from one forward pass over each split and the cached reference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from prefstudy.evaluation import metrics
+from prefstudy.evaluation.logprobs import sequence_logps
+from prefstudy.spec import StudySpec
+
+if TYPE_CHECKING:
+    import torch
+    from datasets import Dataset
+
+Arrays = dict[str, np.ndarray]  # per-pair log-probs of one split (keys of sequence_logps)
+
+
+@dataclass
+class Prepared:
+    """What every trial shares: tokenized splits (with TRL's ref columns) and reference arrays per split."""
+
+    tokenized: dict[str, Dataset]
+    ref: dict[str, Arrays]
+    fingerprint: str
+    over_length: dict[str, int] = field(default_factory=dict)
+    computed: bool = False
+    seconds: float = 0.0
+
+
+def split_metrics(policy: Arrays, ref: Arrays) -> dict[str, float]:
+    """Every metric of one split (definitions in prefstudy.evaluation.metrics)."""
+    n = len(policy["chosen"])
+    summary = metrics.preference_summary(
+        policy["chosen"], policy["rejected"], ref["chosen"][:n], ref["rejected"][:n],
+        policy["chosen_tokens"], policy["rejected_tokens"],
+    )
+    mask = policy["chosen_token_mask"]
+    summary["kl_proxy"] = metrics.kl_proxy(
+        policy["chosen_token_logps"], ref["chosen_token_logps"][:n, : mask.shape[1]], mask
+    )
+    return summary
+
+
+def score_splits(
+    model: torch.nn.Module, spec: StudySpec, pad_token_id: int, prepared: Prepared, names: list[str],
+    subsets: dict[str, int] | None = None,
+) -> tuple[dict[str, dict[str, float]], dict[str, Arrays]]:
+    """Score ``model`` on the named splits (the first ``subsets[name]`` pairs when given)."""
+    results: dict[str, dict[str, float]] = {}
+    arrays: dict[str, Arrays] = {}
+    for name in names:
+        if name not in prepared.tokenized:
+            continue
+        dataset = prepared.tokenized[name]
+        limit = (subsets or {}).get(name)
+        if limit is not None and limit < len(dataset):
+            dataset = dataset.select(range(limit))
+        policy = sequence_logps(
+            model, dataset, pad_token_id, spec.evaluation.batch_size,
+            spec.training.precision, spec.training.max_length,
+        )
+        results[name] = split_metrics(policy, prepared.ref[name])
+        arrays[name] = policy
+    return results, arrays
+
+
+def family_accuracy(prepared: Prepared, split: str, policy: Arrays | None) -> dict[str, float]:
+    """Preference accuracy per data family (the reference model's when ``policy`` is None)."""
+    dataset = prepared.tokenized[split]
+    source = policy or prepared.ref[split]
+    wins = metrics.pairwise_preference(source["chosen"], source["rejected"])
+    out: dict[str, float] = {}
+    families = np.asarray(dataset["family"])
+    for family in sorted(set(families.tolist())):
+        out[str(family)] = float(wins[families == family].mean())
+    return out
+
+
+def base_metrics(prepared: Prepared) -> dict[str, dict[str, float]]:
+    """The base (= reference) model's own preference accuracy per split."""
+    out = {}
+    for name, ref in prepared.ref.items():
+        out[name] = {
+            "accuracy": metrics.preference_accuracy(ref["chosen"], ref["rejected"]),
+            "accuracy_per_token": metrics.per_token_preference_accuracy(
+                ref["chosen"], ref["rejected"], ref["chosen_tokens"], ref["rejected_tokens"]
+            ),
+        }
+    return out
+
+
+def derived_metrics(final: dict[str, dict[str, float]], arrays: dict[str, Arrays], prepared: Prepared,
+                    seed: int) -> dict[str, float]:
+    """A finished trial's generalization gap, the 95% bootstrap intervals of its val and test accuracy, and its
+    paired gain over the base model on the same test pairs."""
+    ref_test = prepared.ref["test"]
+    test_wins = metrics.pairwise_preference(arrays["test"]["chosen"], arrays["test"]["rejected"])
+    gain = metrics.paired_bootstrap_diff(
+        test_wins, metrics.pairwise_preference(ref_test["chosen"], ref_test["rejected"]), seed=seed)
+    val_ci = metrics.bootstrap_mean_ci(
+        metrics.pairwise_preference(arrays["val"]["chosen"], arrays["val"]["rejected"]), seed=seed)
+    test_ci = metrics.bootstrap_mean_ci(test_wins, seed=seed)
+    return {
+        "generalization_gap": final["train"]["accuracy"] - final["val"]["accuracy"],
+        "val_accuracy_ci_low": val_ci[1], "val_accuracy_ci_high": val_ci[2],
+        "test_accuracy_ci_low": test_ci[1], "test_accuracy_ci_high": test_ci[2],
+        "test_gain_vs_base": gain[0], "test_gain_ci_low": gain[1], "test_gain_ci_high": gain[2],
+    }
+
+
+def heldout_record(prepared: Prepared, arrays: dict[str, Arrays]) -> dict[str, Any]:
+    """Per-pair policy log-probs of the fully scored splits: what paired comparisons between trials need."""
+    out = {}
+    for split in ("val", "test", "ood"):
+        if split not in arrays:
+            continue
+        policy = arrays[split]
+        out[split] = {
+            "ids": list(prepared.tokenized[split]["id"]) if "id" in prepared.tokenized[split].column_names else None,
+            **{key: [float(v) for v in policy[key]] for key in ("chosen", "rejected", "chosen_tokens",
+                                                                "rejected_tokens")},
+        }
+    return out

@@ -1,0 +1,127 @@
+"""Sequence log-probabilities of tokenized pairs (``training.trl_seams.tokenize_records``): the reference cache and
+every held-out metric read them.
+
+Each prompt runs once and its KV cache serves both answers; the LM head is applied only at answer positions. Both
+are equal to TRL's own full-sequence computation up to float rounding (tests/unit/test_trl_seams.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def _backbone_and_head(model: Any) -> tuple[Any, Any]:
+    """The decoder stack and LM head of a causal LM (LoRA layers, injected in place by peft, stay active)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder(), base.get_output_embeddings()
+
+
+def completion_logps(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                     completion_mask: torch.Tensor) -> torch.Tensor:
+    """Per-token log-probs of the completion tokens, shape like ``completion_mask[:, 1:]`` (0 elsewhere).
+
+    The LM head is applied only at the positions that predict a completion token: on the CPU this is ~5x
+    cheaper than full logits or TRL's tiled fused head, and equal to them up to float rounding (tested).
+    """
+    backbone, head = _backbone_and_head(model)
+    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    targets = completion_mask[:, 1:].bool()
+    rows = hidden[:, :-1][targets]
+    logits = head(rows).float()
+    picked = logits.gather(-1, input_ids[:, 1:][targets].unsqueeze(-1)).squeeze(-1)
+    out = torch.zeros(targets.shape, dtype=torch.float32, device=hidden.device)
+    out[targets] = picked - torch.logsumexp(logits, dim=-1)
+    return out
+
+
+def shared_prompt_logps(
+    model: Any, prompts: list[list[int]], chosen: list[list[int]], rejected: list[list[int]], pad_token_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token log-probs of chosen and rejected answers, running each prompt ONCE.
+
+    Prompts are left-padded and run with a KV cache; the cache is repeated for the two answers, which are run
+    after it with their true positions. Chosen and rejected share the prompt, so this costs P + 2C tokens a pair
+    instead of 2(P + C) (about 40% less on the default data). Equal to the full-sequence computation up to float
+    rounding (tested). Returns (chosen [B, C], chosen mask, rejected [B, C], rejected mask).
+    """
+    backbone, head = _backbone_and_head(model)
+    device = next(model.parameters()).device
+    batch, width = len(prompts), max(len(p) for p in prompts)
+    prompt_ids = torch.full((batch, width), pad_token_id, dtype=torch.long)
+    prompt_mask = torch.zeros((batch, width), dtype=torch.long)
+    for i, ids in enumerate(prompts):
+        prompt_ids[i, width - len(ids) :] = torch.tensor(ids)
+        prompt_mask[i, width - len(ids) :] = 1
+    prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
+    positions = (prompt_mask.cumsum(1) - 1).clamp(min=0)
+    out = backbone(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True)
+    cache, last = out.past_key_values, out.last_hidden_state[:, -1]
+    cache.batch_repeat_interleave(2)  # rows: prompt 0 (chosen), prompt 0 (rejected), prompt 1, ...
+    answers = [ids for pair in zip(chosen, rejected, strict=True) for ids in pair]
+    length = max(len(a) for a in answers)
+    answer_ids = torch.full((2 * batch, length), pad_token_id, dtype=torch.long)
+    answer_mask = torch.zeros((2 * batch, length), dtype=torch.long)
+    for k, ids in enumerate(answers):
+        answer_ids[k, : len(ids)] = torch.tensor(ids)
+        answer_mask[k, : len(ids)] = 1
+    answer_ids, answer_mask = answer_ids.to(device), answer_mask.to(device)
+    prompt_lengths = prompt_mask.sum(1).repeat_interleave(2)
+    answer_positions = prompt_lengths[:, None] + torch.arange(length, device=device)[None, :]
+    hidden = backbone(
+        input_ids=answer_ids, attention_mask=torch.cat([prompt_mask.repeat_interleave(2, 0), answer_mask], 1),
+        position_ids=answer_positions, past_key_values=cache, use_cache=True,
+    ).last_hidden_state
+    predictors = torch.cat([last.repeat_interleave(2, 0)[:, None], hidden[:, :-1]], 1)  # state before token j
+    selected = answer_mask.bool()
+    logits = head(predictors[selected]).float()
+    picked = logits.gather(-1, answer_ids[selected].unsqueeze(-1)).squeeze(-1)
+    per_token = torch.zeros(selected.shape, dtype=torch.float32, device=device)
+    per_token[selected] = picked - torch.logsumexp(logits, dim=-1)
+    return per_token[0::2], answer_mask[0::2], per_token[1::2], answer_mask[1::2]
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def sequence_logps(
+    model: Any, dataset: Any, pad_token_id: int, batch_size: int, precision: str, max_length: int
+) -> dict[str, np.ndarray]:
+    """Summed answer log-probs of chosen and rejected for every row, plus token counts and the per-token
+    log-probs of the chosen answers (padded with 0, for the KL proxy). Rows longer than ``max_length`` must
+    have been dropped already (tokenize_records does)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    parts: dict[str, list] = {"chosen": [], "rejected": [], "chosen_tokens": [], "rejected_tokens": []}
+    token_rows: list[np.ndarray] = []
+    try:
+        for start in range(0, len(dataset), batch_size):
+            rows = dataset.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"])[start : start + batch_size]
+            with autocast(precision, device):
+                chosen, chosen_mask, rejected, rejected_mask = shared_prompt_logps(
+                    model, rows["prompt_ids"], rows["chosen_ids"], rows["rejected_ids"], pad_token_id
+                )
+            parts["chosen"].append(chosen.sum(1).cpu().numpy())
+            parts["rejected"].append(rejected.sum(1).cpu().numpy())
+            parts["chosen_tokens"].append(chosen_mask.sum(1).cpu().numpy())
+            parts["rejected_tokens"].append(rejected_mask.sum(1).cpu().numpy())
+            for row, mask in zip(chosen.cpu().numpy(), chosen_mask.cpu().numpy(), strict=True):
+                token_rows.append(row[mask.astype(bool)])
+    finally:
+        model.train(was_training)
+    width = max((len(r) for r in token_rows), default=0)
+    tokens = np.zeros((len(token_rows), width), dtype=np.float64)
+    token_mask = np.zeros_like(tokens)
+    for i, row in enumerate(token_rows):
+        tokens[i, : len(row)] = row
+        token_mask[i, : len(row)] = 1.0
+    arrays = {key: np.concatenate(values) if values else np.zeros(0) for key, values in parts.items()}
+    return {**arrays, "chosen_token_logps": tokens, "chosen_token_mask": token_mask}

@@ -1,0 +1,80 @@
+"""Confirmation stage: re-train the top-k configurations of each method with fresh seeds.
+
+One Optuna study per method, ``<name>/<method>/confirm``. Every (source trial, seed) combination is one enqueued
+trial carrying ``source_trial`` and ``confirm_seed`` user attributes; running again tops up whatever is missing
+(interrupted, failed or never started), so the stage resumes like the search. Runs are never pruned and land in
+``runs/<name>/<method>/confirm/trial-NNNN/`` with the same files as search trials.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from prefstudy.search.selection import ranked_trials
+from prefstudy.search.storage import waiting
+from prefstudy.spec import SpecError, StudySpec
+
+
+def study_name(spec: StudySpec, method: str) -> str:
+    return f"{spec.study_name(method)}/confirm"
+
+
+def top_configs(study: optuna.Study, k: int) -> list[FrozenTrial]:
+    """The k complete, feasible search trials with the highest val objective (ties: the earlier trial)."""
+    return ranked_trials(study)[:k]
+
+
+def check_configured(spec: StudySpec) -> None:
+    if spec.confirm.top_k < 1 or not spec.confirm.seeds:
+        raise SpecError("confirmation needs confirm.top_k >= 1 and at least one seed in confirm.seeds "
+                        "(e.g. confirm.top_k=1 'confirm.seeds=[1,2]')")
+
+
+def load(spec: StudySpec, storage: Any, searches: dict[str, optuna.Study]) -> dict[str, tuple[optuna.Study, int]]:
+    """The confirmation studies as they are (for worker processes: their parent enqueued the runs)."""
+    out = {}
+    for method in searches:
+        try:
+            study = optuna.load_study(study_name=study_name(spec, method), storage=storage,
+                                      pruner=optuna.pruners.NopPruner())
+        except KeyError:
+            continue
+        out[method] = (study, waiting(study))
+    return out
+
+
+def create(spec: StudySpec, storage: Any, searches: dict[str, optuna.Study]) -> dict[str, tuple[optuna.Study, int]]:
+    """Create/load each method's confirmation study and enqueue the missing runs; returns (study, runs to do)."""
+    out = {}
+    for method, search in searches.items():
+        study = optuna.create_study(
+            study_name=study_name(spec, method), storage=storage, direction="maximize",
+            sampler=optuna.samplers.RandomSampler(seed=spec.seed), pruner=optuna.pruners.NopPruner(),
+            load_if_exists=True,
+        )
+        if "method" not in study.user_attrs:
+            study.set_user_attr("method", method)
+            study.set_user_attr("stage", "confirm")
+            study.set_user_attr("spec_fingerprint", spec.fingerprint())
+        def key(t: FrozenTrial) -> tuple[Any, Any]:
+            return t.user_attrs.get("source_trial"), t.user_attrs.get("confirm_seed")
+
+        trials = study.get_trials(deepcopy=False)
+        done = {key(t) for t in trials if t.state == TrialState.COMPLETE}
+        # queued or running (a crashed worker's RUNNING trial is retried through its heartbeat)
+        covered = done | {key(t) for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)}
+        todo = 0
+        for source in top_configs(search, spec.confirm.top_k):
+            for seed in spec.confirm.seeds:
+                todo += (source.number, seed) not in done
+                if (source.number, seed) in covered:
+                    continue
+                study.enqueue_trial(dict(source.params), user_attrs={
+                    "source_trial": source.number, "confirm_seed": seed,
+                    "source_value": float(source.values[0]),
+                })
+        out[method] = (study, todo)
+    return out

@@ -1,0 +1,73 @@
+"""optuna-dashboard integration: trial notes, artifacts, objective names, and serving on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from prefstudy.core.secrets import redact
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+def artifact_dir(run_root: Path) -> Path:
+    return run_root / "artifacts"
+
+
+def note_markdown(method: str, loss_type: str, params: dict[str, float], final: dict[str, dict[str, float]],
+                  derived: dict[str, float], run_dir: Path, lm_eval: dict[str, float] | None = None) -> str:
+    """The markdown note a finished trial shows in the dashboard."""
+    lines = [
+        f"### {method} (`loss_type={loss_type}`)",
+        f"beta **{params['beta']:.4g}**, learning_rate **{params['learning_rate']:.3g}**",
+        "",
+        "| split | accuracy | per-token | implicit | margin | chosen log-ratio | KL proxy |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for split, m in final.items():
+        lines.append(
+            f"| {split} | {m['accuracy']:.3f} | {m['accuracy_per_token']:.3f} | {m['implicit_accuracy']:.3f} | "
+            f"{m['margin']:.2f} | {m['chosen_log_ratio']:.2f} | {m['kl_proxy']:.3f} |"
+        )
+    lines += [
+        "",
+        f"test gain over the base model: {derived['test_gain_vs_base']:+.3f} "
+        f"[{derived['test_gain_ci_low']:+.3f}, {derived['test_gain_ci_high']:+.3f}] (paired bootstrap, 95%)",
+        f"generalization gap (train − val accuracy): {derived['generalization_gap']:+.3f}",
+    ]
+    if lm_eval:
+        lines += ["", "| lm-eval | value |", "| --- | --- |"]
+        lines += [f"| {key.removeprefix('lm_eval/')} | {value:.4f} |" for key, value in sorted(lm_eval.items())]
+    lines += ["", f"run directory: `{run_dir}`"]
+    return "\n".join(lines)
+
+
+def attach(trial: Any, run_root: Path, note: str, files: list[Path]) -> None:
+    """Save the note and upload the trial's files as dashboard artifacts."""
+    import optuna
+    from optuna_dashboard import save_note
+
+    save_note(trial, note)
+    store_dir = artifact_dir(run_root)
+    store_dir.mkdir(parents=True, exist_ok=True)
+    store = optuna.artifacts.FileSystemArtifactStore(str(store_dir))
+    for path in files:
+        if path.exists():
+            optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+
+
+def serve(storage_url: str, run_root: Path | None, host: str, port: int) -> int:
+    """Replace this process with optuna-dashboard bound to ``host`` (127.0.0.1 unless told otherwise)."""
+    executable = shutil.which("optuna-dashboard") or str(Path(sys.executable).with_name("optuna-dashboard"))
+    args = [executable, storage_url, "--host", host, "--port", str(port)]
+    if run_root is not None:
+        store = artifact_dir(run_root)
+        store.mkdir(parents=True, exist_ok=True)
+        args += ["--artifact-dir", str(store)]
+    print(f"optuna-dashboard on http://{host}:{port}/ for {redact(storage_url)} (Ctrl-C stops it)", flush=True)
+    os.execv(executable, args)
+    return 0  # not reached

@@ -1,0 +1,78 @@
+"""THE trial loop: every stage (search, confirmation, later fixed designs) runs its trials through :func:`run_trials`.
+
+Round robin over methods, one trial at a time, each through ``study.optimize`` with Optuna's own stop rule
+(``MaxTrialsCallback`` over finished trials). Several workers may run this loop on one storage: each counts only
+FINISHED trials (COMPLETE or PRUNED), so together they overshoot a target by at most (workers - 1). Enqueued trials
+(published defaults, interrupted or crashed trials' retries, a fixed design's points) always run, even past the
+target. Before leaving, a worker waits for trials still RUNNING elsewhere: if their worker died, Optuna's heartbeat
+marks them FAIL after ``workers.grace_period`` and enqueues a retry with the same parameters, which this worker
+then runs, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from prefstudy.search.storage import FINISHED, waiting
+
+#: errors that fail one trial, not the worker (everything else, e.g. KeyboardInterrupt, stops the loop)
+TRIAL_ERRORS = (RuntimeError, ValueError, MemoryError, ArithmeticError)
+
+Objective = Callable[[optuna.Trial], float | Sequence[float]]
+Callback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+class FinishedTarget(optuna.study.MaxTrialsCallback):
+    """Optuna's stop rule over FINISHED trials (COMPLETE or PRUNED), also asked before a trial starts."""
+
+    def __init__(self, n_trials: int) -> None:
+        super().__init__(n_trials, states=FINISHED)
+        self.n_trials = n_trials
+
+    def reached(self, study: optuna.Study) -> bool:
+        return len(study.get_trials(deepcopy=False, states=FINISHED)) >= self.n_trials
+
+
+def run_trials(studies: dict[str, optuna.Study], objective_for: Callable[[str], Objective], target: int,
+               log: Callable[[str], None], callbacks: list[Callback] | None = None,
+               poll: float | None = None) -> dict[str, int]:
+    """Run trials until every study holds ``target`` finished trials (0: just the enqueued ones) and none is queued.
+
+    ``poll`` (seconds) is how often a worker with nothing left looks again for trials RUNNING elsewhere (their
+    heartbeat may turn them into retries); None leaves at once. A method whose trials keep failing stops after
+    ``target`` failures in this run (after its queue when ``target`` is 0: a failure consumes an enqueued run), so a
+    broken setting cannot loop forever. Returns the failures per method.
+    """
+    rule = FinishedTarget(target)
+    failures = {method: 0 for method in studies}
+    gave_up = {method: False for method in studies}
+
+    def pending(method: str) -> bool:
+        study = studies[method]
+        return not gave_up[method] and (not rule.reached(study) or waiting(study) > 0)
+
+    while True:
+        for study in studies.values():
+            optuna.storages.fail_stale_trials(study)  # a dead worker's trial -> FAIL + a WAITING retry
+        todo = [m for m in studies if pending(m)]
+        if not todo:
+            running = sum(len(s.get_trials(deepcopy=False, states=(TrialState.RUNNING,))) for s in studies.values())
+            if running and poll is not None and not all(gave_up.values()):
+                time.sleep(poll)
+                continue
+            return failures
+        for method in todo:
+            study = studies[method]
+            before = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+            study.optimize(objective_for(method), n_trials=1, catch=TRIAL_ERRORS, gc_after_trial=True,
+                           callbacks=[rule, *(callbacks or [])])
+            failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+            if len(failed) > before:
+                failures[method] += 1
+                gave_up[method] = target > 0 and failures[method] >= target
+                log(f"  trial {failed[-1].number} of {study.study_name} FAILED: "
+                    f"{failed[-1].user_attrs.get('fail_reason')}")

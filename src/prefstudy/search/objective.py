@@ -1,0 +1,124 @@
+"""The Optuna objective: short glue -- take the parameters, write the config, train, report/prune, record, return.
+
+Data, the base model and the reference cache come in through a ``Worker`` (loaded once per process), never through
+globals. Run directories, failure reasons, interval maths and dashboard notes live in the modules that own them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+import optuna
+
+from prefstudy.core.rundir import start_trial_dir, write_json
+from prefstudy.core.secrets import redact
+from prefstudy.search.record import record_complete
+from prefstudy.search.session import Worker
+from prefstudy.spec import StudySpec, spec_text
+
+
+def trial_seed(spec: StudySpec, number: int) -> int:
+    return spec.seed * 100_003 + number
+
+
+def confirm_seed(spec: StudySpec, seed: int) -> int:
+    """The training seed of a confirmation run: disjoint from every search trial's seed (< 1e6 per spec seed)."""
+    return 1_000_000_007 + spec.seed * 1_000 + seed
+
+
+def sampling_kind(trial: optuna.Trial, spec: StudySpec) -> str:
+    """How the trial's parameters were chosen: 'enqueued' (published defaults, resumed interrupts), 'random'
+    (non-adaptive: random/qmc/grid samplers and TPE's random start-up trials) or 'adaptive' (TPE proper)."""
+    attrs = trial.user_attrs
+    if "enqueued" in attrs or "requeued_from" in attrs:
+        return "enqueued"
+    sampler = spec.search.sampler
+    if sampler.type != "tpe":
+        return "random"
+    earlier = [
+        t for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                                   optuna.trial.TrialState.PRUNED))
+        if t.number < trial.number
+    ]
+    return "random" if len(earlier) < sampler.n_startup_trials else "adaptive"
+
+
+class Objective:
+    """``stage`` 'search' suggests (beta, lr) and may be pruned; 'confirm' re-trains an enqueued configuration
+    with the seed in its ``confirm_seed`` user attribute, to the end, under ``<method>/confirm/trial-NNNN``."""
+
+    def __init__(self, worker: Worker, method: str, stage: str = "search") -> None:
+        self.worker = worker
+        self.method = method
+        self.stage = stage
+
+    def _params(self, trial: optuna.Trial) -> dict[str, float]:
+        spec = self.worker.spec
+        beta, lr = spec.methods[self.method].beta, spec.learning_rate
+        return {
+            "beta": trial.suggest_float("beta", beta.low, beta.high, log=beta.log),
+            "learning_rate": trial.suggest_float("learning_rate", lr.low, lr.high, log=lr.log),
+        }
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        from prefstudy.training.faults import failure_reason, free_memory
+        from prefstudy.training.trainer import train_trial
+
+        confirm = self.stage == "confirm"
+        if confirm and "confirm_seed" not in trial.user_attrs:
+            # With several workers, another one can take the last enqueued run between this worker's check and
+            # its optimize(): Optuna then hands out a fresh trial, which is not a confirmation run. Close it
+            # without training (PRUNED, so no ranking or verdict ever reads it) instead of failing the worker.
+            trial.set_user_attr("note", "no enqueued confirmation run was left (another worker took it)")
+            raise optuna.TrialPruned("no enqueued confirmation run left")
+        spec, worker = self.worker.spec, self.worker
+        method = spec.methods[self.method]
+        params = self._params(trial)
+        seed = confirm_seed(spec, int(trial.user_attrs["confirm_seed"])) if confirm else trial_seed(spec, trial.number)
+        run_dir = start_trial_dir(spec.run_root(), f"{self.method}/confirm" if confirm else self.method,
+                                  trial.number, {
+            "study": trial.study.study_name, "stage": self.stage, "trial": trial.number, "method": self.method,
+            "loss_type": method.loss_type, "params": params, "seed": seed,
+            "storage": redact(worker.storage_url), "spec_fingerprint": spec.fingerprint(),
+            "data_fingerprint": worker.prepared.fingerprint, "spec": spec.model_dump(mode="json"),
+            "spec_yaml": spec_text(spec),
+        }, seed)
+        for key, value in {"run_dir": str(run_dir), "seed": seed, "worker_pid": os.getpid(),
+                           "hostname": socket.gethostname(),
+                           "sampling": "confirm" if confirm else sampling_kind(trial, spec)}.items():
+            trial.set_user_attr(key, value)
+        worker.trial_label = f"{self.method}#{trial.number}"
+        worker.log(f"[{trial.study.study_name} trial {trial.number}] beta={params['beta']:.4g} "
+                   f"learning_rate={params['learning_rate']:.3g} seed={seed}")
+        prunable = not confirm and spec.search.objective != "pareto"  # Optuna prunes single-objective studies only
+
+        def reporter(step: int, value: float) -> bool:
+            if not prunable:
+                return False
+            trial.report(value, step)
+            return trial.should_prune()
+
+        def lm_eval(model: Any) -> Any:
+            from prefstudy.evaluation.lmeval import evaluate
+
+            return evaluate(model, worker.tokenizer, spec, seed, worker.lm_eval_manager)
+
+        try:
+            outcome = train_trial(worker, method, params, seed, run_dir, reporter,
+                                  after_training=lm_eval if spec.evaluation.lm_eval.tasks else None,
+                                  final_only=confirm)
+        except BaseException as exc:
+            reason = failure_reason(exc)
+            trial.set_user_attr("fail_reason", redact(reason)[:500])
+            write_json(run_dir / "metrics.json", {"status": "failed", "reason": redact(reason)})
+            if reason.startswith("out of memory"):
+                free_memory()
+            raise
+        trial.set_user_attr("clipped_fraction", outcome.clipped_fraction)
+        trial.set_user_attr("steps", outcome.steps_done)
+        if outcome.pruned_at is not None:
+            write_json(run_dir / "metrics.json", {"status": "pruned", "pruned_at": outcome.pruned_at})
+            raise optuna.TrialPruned(f"pruned at step {outcome.pruned_at}")
+        return record_complete(worker, self.method, trial, outcome, run_dir)

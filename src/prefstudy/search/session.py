@@ -1,0 +1,144 @@
+"""What a worker process loads once and every trial shares: tokenizer, base model, reference cache, base scores."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from prefstudy.core.console import log
+from prefstudy.evaluation.heldout import Prepared
+from prefstudy.spec import StudySpec
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass
+class Worker:
+    """Everything a worker process loads once and every trial shares (``training.trainer.TrialContext``)."""
+
+    spec: StudySpec
+    tokenizer: PreTrainedTokenizerBase
+    base_model: PreTrainedModel
+    prepared: Prepared
+    storage_url: str
+    log: Callable[[str], None] = log
+    trial_label: str = ""
+    lm_eval_manager: Any = None  # lm-eval TaskManager, resolved once
+    lm_eval_base: dict[str, Any] | None = None  # the base model's lm-eval result (per-doc scores included)
+
+
+def offline_if_local(spec: StudySpec) -> None:
+    """Nothing to download for the embedded/tiny/local models and local data: fail fast instead of retrying."""
+    name = spec.model.name_or_path
+    local_model = name.startswith(("embedded:", "tiny-")) or Path(name).expanduser().is_dir()
+    if local_model and spec.data.source != "hf":
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _record_base(spec: StudySpec, prepared: Prepared, studies: dict[str, optuna.Study],
+                 dropped: dict[str, int]) -> None:
+    """The base model's preference accuracy per split and per data family, stored once per study."""
+    from prefstudy.evaluation.heldout import base_metrics, family_accuracy
+
+    base = base_metrics(prepared)
+    for study in studies.values():
+        if "base/val/accuracy" not in study.user_attrs:
+            for split, values in base.items():
+                for key, value in values.items():
+                    study.set_user_attr(f"base/{split}/{key}", value)
+            study.set_user_attr("data_fingerprint", prepared.fingerprint)
+            study.set_user_attr("dropped", dropped)
+    log("base model preference accuracy: " + ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in base.items()))
+    for split in prepared.ref:
+        per_family = family_accuracy(prepared, split, None)
+        log(f"  {split} per family: " + ", ".join(f"{f} {a:.2f}" for f, a in per_family.items()))
+        for study in studies.values():
+            if f"base/{split}/family" not in study.user_attrs:
+                study.set_user_attr(f"base/{split}/family", per_family)
+
+
+def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Study], lm_eval_manager: Any = None,
+                with_lm_eval: bool = True) -> Worker:
+    """Load the tokenizer, the base model (once) and the reference cache; record the base metrics once."""
+    import torch
+
+    from prefstudy.data.sources import load_splits
+    from prefstudy.models.loading import load_base_model, load_tokenizer, resolve_model_path
+    from prefstudy.training.refcache import model_identity, prepare
+
+    torch.set_num_threads(spec.training.threads or max(1, os.cpu_count() or 1))
+    splits = load_splits(spec.data)
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(spec.model)
+    model = load_base_model(spec.model, spec.training)
+    log(f"model {spec.model.name_or_path} loaded in {time.perf_counter() - started:.1f}s "
+        f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {torch.get_num_threads()} threads)")
+    identity = model_identity(resolve_model_path(spec.model.name_or_path), spec.model.revision)
+    prepared = prepare(
+        spec.run_root() / "cache", model, tokenizer, splits.splits, spec.training, identity,
+        spec.evaluation.batch_size, log=log,
+    )
+    dropped = {**splits.dropped, **{f"over_length/{k}": v for k, v in prepared.over_length.items() if v}}
+    log(f"data: {splits.sizes()} pairs" + (f", dropped {dropped}" if dropped else "")
+        + (f"; reference pass {prepared.seconds:.1f}s" if prepared.computed else "; reference log-probs from cache"))
+    data_dir = spec.run_root() / "data"
+    if not (data_dir / "train.jsonl").exists():
+        splits.save(data_dir)
+    _record_base(spec, prepared, studies, dropped)
+    worker = Worker(spec=spec, tokenizer=tokenizer, base_model=model, prepared=prepared,
+                    storage_url=storage_url, log=log, lm_eval_manager=lm_eval_manager)
+    if spec.evaluation.lm_eval.tasks and with_lm_eval:
+        worker.lm_eval_base = base_lm_eval(worker, studies)
+    return worker
+
+
+def base_lm_eval(worker: Worker, studies: dict[str, optuna.Study]) -> dict[str, Any]:
+    """The base model's lm-eval result: computed once per study, then read from runs/<name>/base/lm_eval.json."""
+    from prefstudy.core.rundir import write_json
+    from prefstudy.evaluation.lmeval import LmEvalError, evaluate, flat_attrs, tasks_digest
+
+    spec = worker.spec
+    path = spec.run_root() / "base" / "lm_eval.json"
+    if path.exists():
+        stored: dict[str, Any] = json.loads(path.read_text())
+        now = tasks_digest(spec.evaluation.lm_eval.tasks)
+        if stored.get("tasks_digest") != now:
+            raise LmEvalError(
+                f"{path} was scored on other lm-eval task files or settings (digest "
+                f"{stored.get('tasks_digest', 'none')}, now {now}): this study's trials are not comparable with "
+                "new scores. Give the study a new `name` (or delete its run directory and storage to start over)"
+            )
+        log(f"lm-eval of the base model: reused {path}")
+        return stored
+    started = time.perf_counter()
+    result = evaluate(worker.base_model, worker.tokenizer, spec, spec.seed, worker.lm_eval_manager)
+    write_json(path, result)
+    for study in studies.values():
+        for key, value in flat_attrs(result, prefix="lm_eval_base").items():
+            study.set_user_attr(key, value)
+    log(f"lm-eval of the base model in {time.perf_counter() - started:.1f}s: "
+        + ", ".join(f"{name} {task['value']:.3f}" for name, task in result["tasks"].items()))
+    return result
+
+
+def keep_best_adapter(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
+    """save_adapter: best -- delete the adapters of every trial but the method's current best."""
+    from prefstudy.search.selection import best_trial
+
+    best = best_trial(study)
+    for trial in study.get_trials(deepcopy=False):
+        folder = Path(trial.user_attrs.get("run_dir", "")) / "adapter"
+        if trial.user_attrs.get("run_dir") and (best is None or trial.number != best.number) and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,127 @@
+"""Storages and studies: opening a storage, creating each method's study once, counting its trials.
+
+One Optuna study per method, named ``<name>/<method>``. ``search.n_trials`` is the number of FINISHED trials
+(COMPLETE or PRUNED) wanted per method: running again tops each study up and never redoes finished trials.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from prefstudy.core.secrets import redact
+from prefstudy.search.samplers import make_pruner, make_sampler
+from prefstudy.spec import SpecError, StudySpec, spec_text
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class StorageError(RuntimeError):
+    """The storage URL is malformed or the database cannot be reached."""
+
+
+#: seconds a database server may take to answer a new connection (a URL's own connect_timeout wins)
+CONNECT_TIMEOUT = 10
+
+
+def engine_kwargs(url: str) -> dict[str, Any]:
+    from sqlalchemy.engine import make_url
+
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    parsed = make_url(url)
+    if parsed.get_backend_name() in ("postgresql", "mysql") and "connect_timeout" not in parsed.query:
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}  # a silent server would block forever
+    return kwargs
+
+
+def open_storage(url: str, spec: StudySpec) -> optuna.storages.BaseStorage:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    workers = spec.workers
+    try:
+        kwargs = engine_kwargs(url)
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=workers.heartbeat_interval,
+            grace_period=workers.grace_period,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=workers.max_retry, inherit_intermediate_values=True
+            ),
+            engine_kwargs=kwargs,
+        )
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy raises many types
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StorageError(f"storage '{redact(url)}' cannot be opened: {redact(first)}") from None
+
+
+def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage,
+                   requeue: bool = True) -> dict[str, optuna.Study]:
+    """Create (or load) every method's study once, before any worker runs; refuse a changed spec.
+    ``requeue``: enqueue the parameters of interrupted trials again (the launching process does it, once)."""
+    studies = {}
+    fingerprint = spec.fingerprint()
+    for method in spec.methods:
+        name = spec.study_name(method)
+        pareto = spec.search.objective == "pareto"
+        study = optuna.create_study(
+            study_name=name, storage=storage, directions=["maximize", "maximize"] if pareto else ["maximize"],
+            sampler=make_sampler(spec, method), pruner=make_pruner(spec), load_if_exists=True,
+        )
+        stored = study.user_attrs.get("spec_fingerprint")
+        if stored is not None and stored != fingerprint:
+            raise SpecError(
+                f"study '{name}' in this storage was created from a different spec (fingerprint {stored}, now "
+                f"{fingerprint}): the model, data, metrics or search space changed. Give the study a new `name` "
+                f"(or another --storage) to start a new study; only search.n_trials and workers may change on resume."
+            )
+        if stored is None:
+            study.set_user_attr("spec_fingerprint", fingerprint)
+            study.set_user_attr("spec_yaml", redact(spec_text(spec)))
+            study.set_user_attr("method", method)
+            study.set_user_attr("loss_type", spec.methods[method].loss_type)
+            from optuna_dashboard import set_objective_names
+
+            names = [f"val {spec.evaluation.metric}"] + (["lm-eval mean"] if pareto else [])
+            set_objective_names(study, names)
+            for point in spec.search.enqueue.get(method, ()):
+                study.enqueue_trial(dict(point), user_attrs={"enqueued": "published default"})
+        if requeue:
+            requeue_interrupted(study)
+        studies[method] = study
+    return studies
+
+
+def requeue_interrupted(study: optuna.Study) -> list[int]:
+    """Enqueue again, once, the parameters of trials stopped by SIGINT/SIGTERM (fail_reason 'interrupted')."""
+    done = set(study.user_attrs.get("requeued_trials", []))
+    fresh = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if t.user_attrs.get("fail_reason") == "interrupted" and t.number not in done
+    ]
+    for trial in fresh:
+        study.enqueue_trial(dict(trial.params), user_attrs={"requeued_from": trial.number})
+    if fresh:
+        study.set_user_attr("requeued_trials", sorted(done | {t.number for t in fresh}))
+    return [t.number for t in fresh]
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    trials = study.get_trials(deepcopy=False)
+    return {
+        "complete": sum(t.state == TrialState.COMPLETE for t in trials),
+        "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+        "failed": sum(t.state == TrialState.FAIL for t in trials),
+        "running": sum(t.state == TrialState.RUNNING for t in trials),
+    }
+
+
+def finished(study: optuna.Study) -> int:
+    c = counts(study)
+    return c["complete"] + c["pruned"]
+
+
+def waiting(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))

@@ -1,0 +1,105 @@
+"""Tokenized splits and reference log-probs, computed once per fingerprint and cached on disk.
+
+The fingerprint covers the model (name, revision, weight files), the tokenizer and chat template, the exact pairs,
+max_length, precision and quantization. Every trial of every method and every worker reads the same cache; a
+file lock makes two workers that start together compute it once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prefstudy.evaluation.heldout import Prepared
+from prefstudy.evaluation.logprobs import sequence_logps
+from prefstudy.training.trl_seams import tokenize_records
+
+REF_KEYS = ("chosen", "rejected", "chosen_tokens", "rejected_tokens", "chosen_token_logps", "chosen_token_mask")
+
+
+def model_identity(model_path: str, revision: str | None) -> dict[str, Any]:
+    folder = Path(model_path)
+    files = []
+    if folder.is_dir():
+        for item in sorted(folder.iterdir()):
+            if item.suffix in (".safetensors", ".bin", ".json", ".model", ".txt", ".jinja"):
+                files.append((item.name, item.stat().st_size))
+    return {"path": str(model_path), "revision": revision, "files": files}
+
+
+def fingerprint(identity: dict[str, Any], tokenizer: Any, splits: dict[str, list], training: Any) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps(identity, sort_keys=True).encode())
+    digest.update(str(tokenizer.chat_template).encode())
+    digest.update(str(len(tokenizer)).encode())
+    digest.update(json.dumps(splits, sort_keys=True).encode())
+    digest.update(f"{training.max_length}|{training.precision}|{training.quantization}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _load(folder: Path, names: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]], dict]:
+    from datasets import load_from_disk
+
+    tokenized = {name: load_from_disk(str(folder / f"tokenized-{name}")) for name in names}
+    ref = {}
+    for name in names:
+        with np.load(folder / f"ref-{name}.npz") as arrays:
+            ref[name] = {key: arrays[key] for key in REF_KEYS}
+    meta = json.loads((folder / "meta.json").read_text())
+    return tokenized, ref, meta
+
+
+def prepare(
+    cache_root: Path,
+    model: Any,
+    tokenizer: Any,
+    splits: dict[str, list],
+    training: Any,
+    identity: dict[str, Any],
+    batch_size: int,
+    log: Any = print,
+) -> Prepared:
+    """Return the cached tokenized splits + reference log-probs, computing them once if absent."""
+    names = [name for name, rows in splits.items() if rows]
+    key = fingerprint(identity, tokenizer, {n: splits[n] for n in names}, training)
+    folder = cache_root / f"ref-{key}"
+    cache_root.mkdir(parents=True, exist_ok=True)
+    with open(cache_root / f"ref-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / "meta.json").exists():
+            tokenized, ref, meta = _load(folder, names)
+            return Prepared(tokenized, ref, key, meta["over_length"], computed=False)
+        started = time.perf_counter()
+        log(f"reference pass: tokenizing and scoring {sum(len(splits[n]) for n in names)} pairs once ...")
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        over_length: dict[str, int] = {}
+        for name in names:
+            dataset, over_length[name] = tokenize_records(splits[name], tokenizer, training.max_length)
+            if len(dataset) == 0:
+                from prefstudy.data.sources import DataError
+
+                raise DataError(
+                    f"split '{name}': every pair is longer than training.max_length={training.max_length}; raise it"
+                )
+            arrays = sequence_logps(
+                model, dataset, tokenizer.pad_token_id, batch_size, training.precision, training.max_length
+            )
+            dataset = dataset.add_column("ref_chosen_logps", arrays["chosen"].tolist())
+            dataset = dataset.add_column("ref_rejected_logps", arrays["rejected"].tolist())
+            dataset.save_to_disk(str(tmp / f"tokenized-{name}"))
+            np.savez(tmp / f"ref-{name}.npz", **arrays)
+        seconds = time.perf_counter() - started
+        meta = {"fingerprint": key, "over_length": over_length, "seconds": seconds}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        tmp.rename(folder)
+        tokenized, ref, _ = _load(folder, names)
+        return Prepared(tokenized, ref, key, over_length, computed=True, seconds=seconds)

@@ -1,0 +1,237 @@
+"""One trial's training: TRL's DPOTrainer on a fresh LoRA adapter over the shared base model.
+
+A fresh, seeded LoRA adapter is put on the shared base model, trained with TRL's DPOTrainer reading the cached
+reference log-probs, scored on our own held-out metrics at each eval step, and removed again in ``finally`` so a
+failed trial leaves no LoRA layers behind.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+from transformers import PrinterCallback
+from trl import DPOConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from prefstudy.core.rundir import append_jsonl
+from prefstudy.evaluation.heldout import Arrays, Prepared, score_splits
+from prefstudy.spec import MethodSpec, StudySpec, TrainingSpec
+from prefstudy.training.faults import NonFiniteLoss
+from prefstudy.training.trl_seams import CachedRefDPOTrainer
+
+# Paged optimizers page their state to CPU memory under GPU memory pressure; on the CPU their plain twins do the
+# same update (bitsandbytes' 32-bit AdamW is AdamW).
+UNPAGED = {"paged_adamw_32bit": "adamw_torch", "paged_adamw": "adamw_torch", "paged_adamw_8bit": "adamw_bnb_8bit",
+           "paged_lion_32bit": "lion_32bit", "paged_lion_8bit": "lion_8bit"}
+
+# Called with (step, val objective value) -> True when the trial should stop (pruned).
+Reporter = Callable[[int, float], bool]
+
+
+class TrialContext(Protocol):
+    """What a trial needs from its worker process: loaded once, shared by every trial (search.session.Worker)."""
+
+    spec: StudySpec
+    tokenizer: PreTrainedTokenizerBase
+    base_model: PreTrainedModel
+    prepared: Prepared
+    trial_label: str
+    log: Callable[[str], None]
+
+
+@dataclass
+class TrialOutcome:
+    final: dict[str, dict[str, float]] = field(default_factory=dict)
+    arrays: dict[str, Arrays] = field(default_factory=dict)
+    pruned_at: int | None = None
+    steps_done: int = 0
+    clipped_fraction: float = 0.0
+    seconds: dict[str, float] = field(default_factory=dict)
+    extra: Any = None
+
+
+def total_steps(training: TrainingSpec, n_train: int) -> int:
+    if training.max_steps is not None:
+        return int(training.max_steps)
+    per_epoch = math.ceil(n_train / (training.batch_size * training.gradient_accumulation_steps))
+    return max(1, math.ceil(per_epoch * training.num_epochs))
+
+
+def eval_points(n_steps: int, eval_steps: int) -> list[int]:
+    points = list(range(eval_steps, n_steps, eval_steps))
+    return points + [n_steps]
+
+
+class _Evaluator:
+    """TrainerCallback body: our metrics at each eval step, curves.jsonl, report/prune, timings."""
+
+    def __init__(self, ctx: TrialContext, prepared: Prepared, run_dir: Path, reporter: Reporter, n_steps: int,
+                 final_only: bool = False) -> None:
+        self.ctx, self.prepared, self.run_dir, self.reporter = ctx, prepared, run_dir, reporter
+        self.points = {n_steps} if final_only else set(eval_points(n_steps, ctx.spec.evaluation.eval_steps))
+        self.n_steps = n_steps
+        self.outcome = TrialOutcome()
+        self.eval_seconds = 0.0
+        self.step_started = time.perf_counter()
+        self.train_seconds = 0.0
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        self.step_started = time.perf_counter()
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **_: Any) -> None:
+        """Stop at the first NaN/infinite training loss instead of training on garbage until the next eval."""
+        loss = (logs or {}).get("loss")
+        if isinstance(loss, (int, float)) and not math.isfinite(loss):
+            raise NonFiniteLoss(f"training loss is {loss} at step {state.global_step}")
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **_: Any) -> None:
+        self.train_seconds += time.perf_counter() - self.step_started
+        step = state.global_step
+        self.outcome.steps_done = step
+        if step not in self.points:
+            return
+        started = time.perf_counter()
+        final = step == self.n_steps
+        evaluation = self.ctx.spec.evaluation
+        subsets = {"train": evaluation.train_subset} if final else {
+            "val": evaluation.val_subset, "train": evaluation.train_subset}
+        names = ["val", "train"] + (["test", "ood"] if final else [])
+        logs = [entry for entry in state.log_history if "loss" in entry]
+        loss = logs[-1]["loss"] if logs else float("nan")
+        if not math.isfinite(loss):
+            raise NonFiniteLoss(f"training loss is {loss} at step {step}")
+        try:
+            metrics, arrays = score_splits(model, self.ctx.spec, self.ctx.tokenizer.pad_token_id, self.prepared,
+                                           names, subsets)
+        except ValueError as exc:  # NaN log-probs: the weights diverged in this very step
+            if "NaN" not in str(exc):
+                raise
+            raise NonFiniteLoss(f"held-out log-probs are NaN at step {step}: the weights diverged") from None
+        norms = [entry["grad_norm"] for entry in logs if "grad_norm" in entry]
+        clipped = sum(1 for n in norms if n > self.ctx.spec.training.max_grad_norm) / max(1, len(norms))
+        self.eval_seconds += time.perf_counter() - started
+        objective = metrics["val"][evaluation.metric]
+        row = {
+            "step": step, "epoch": state.epoch, "loss": loss, "grad_norm": norms[-1] if norms else None,
+            "clipped_fraction": clipped, "final": final, "objective": objective,
+            "train_seconds": round(self.train_seconds, 3), "eval_seconds": round(self.eval_seconds, 3),
+            **{f"{split}/{key}": value for split, values in metrics.items() for key, value in values.items()},
+        }
+        append_jsonl(self.run_dir / "curves.jsonl", row)
+        self.ctx.log(
+            f"  trial {self.ctx.trial_label} step {step:>3}/{self.n_steps} loss {loss:8.4f} "
+            f"val acc {metrics['val']['accuracy']:.3f} train acc {metrics['train']['accuracy']:.3f}"
+            + (f" test acc {metrics['test']['accuracy']:.3f}" if final else "")
+        )
+        self.outcome.clipped_fraction = clipped
+        if final:
+            self.outcome.final, self.outcome.arrays = metrics, arrays
+        elif self.reporter(step, objective):
+            self.outcome.pruned_at = step
+            control.should_training_stop = True
+
+
+def _callback(evaluator: _Evaluator) -> Any:
+    from transformers import TrainerCallback
+
+    class EvalCallback(TrainerCallback):
+        on_step_begin = evaluator.on_step_begin
+        on_step_end = evaluator.on_step_end
+        on_log = evaluator.on_log
+
+    return EvalCallback()
+
+
+def dpo_config(training: TrainingSpec, method: MethodSpec, params: dict[str, float], out_dir: Path, n_steps: int,
+               seed: int) -> DPOConfig:
+    cuda = torch.cuda.is_available()
+    optimizer = training.optimizer
+    if not cuda and optimizer.startswith("paged_"):
+        optimizer = UNPAGED.get(optimizer, "adamw_torch")  # paged optimizers need CUDA; same update rule unpaged
+    return DPOConfig(
+        output_dir=str(out_dir),
+        beta=params["beta"],
+        learning_rate=params["learning_rate"],
+        loss_type=[method.loss_type],
+        per_device_train_batch_size=training.batch_size,
+        gradient_accumulation_steps=training.gradient_accumulation_steps,
+        max_steps=n_steps,
+        max_length=training.max_length,
+        lr_scheduler_type=training.lr_scheduler,
+        warmup_steps=training.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the steps
+        max_grad_norm=training.max_grad_norm,
+        optim=optimizer,
+        gradient_checkpointing=training.gradient_checkpointing,
+        bf16=training.precision == "bf16",
+        use_cpu=not cuda,
+        precompute_ref_log_probs=False,
+        logging_steps=1,
+        logging_nan_inf_filter=False,  # log a NaN/inf loss as it is (the default hides it): the trial stops on it
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        seed=seed,
+        data_seed=seed,
+        dataloader_num_workers=0,
+    )
+
+
+def train_trial(
+    ctx: TrialContext, method: MethodSpec, params: dict[str, float], seed: int, run_dir: Path, reporter: Reporter,
+    after_training: Callable[[Any], Any] | None = None, final_only: bool = False,
+) -> TrialOutcome:
+    """Train one adapter on ``ctx.base_model``; the base model is left exactly as it was.
+
+    ``after_training(peft_model)`` runs on the trained, still-attached adapter of a trial that was not pruned
+    (lm-eval); its result lands in ``outcome.extra``. ``final_only`` scores the held-out splits at the last step
+    only (confirmation runs: nothing to prune, the search already recorded the dynamics).
+    """
+    from peft import LoraConfig, get_peft_model
+
+    prepared: Prepared = ctx.prepared
+    training = ctx.spec.training
+    n_steps = total_steps(training, len(prepared.tokenized["train"]))
+    lora = LoraConfig(
+        r=training.lora.r, lora_alpha=training.lora.alpha, lora_dropout=training.lora.dropout,
+        target_modules=list(training.lora.target_modules), task_type="CAUSAL_LM",
+    )
+    evaluator = _Evaluator(ctx, prepared, run_dir, reporter, n_steps, final_only)
+    torch.manual_seed(seed)  # the LoRA init
+    peft_model = get_peft_model(ctx.base_model, lora)
+    trainer = None
+    try:
+        config = dpo_config(ctx.spec.training, method, params, run_dir / "trainer", n_steps, seed)
+        trainer = CachedRefDPOTrainer(
+            model=peft_model, args=config, train_dataset=prepared.tokenized["train"],
+            processing_class=ctx.tokenizer, callbacks=[_callback(evaluator)],
+        )
+        trainer.remove_callback(PrinterCallback)  # our own line per eval step replaces its raw log dicts
+        started = time.perf_counter()
+        trainer.train()
+        evaluator.outcome.seconds = {
+            "train": evaluator.train_seconds, "evaluate": evaluator.eval_seconds,
+            "total": time.perf_counter() - started,
+        }
+        if evaluator.outcome.pruned_at is None:
+            if training.save_adapter in ("all", "best"):  # "best" adapters are pruned away by the study later
+                peft_model.save_pretrained(str(run_dir / "adapter"))
+            if after_training is not None:
+                started = time.perf_counter()
+                evaluator.outcome.extra = after_training(peft_model)
+                evaluator.outcome.seconds["lm_eval"] = time.perf_counter() - started
+        return evaluator.outcome
+    finally:
+        del trainer
+        base = peft_model.unload()
+        base.__dict__.pop("forward", None)  # TRL's fused-head patch
+        for param in base.parameters():
+            param.requires_grad_(False)

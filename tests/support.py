@@ -1,0 +1,38 @@
+"""Helpers every test file shares (the fixtures in conftest.py wrap them): paths, the CLI in a subprocess, ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+SPECS = SRC / "prefstudy" / "specs"  # also reachable as study/ from the repository root
+SMOKE = SPECS / "smoke.yaml"
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a prefstudy subprocess: this checkout's src first, Hugging Face offline."""
+    return {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **extra}
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m prefstudy ARGS`` in a subprocess (captured, text)."""
+    return subprocess.run([sys.executable, "-m", "prefstudy", *args], cwd=cwd, env=cli_env(**env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_python(*args: str, cwd: Path = ROOT, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` (e.g. ``-m prefstudy.tools.toy``) in a subprocess with this checkout's src."""
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=cli_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (closed again at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

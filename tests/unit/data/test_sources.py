@@ -1,0 +1,105 @@
+"""Local preference data: formats, column mapping, and bad data refused or counted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from prefstudy.data.sources import DataError, load_splits
+from prefstudy.spec import DataSpec
+
+
+def _jsonl(path: Path, rows: list, extra_lines: tuple[str, ...] = ()) -> str:
+    with open(path, "w") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+        for line in extra_lines:
+            handle.write(line + "\n")
+    return str(path)
+
+
+def _pairs(n: int, offset: int = 0) -> list[dict]:
+    return [{"prompt": f"What is {i} + 1?", "chosen": f"{i + 1}.", "rejected": f"{i + 2}."} for i in
+            range(offset, offset + n)]
+
+
+def test_jsonl_strings_become_conversations_and_heldout_is_split(tmp_path: Path) -> None:
+    spec = DataSpec(source="jsonl", train=_jsonl(tmp_path / "t.jsonl", _pairs(6)),
+                    heldout=_jsonl(tmp_path / "h.jsonl", _pairs(10, 100)), val_fraction=0.4)
+    splits = load_splits(spec)
+    assert splits.sizes() == {"train": 6, "val": 4, "test": 6, "ood": 0}
+    first = splits["train"][0]
+    assert first["prompt"] == [{"role": "user", "content": "What is 0 + 1?"}]
+    assert first["chosen"] == [{"role": "assistant", "content": "1."}]
+    val_prompts = {r["prompt"][0]["content"] for r in splits["val"]}
+    test_prompts = {r["prompt"][0]["content"] for r in splits["test"]}
+    assert not val_prompts & test_prompts
+    assert load_splits(spec).splits == splits.splits  # deterministic
+
+
+def test_column_mapping_and_parquet(tmp_path: Path) -> None:
+    rows = [{"question": r["prompt"], "good": r["chosen"], "bad": r["rejected"]} for r in _pairs(4)]
+    pd.DataFrame(rows).to_parquet(tmp_path / "t.parquet")
+    pd.DataFrame(rows).to_parquet(tmp_path / "h.parquet")
+    spec = DataSpec(source="parquet", train=str(tmp_path / "t.parquet"), heldout=str(tmp_path / "h.parquet"),
+                    columns={"prompt": "question", "chosen": "good", "rejected": "bad"})
+    assert load_splits(spec).sizes()["train"] == 4
+
+
+def test_ultrafeedback_schema_moves_the_shared_turn_into_the_prompt(tmp_path: Path) -> None:
+    row = {
+        "prompt": "Name a prime.", "prompt_id": "abc",
+        "chosen": [{"role": "user", "content": "Name a prime."}, {"role": "assistant", "content": "7"}],
+        "rejected": [{"role": "user", "content": "Name a prime."}, {"role": "assistant", "content": "8"}],
+        "score_chosen": 9.0, "score_rejected": 2.0,
+    }
+    path = _jsonl(tmp_path / "u.jsonl", [row, dict(row, prompt_id="def")])
+    splits = load_splits(DataSpec(source="jsonl", train=path, heldout=path))
+    record = splits["train"][0]
+    assert record["id"] == "abc"
+    assert record["prompt"] == [{"role": "user", "content": "Name a prime."}]
+    assert record["chosen"] == [{"role": "assistant", "content": "7"}]
+    assert record["rejected"] == [{"role": "assistant", "content": "8"}]
+
+
+def test_bad_rows_are_dropped_and_counted(tmp_path: Path) -> None:
+    rows = _pairs(4) + [{"prompt": "p", "chosen": "same", "rejected": "same"}, {"prompt": "p", "chosen": 3,
+                                                                                 "rejected": "x"}]
+    train = _jsonl(tmp_path / "t.jsonl", rows, extra_lines=("{not json", "[1, 2]"))
+    splits = load_splits(DataSpec(source="jsonl", train=train, heldout=_jsonl(tmp_path / "h.jsonl", _pairs(4))))
+    assert splits.sizes()["train"] == 4
+    assert splits.dropped == {"undecodable": 2, "chosen_equals_rejected": 1, "malformed": 1}
+
+
+@pytest.mark.parametrize(
+    ("train_rows", "heldout_rows", "message"),
+    [
+        ([{"prompt": "p", "answer": "a"}], _pairs(4), "missing column"),
+        ([], _pairs(4), "empty split"),
+        (_pairs(3), [{"prompt": "p", "chosen": "x", "rejected": "x"}], "every row was dropped"),
+        (_pairs(3), _pairs(1), "at least 2 pairs"),
+    ],
+)
+def test_structural_problems_raise(tmp_path: Path, train_rows, heldout_rows, message: str) -> None:
+    spec = DataSpec(source="jsonl", train=_jsonl(tmp_path / "t.jsonl", train_rows),
+                    heldout=_jsonl(tmp_path / "h.jsonl", heldout_rows))
+    with pytest.raises(DataError, match=message):
+        load_splits(spec)
+
+
+def test_missing_file_names_the_path(tmp_path: Path) -> None:
+    spec = DataSpec(source="jsonl", train=str(tmp_path / "nope.jsonl"), heldout=str(tmp_path / "nope.jsonl"))
+    with pytest.raises(DataError, match="nope.jsonl' does not exist"):
+        load_splits(spec)
+
+
+def test_synthetic_splits_are_conversations_with_a_system_turn() -> None:
+    splits = load_splits(DataSpec())
+    assert splits.sizes() == {"train": 64, "val": 64, "test": 64, "ood": 32}
+    record = splits["val"][0]
+    assert [m["role"] for m in record["prompt"]] == ["system", "user"]
+    assert {r["family"] for r in splits["ood"]} == {"subtraction"}
+    assert "subtraction" not in {r["family"] for r in splits["train"]}

@@ -1,0 +1,259 @@
+"""Tests for prefstudy.data.synthetic: determinism, splits, correctness and absence of surface cues."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from prefstudy.data.synthetic import IN_DISTRIBUTION, OUT_OF_DISTRIBUTION, SYSTEM_PROMPT, Pair, generate
+
+SIZES = {"n_train": 400, "n_val": 200, "n_test": 200, "n_ood": 60}
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, list[Pair]]:
+    return generate(**SIZES, seed=0)
+
+
+def _all(data: dict[str, list[Pair]]) -> list[Pair]:
+    return [p for split in data.values() for p in split]
+
+
+def test_api_constants() -> None:
+    assert SYSTEM_PROMPT.strip() and len(SYSTEM_PROMPT.split()) <= 20
+    assert len(IN_DISTRIBUTION) == 5 and OUT_OF_DISTRIBUTION == ("subtraction",)
+    assert not set(IN_DISTRIBUTION) & set(OUT_OF_DISTRIBUTION)
+
+
+def test_determinism() -> None:
+    assert generate(25, 10, 10, 5, seed=3) == generate(25, 10, 10, 5, seed=3)
+    assert generate(25, 10, 10, 5, seed=3) != generate(25, 10, 10, 5, seed=4)
+
+
+def test_heldout_splits_do_not_depend_on_n_train() -> None:
+    small, big = generate(10, 20, 20, 5, seed=1), generate(300, 20, 20, 5, seed=1)
+    for split in ("val", "test", "ood"):
+        assert small[split] == big[split]
+
+
+def test_split_sizes(data: dict[str, list[Pair]]) -> None:
+    assert list(data) == ["train", "val", "test", "ood"]
+    assert [len(v) for v in data.values()] == list(SIZES.values())
+    assert all(len(v) == 0 for v in generate(0, 0, 0, 0, seed=0).values())
+
+
+def test_family_balance_round_robin(data: dict[str, list[Pair]]) -> None:
+    for split in ("train", "val", "test"):
+        fams = [p.family for p in data[split]]
+        assert fams[: len(IN_DISTRIBUTION)] == list(IN_DISTRIBUTION)
+        counts = Counter(fams)
+        assert set(counts) == set(IN_DISTRIBUTION)
+        assert max(counts.values()) - min(counts.values()) <= 1
+    odd = generate(7, 0, 0, 0, seed=0)["train"]
+    assert Counter(p.family for p in odd) == Counter(
+        {"addition": 2, "comparison": 2, "letter_count": 1, "unit_conversion": 1, "answer_format": 1}
+    )
+
+
+def test_ood_family_only_in_ood(data: dict[str, list[Pair]]) -> None:
+    assert {p.family for p in data["ood"]} == set(OUT_OF_DISTRIBUTION)
+    for split in ("train", "val", "test"):
+        assert not {p.family for p in data[split]} & set(OUT_OF_DISTRIBUTION)
+
+
+def test_ids_unique_and_formatted(data: dict[str, list[Pair]]) -> None:
+    ids = [p.id for p in _all(data)]
+    assert len(ids) == len(set(ids))
+    for p in _all(data):
+        assert re.fullmatch(rf"{p.family}-\d{{6}}", p.id)
+
+
+def test_questions_disjoint_across_splits(data: dict[str, list[Pair]]) -> None:
+    questions = [p.question for p in _all(data)]
+    assert len(questions) == len(set(questions))
+    # answer_format: the same operands (either order, either format) must not recur either
+    instances = []
+    for p in _all(data):
+        if p.family == "answer_format":
+            a, op, b = re.match(r"What is (\d+) (\w+) (\d+)\?", p.question).groups()
+            instances.append((op, *sorted((int(a), int(b)))))
+    assert len(instances) == len(set(instances))
+
+
+def test_chosen_differs_from_rejected_and_is_short(data: dict[str, list[Pair]]) -> None:
+    for p in _all(data):
+        assert p.chosen != p.rejected and p.chosen and p.rejected
+        assert len(p.question.split()) + max(len(p.chosen.split()), len(p.rejected.split())) <= 30
+
+
+def _arith(p: Pair, op: str) -> None:
+    a, b = map(int, re.fullmatch(rf"What is (\d+) {re.escape(op)} (\d+)\?", p.question).groups())
+    expected = a + b if op == "+" else a - b
+    assert p.chosen == f"{a} {op} {b} = {expected}."
+    m = re.fullmatch(rf"{a} {re.escape(op)} {b} = (\d+)\.", p.rejected)
+    wrong = int(m.group(1))
+    assert wrong != expected and abs(wrong - expected) in (10, 100, 1000)  # a carry/borrow slip
+
+
+def test_answers_correct(data: dict[str, list[Pair]]) -> None:
+    checked: Counter[str] = Counter()
+    for p in _all(data):
+        if p.family in ("addition", "subtraction"):
+            _arith(p, "+" if p.family == "addition" else "-")
+        elif p.family == "comparison":
+            x, y = re.fullmatch(r"Which is larger, ([\d.]+) or ([\d.]+)\?", p.question).groups()
+            assert p.chosen == f"{max(x, y, key=float)} is larger."
+            assert p.rejected == f"{min(x, y, key=float)} is larger."
+        elif p.family == "letter_count":
+            letter, word = re.fullmatch(
+                r"How many times does the letter '(\w)' appear in '(\w+)'\?", p.question
+            ).groups()
+            assert p.chosen == f"The count of '{letter}' in '{word}' is {word.count(letter)}."
+            wrong = int(re.fullmatch(rf"The count of '{letter}' in '{word}' is (\d+)\.", p.rejected).group(1))
+            assert abs(wrong - word.count(letter)) == 1
+        elif p.family == "unit_conversion":
+            dst, v, src = re.fullmatch(r"How many (\w+) are in ([\d.]+) (\w+)\?", p.question).groups()
+            factor = {
+                ("minutes", "hours"): Fraction(1, 60),
+                ("seconds", "minutes"): Fraction(1, 60),
+                ("hours", "minutes"): 60,
+                ("days", "hours"): 24,
+                ("weeks", "days"): 7,
+                ("centimeters", "meters"): Fraction(1, 100),
+                ("meters", "kilometers"): Fraction(1, 1000),
+                ("grams", "kilograms"): Fraction(1, 1000),
+            }[(src, dst)]
+            got = re.fullmatch(rf"{re.escape(v)} {src} is ([\d.]+) {dst}\.", p.chosen).group(1)
+            assert Fraction(got) == Fraction(v) * factor
+            bad = re.fullmatch(rf"{re.escape(v)} {src} is ([\d.]+) {dst}\.", p.rejected).group(1)
+            assert Fraction(bad) != Fraction(v) * factor
+        elif p.family == "answer_format":
+            a, op, b, fmt = re.fullmatch(
+                r"What is (\d+) (times|plus) (\d+)\? Answer (with digits only|in words)\.", p.question
+            ).groups()
+            digits, words = (p.chosen, p.rejected) if fmt == "with digits only" else (p.rejected, p.chosen)
+            assert digits == str(int(a) * int(b) if op == "times" else int(a) + int(b))
+            assert re.fullmatch(r"[a-z]+(?:[ -][a-z]+)*", words)
+            assert ("hundred" in words) == (int(digits) >= 100)
+        checked[p.family] += 1
+    assert set(checked) == set(IN_DISTRIBUTION) | set(OUT_OF_DISTRIBUTION)
+
+
+_WORD_VALUES = {
+    w: i
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+        "sixteen seventeen eighteen nineteen".split()
+    )
+}
+_WORD_VALUES.update(
+    {w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)}
+)
+
+
+def _parse_words(text: str) -> int:
+    """Independent parser for 'one hundred twenty-one'-style numbers (< 1000)."""
+    total = 0
+    for w in re.split(r"[ -]", text):
+        total = total * 100 if w == "hundred" else total + _WORD_VALUES[w]
+    return total
+
+
+def test_number_words_parse_back(data: dict[str, list[Pair]]) -> None:
+    assert _parse_words("one hundred twenty-one") == 121 and _parse_words("ninety") == 90
+    pairs = [p for p in _all(data) if p.family == "answer_format"]
+    assert len(pairs) >= 100
+    for p in pairs:
+        digits, words = (p.chosen, p.rejected) if p.chosen.isdigit() else (p.rejected, p.chosen)
+        assert _parse_words(words) == int(digits), p
+
+
+def test_answer_format_balanced(data: dict[str, list[Pair]]) -> None:
+    fmts = Counter("digits" in p.question for p in data["train"] if p.family == "answer_format")
+    assert abs(fmts[True] - fmts[False]) <= 1
+
+
+def test_length_balance_per_family(data: dict[str, list[Pair]]) -> None:
+    for fam in IN_DISTRIBUTION + OUT_OF_DISTRIBUTION:
+        diffs = [len(p.chosen) - len(p.rejected) for p in _all(data) if p.family == fam]
+        if fam in ("comparison", "answer_format"):
+            signs = Counter(np.sign(diffs))
+            assert abs(signs[1] - signs[-1]) <= 0.1 * len(diffs), (fam, signs)
+        else:
+            assert set(diffs) == {0}, fam
+
+
+def test_negative_sizes_raise() -> None:
+    for i in range(4):
+        sizes = [1, 1, 1, 1]
+        sizes[i] = -1
+        with pytest.raises(ValueError):
+            generate(*sizes, seed=0)
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
+
+
+def _features(pairs: list[Pair], rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+    """Length/overlap features of (A, B) presented in random order; label 1 iff A is chosen."""
+    rows, labels = [], []
+    for p in pairs:
+        flip = rng.random() < 0.5
+        a, b = (p.rejected, p.chosen) if flip else (p.chosen, p.rejected)
+        q = _words(p.question)
+        rows.append(
+            [
+                len(a) - len(b),
+                len(_words(a) & q) - len(_words(b) & q),
+                len(a.split()) - len(b.split()),
+                len(re.findall(r"\w+", a)) - len(re.findall(r"\w+", b)),
+            ]
+        )
+        labels.append(0.0 if flip else 1.0)
+    return np.asarray(rows, dtype=float), np.asarray(labels)
+
+
+def _logreg_accuracy(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray) -> float:
+    mu, sd = xtr.mean(0), xtr.std(0) + 1e-9
+    xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
+    xtr, xte = np.c_[xtr, np.ones(len(xtr))], np.c_[xte, np.ones(len(xte))]
+    w = np.zeros(xtr.shape[1])
+    for _ in range(400):
+        pred = 1 / (1 + np.exp(-xtr @ w))
+        w -= 0.5 * xtr.T @ (pred - ytr) / len(ytr)
+    return float(((xte @ w > 0) == (yte > 0.5)).mean())
+
+
+def _stump_accuracy(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray) -> float:
+    best = (-1.0, 0, 0.0, 1)
+    for j in range(xtr.shape[1]):
+        for t in np.unique(xtr[:, j]):
+            for s in (1, -1):
+                acc = float(((s * (xtr[:, j] - t) > 0) == (ytr > 0.5)).mean())
+                best = max(best, (acc, j, t, s))
+    _, j, t, s = best
+    return float(((s * (xte[:, j] - t) > 0) == (yte > 0.5)).mean())
+
+
+def test_classifiers_can_detect_a_planted_cue() -> None:
+    """Sanity check that the cue test below has teeth: a planted length cue is found."""
+    pairs = generate(400, 0, 0, 0, seed=0)["train"]
+    leaky = [Pair(p.id, p.family, p.question, p.chosen + " Sure.", p.rejected) for p in pairs]
+    xtr, ytr = _features(leaky[:200], random.Random(1))
+    xte, yte = _features(leaky[200:], random.Random(2))
+    assert _logreg_accuracy(xtr, ytr, xte, yte) > 0.9
+    assert _stump_accuracy(xtr, ytr, xte, yte) > 0.9
+
+
+def test_no_surface_cue_separates_chosen_from_rejected(data: dict[str, list[Pair]]) -> None:
+    xtr, ytr = _features(data["train"], random.Random(1))
+    xte, yte = _features(data["val"] + data["test"], random.Random(2))
+    assert len(yte) == 400
+    assert _logreg_accuracy(xtr, ytr, xte, yte) <= 0.6
+    assert _stump_accuracy(xtr, ytr, xte, yte) <= 0.6

@@ -1,0 +1,181 @@
+"""The private TRL 1.16 seams prefstudy relies on, checked on a tiny random Mistral.
+
+- tokenization through DPOTrainer._prepare_dataset (prompt/chosen/rejected ids = the chat template's rendering);
+- CachedRefDPOTrainer: skips _prepare_dataset for tokenized data and reads reference log-probs from the batch;
+  its loss must equal TRL computing the reference on the fly;
+- our sequence_logps must equal TRL's compute_ref_log_probs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from prefstudy.data.sources import load_splits
+from prefstudy.evaluation.logprobs import sequence_logps
+from prefstudy.spec import DataSpec, SyntheticData
+from prefstudy.training.trl_seams import tokenize_records
+
+MAX_LENGTH = 256
+
+
+@pytest.fixture(scope="module")
+def records() -> list:
+    spec = DataSpec(synthetic=SyntheticData(n_train=8, n_val=2, n_test=2, n_ood=0))
+    return load_splits(spec)["train"]
+
+
+def test_trl_is_the_pinned_version() -> None:
+    import trl
+
+    assert trl.__version__ == "1.16.0", "private seams below were verified on TRL 1.16.0 only"
+
+
+def test_tokenization_matches_the_chat_template(tiny, records) -> None:
+    tokenizer, _ = tiny
+    dataset, dropped = tokenize_records(records, tokenizer, MAX_LENGTH)
+    assert dropped == 0 and len(dataset) == len(records)
+    for row, record in zip(dataset, records):
+        full = tokenizer.apply_chat_template(record["prompt"] + record["chosen"], tokenize=True)
+        full = full["input_ids"] if isinstance(full, dict) or hasattr(full, "keys") else full
+        assert row["prompt_ids"] + row["chosen_ids"] == list(full)
+        assert row["chosen_ids"] != row["rejected_ids"]
+        assert record["chosen"][0]["content"] in tokenizer.decode(row["chosen_ids"])
+
+
+def test_over_length_pairs_are_dropped_and_counted(tiny, records) -> None:
+    tokenizer, _ = tiny
+    lengths = []
+    full, _ = tokenize_records(records, tokenizer, MAX_LENGTH)
+    for row in full:
+        lengths.append(len(row["prompt_ids"]) + max(len(row["chosen_ids"]), len(row["rejected_ids"])))
+    cut = sorted(lengths)[len(lengths) // 2]
+    kept, dropped = tokenize_records(records, tokenizer, cut)
+    assert dropped == sum(length > cut for length in lengths) > 0
+    assert len(kept) == len(records) - dropped
+
+
+def test_preflight_pair_length_keeps_what_tokenize_records_keeps(records) -> None:
+    """preflight.pair_length (tokenizer only, no TRL import) decides like tokenize_records at every cut."""
+    from prefstudy.models.builtin import tiny_tokenizer
+    from prefstudy.preflight import pair_length
+
+    tokenizer = tiny_tokenizer()
+    full, _ = tokenize_records(records, tokenizer, MAX_LENGTH)
+    lengths = {row["id"]: len(row["prompt_ids"]) + max(len(row["chosen_ids"]), len(row["rejected_ids"]))
+               for row in full}
+    assert all(pair_length(record, tokenizer, 8) == lengths[record["id"]] for record in records)
+    ordered = sorted(lengths.values())
+    for cut in {ordered[0] - 1, ordered[0], ordered[len(ordered) // 2], ordered[-1]}:
+        kept, _ = tokenize_records(records, tokenizer, cut)
+        assert {r["id"] for r in records if pair_length(r, tokenizer, cut) is None} == set(kept["id"]), cut
+
+
+def _trainer(cls, model, tokenizer, dataset, loss_type: str):
+    from peft import LoraConfig, get_peft_model
+    from trl import DPOConfig
+
+    torch.manual_seed(0)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    args = DPOConfig(
+        output_dir="/tmp/prefstudy-seam", per_device_train_batch_size=4, max_length=MAX_LENGTH, loss_type=[loss_type],
+        beta=0.3, report_to=[], use_cpu=True, bf16=False, save_strategy="no", precompute_ref_log_probs=False,
+        gradient_checkpointing=False,
+    )
+    return peft_model, cls(model=peft_model, args=args, train_dataset=dataset, processing_class=tokenizer)
+
+
+def _perturb(peft_model) -> None:
+    """Make the policy differ from the reference so the loss depends on both."""
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.05, generator=torch.Generator().manual_seed(1))
+
+
+def test_trl_reference_pass_equals_ours(tiny, records) -> None:
+    from datasets import Dataset
+    from trl import DPOTrainer
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    tokenizer, model = tiny
+    dataset, _ = tokenize_records(records, tokenizer, MAX_LENGTH)
+    ours = sequence_logps(model, dataset, tokenizer.pad_token_id, 4, "fp32", MAX_LENGTH)
+    peft_model, trainer = _trainer(DPOTrainer, model, tokenizer, Dataset.from_list(records), "sigmoid")
+    try:
+        columns = ["prompt_ids", "chosen_ids", "rejected_ids"]
+        batch = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)(
+            [{c: row[c] for c in columns} for row in dataset.select(range(4))]
+        )
+        with torch.no_grad():  # a fresh adapter, as when TRL precomputes its reference
+            trl_chosen, trl_rejected = trainer.compute_ref_log_probs(peft_model, batch)
+        np.testing.assert_allclose(ours["chosen"][:4], trl_chosen.numpy(), rtol=0, atol=1e-4)
+        np.testing.assert_allclose(ours["rejected"][:4], trl_rejected.numpy(), rtol=0, atol=1e-4)
+        assert ours["chosen_tokens"][:4].tolist() == [len(r["chosen_ids"]) for r in dataset.select(range(4))]
+    finally:
+        peft_model.unload().__dict__.pop("forward", None)
+
+
+@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
+def test_cached_reference_trainer_optimises_the_loss_on_our_numbers(tiny, records, loss_type: str) -> None:
+    """CachedRefDPOTrainer's loss equals the DPO/IPO formula applied to our policy and cached reference."""
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    from prefstudy.training.trl_seams import CachedRefDPOTrainer
+
+    tokenizer, model = tiny
+    dataset, _ = tokenize_records(records, tokenizer, MAX_LENGTH)
+    ref = sequence_logps(model, dataset, tokenizer.pad_token_id, 4, "fp32", MAX_LENGTH)
+    cached = dataset.add_column("ref_chosen_logps", ref["chosen"].tolist())
+    cached = cached.add_column("ref_rejected_logps", ref["rejected"].tolist())
+    peft_model, trainer = _trainer(CachedRefDPOTrainer, model, tokenizer, cached, loss_type)
+    try:
+        assert trainer.precompute_ref_logps is True
+        assert "prompt_ids" in trainer.train_dataset.column_names  # TRL did not re-tokenize
+        _perturb(peft_model)
+        policy = sequence_logps(peft_model, dataset.select(range(4)), tokenizer.pad_token_id, 4, "fp32", MAX_LENGTH)
+        columns = ["prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps"]
+        batch = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)(
+            [{c: row[c] for c in columns} for row in cached.select(range(4))]
+        )
+        peft_model.eval()
+        with torch.no_grad():
+            loss = float(trainer.compute_loss(peft_model, batch))
+    finally:
+        peft_model.unload().__dict__.pop("forward", None)
+    chosen_ratio = policy["chosen"] - ref["chosen"][:4]
+    rejected_ratio = policy["rejected"] - ref["rejected"][:4]
+    beta = 0.3
+    if loss_type == "sigmoid":  # -log sigmoid(beta * (summed chosen ratio - summed rejected ratio))
+        expected = float(np.mean(np.log1p(np.exp(-beta * (chosen_ratio - rejected_ratio)))))
+    else:  # (per-token averaged chosen ratio - rejected ratio - 1/(2 beta))^2
+        delta = chosen_ratio / policy["chosen_tokens"] - rejected_ratio / policy["rejected_tokens"]
+        expected = float(np.mean((delta - 1 / (2 * beta)) ** 2))
+    assert np.abs(chosen_ratio).max() > 1e-2  # the perturbation really moved the policy
+    assert loss == pytest.approx(expected, abs=1e-4)
+
+
+def test_shared_prompt_pass_equals_full_sequences(tiny, records) -> None:
+    """Running each prompt once with a KV cache gives the same answer log-probs as two full sequences."""
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    from prefstudy.evaluation.logprobs import completion_logps, shared_prompt_logps
+
+    tokenizer, model = tiny
+    dataset, _ = tokenize_records(records, tokenizer, MAX_LENGTH)
+    rows = dataset[:6]
+    assert len({len(p) for p in rows["prompt_ids"]}) > 1  # left padding is really exercised
+    model.eval()
+    with torch.no_grad():
+        chosen, chosen_mask, rejected, rejected_mask = shared_prompt_logps(
+            model, rows["prompt_ids"], rows["chosen_ids"], rows["rejected_ids"], tokenizer.pad_token_id
+        )
+        batch = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)(
+            [{c: rows[c][i] for c in ("prompt_ids", "chosen_ids", "rejected_ids")} for i in range(6)]
+        )
+        full = completion_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]).sum(1)
+    np.testing.assert_allclose(chosen.sum(1).numpy(), full[:6].numpy(), atol=1e-4)
+    np.testing.assert_allclose(rejected.sum(1).numpy(), full[6:].numpy(), atol=1e-4)
+    assert chosen_mask.sum(1).tolist() == [len(c) for c in rows["chosen_ids"]]
+    assert rejected_mask.sum(1).tolist() == [len(r) for r in rows["rejected_ids"]]
