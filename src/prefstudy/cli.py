@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)  # overrides may come after options too
-    if extra and (args.command in ("dashboard", "tasks") or any("=" not in item or item.startswith("-") for item in extra)):
+    stray = any("=" not in item or item.startswith("-") for item in extra)
+    if extra and (args.command in ("dashboard", "tasks") or stray):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.args = [*args.args, *extra]

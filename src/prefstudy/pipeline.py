@@ -10,7 +10,7 @@ from typing import Any
 
 import optuna
 
-from prefstudy.core.console import log, quiet_libraries, settle, stdout
+from prefstudy.core.console import log, settle, stdout
 from prefstudy.core.secrets import redact
 from prefstudy.spec import StudySpec
 
@@ -24,7 +24,7 @@ def prepare(spec: StudySpec, storage_url: str, confirm: bool,
     """Everything that must hold before a trial runs, done once: inputs checked, lm-eval tasks resolved, storage
     schema and studies created (several workers racing on a fresh database crash otherwise)."""
     from prefstudy.search import confirm as confirmation
-    from prefstudy.search.session import offline_if_local
+    from prefstudy.search.session import offline_if_local, quiet_libraries
     from prefstudy.search.storage import create_studies, open_storage
 
     if confirm:

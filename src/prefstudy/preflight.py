@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from prefstudy.core.console import Log
 from prefstudy.core.secrets import redact
 from prefstudy.data.sources import DataError, PreferenceSplits, load_splits
 from prefstudy.models.loading import check_model, load_tokenizer_offline
 from prefstudy.spec import StudySpec
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 CONNECT_TIMEOUT_S = 5
 EXAMPLES = "e.g. sqlite:///runs/NAME/optuna.db or postgresql+psycopg2://USER@HOST:5432/DB"
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-def check_inputs(spec: StudySpec, storage_url: str, log: Any = None) -> PreferenceSplits:
+def check_inputs(spec: StudySpec, storage_url: str, log: Log | None = None) -> PreferenceSplits:
     """Validate every input of ``spec`` without writing anything; returns the loaded splits.
 
     Raises DataError, ModelError or StorageError (the exceptions the CLI maps to exit code 2), each one line.
@@ -145,12 +149,12 @@ def check_not_empty(spec: StudySpec, splits: PreferenceSplits) -> None:
             raise DataError(f"{_where(spec, split)}: the {split} split is empty; add preference pairs to it")
 
 
-def _length(tokenizer: Any, messages: list, **kwargs: Any) -> list[int]:
+def _length(tokenizer: PreTrainedTokenizerBase, messages: list, **kwargs: Any) -> list[int]:
     out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, tools=None, **kwargs)
     return list(out["input_ids"])
 
 
-def pair_length(record: dict[str, Any], tokenizer: Any, max_length: int) -> int | None:
+def pair_length(record: dict[str, Any], tokenizer: PreTrainedTokenizerBase, max_length: int) -> int | None:
     """Tokens of prompt + the longer answer as TRL 1.16 ``DPOTrainer._prepare_dataset`` tokenizes the pair, or
     None when ``training.trl_seams.tokenize_records`` would keep it at ``max_length`` (tests/unit/test_trl_seams.py)."""
     prompt = _length(tokenizer, record["prompt"], add_generation_prompt=True)
@@ -172,7 +176,7 @@ def pair_length(record: dict[str, Any], tokenizer: Any, max_length: int) -> int 
     return max(longest, prompt_len + 1)
 
 
-def check_lengths(spec: StudySpec, splits: PreferenceSplits, log: Any = None) -> None:
+def check_lengths(spec: StudySpec, splits: PreferenceSplits, log: Log | None = None) -> None:
     """Refuse a split in which every pair is longer than training.max_length (all of them would be dropped).
 
     Stops at the first pair that fits, so a good split costs one tokenization; skipped (the reference pass still

@@ -18,10 +18,73 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, subprocess.CompletedProcess]:
-    runs = tmp_path_factory.mktemp("runs")
-    storage = f"sqlite:///{runs}/optuna.db"
-    result = run_cli("study", "study/smoke.yaml", f"runs_dir={runs}", "--storage", storage)
-    return runs, storage, result
+    """The smoke study as a user outside the repository runs it: the installed `prefstudy` command, the packaged
+    spec by name, every output (runs/, reports/) under the current folder, which is not the clone."""
+    work = tmp_path_factory.mktemp("elsewhere")
+    assert ROOT not in work.parents
+    command = Path(sys.executable).with_name("prefstudy")
+    assert command.is_file(), f"the installed prefstudy command is missing: {command}"
+    env = {k: v for k, v in cli_env().items() if k != "PYTHONPATH"}  # the installed package, not this checkout's src
+    result = subprocess.run([str(command), "study", "smoke"], cwd=work, env=env, capture_output=True, text=True,
+                            timeout=600)
+    runs = work / "runs"
+    return runs, f"sqlite:///{runs}/smoke/optuna.db", result
+
+
+#: lines other libraries print during a study; the console must show none of them (they go to study.log)
+NOISE = ("Overwriting default num_fewshot", "`pretrained` model kwarg is not of type `str`",
+         "Failed to load CPU gemm_4bit_forward", "it/s]", "Passed an already-initialized model")
+
+
+def test_the_console_shows_only_prefstudy_lines_and_the_log_keeps_the_rest(smoke_run) -> None:
+    runs, _, result = smoke_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    console = result.stdout + result.stderr
+    shown = [line for line in console.splitlines() if any(noise in line for noise in NOISE)]
+    assert not shown, f"library output reached the console: {shown[:5]}"
+    assert "%|" not in console  # no progress bar of any kind
+    log = (runs / "smoke" / "study.log").read_text()
+    assert "Overwriting default num_fewshot" in log  # diverted, not suppressed
+    assert "COMPLETE val accuracy" in result.stdout and "ETA" in result.stdout  # one line per finished trial
+    assert (runs.parent / "reports" / "smoke" / "index.html").is_file()  # outputs under the current folder
+    assert all(Path(t).is_absolute() for t in _run_dirs(runs))
+
+
+def _run_dirs(runs: Path) -> list[str]:
+    storage = f"sqlite:///{runs}/smoke/optuna.db"
+    return [t.user_attrs["run_dir"] for m in ("dpo", "ipo")
+            for t in optuna.load_study(study_name=f"smoke/{m}", storage=storage).trials if "run_dir" in t.user_attrs]
+
+
+def test_validate_works_from_any_folder_on_the_packaged_default(tmp_path: Path) -> None:
+    command = Path(sys.executable).with_name("prefstudy")
+    env = {k: v for k, v in cli_env().items() if k != "PYTHONPATH"}
+    for spec in ([], ["study/default.yaml"], ["default"]):
+        done = subprocess.run([str(command), "validate", *spec], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "name: default" in done.stdout and "embedded:smollm2-135m-instruct" in done.stdout
+    assert list(tmp_path.iterdir()) == []  # validate writes nothing
+
+
+def test_paths_in_a_spec_file_are_read_from_its_folder(tmp_path: Path) -> None:
+    """A spec file in one folder names its data relative to itself; run from another folder it still finds it."""
+    here = tmp_path / "project"
+    (here / "data").mkdir(parents=True)
+    rows = [{"prompt": f"What is {i} + 1?", "chosen": f"{i + 1}.", "rejected": f"{i + 2}."} for i in range(12)]
+    for name in ("train", "heldout"):
+        (here / "data" / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = (ROOT / "study" / "smoke.yaml").read_text().replace(
+        "  source: synthetic              # the built-in generator of verifiable pairs",
+        "  source: jsonl\n  train: data/train.jsonl\n  heldout: data/heldout.jsonl")
+    (here / "spec.yaml").write_text(text)
+    other = tmp_path / "other"
+    other.mkdir()
+    done = run_cli("validate", str(here / "spec.yaml"), cwd=other)
+    assert done.returncode == 0, done.stderr
+    assert f"train: {here / 'data' / 'train.jsonl'}" in done.stdout
+    override = run_cli("validate", str(here / "spec.yaml"), "data.heldout=mine.jsonl", cwd=other)
+    assert f"heldout: {other / 'mine.jsonl'}" in override.stdout  # command-line paths: the current folder
 
 
 def test_smoke_study_finishes_with_trials_in_storage(smoke_run) -> None:

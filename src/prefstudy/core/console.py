@@ -12,14 +12,16 @@ import logging
 import os
 import sys
 import time
-import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 WORKER_TAG_ENV = "PREFSTUDY_WORKER_TAG"
+
+#: where progress lines go: console.log, or a test's list.append
+Log = Callable[[str], None]
 LOG_NAME = "study.log"
 
 
@@ -66,19 +68,6 @@ def error(message: str) -> None:
     _copy(message)
 
 
-def quiet_libraries() -> None:
-    """Progress bars off where a library allows it; Optuna's and the experimental-API chatter off. Warnings and log
-    records of the other libraries still reach the log file (or the terminal with --verbose)."""
-    import datasets
-    import optuna
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, retry callback
-
-
 @dataclass
 class _Diversion:
     target: Path  # where the log belongs (runs/<name>/study.log)
@@ -104,15 +93,18 @@ def _point_at(fd: int) -> None:
 def settle() -> Path | None:
     """Move the log of the running command to its place (``runs/<name>/study.log``) and write there from now on.
     Until then it lives in a temporary file, so a command refused for bad input writes nothing under runs/."""
-    if not _diversion or _diversion[-1].temp is None:
-        return _diversion[-1].target if _diversion else None
+    if not _diversion:
+        return None
     current = _diversion[-1]
+    temp = current.temp
+    if temp is None:
+        return current.target
     current.target.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(current.target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.write(fd, current.temp.read_bytes())
+    os.write(fd, temp.read_bytes())
     _point_at(fd)
     os.close(current.fd)
-    current.temp.unlink(missing_ok=True)
+    temp.unlink(missing_ok=True)
     current.fd, current.temp = fd, None
     return current.target
 

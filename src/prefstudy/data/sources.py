@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from prefstudy.data import synthetic
+from prefstudy.spec import Columns, DataSpec
 
 SPLITS = ("train", "val", "test", "ood")
 Message = dict[str, str]
@@ -50,7 +51,7 @@ class PreferenceSplits:
         (folder / "dropped.json").write_text(json.dumps(self.dropped, indent=2))
 
 
-def _synthetic(spec: Any) -> PreferenceSplits:
+def _synthetic(spec: DataSpec) -> PreferenceSplits:
     sizes = spec.synthetic
     generated = synthetic.generate(sizes.n_train, sizes.n_val, sizes.n_test, sizes.n_ood, seed=spec.seed)
     splits: dict[str, list[dict[str, Any]]] = {}
@@ -81,7 +82,7 @@ def _as_messages(value: Any, role: str) -> list[Message] | None:
     return None
 
 
-def to_record(row: dict[str, Any], columns: Any, index: int, family: str) -> dict[str, Any] | None:
+def to_record(row: dict[str, Any], columns: Columns, index: int, family: str) -> dict[str, Any] | None:
     """One raw row -> a conversational record, or None when it is not a usable pair."""
     prompt = _as_messages(row.get(columns.prompt), "user")
     chosen = _as_messages(row.get(columns.chosen), "assistant")
@@ -148,7 +149,7 @@ def _read_rows(path: Path, fmt: str, dropped: dict[str, int], field: str = "data
     return rows
 
 
-def _records(rows: list[dict[str, Any]], columns: Any, where: str, family: str, dropped: dict[str, int]) -> list:
+def _records(rows: list[dict[str, Any]], columns: Columns, where: str, family: str, dropped: dict[str, int]) -> list:
     if not rows:
         raise DataError(
             f"{where}: no rows (empty split); add preference pairs with columns "
@@ -184,7 +185,7 @@ def _records(rows: list[dict[str, Any]], columns: Any, where: str, family: str, 
     return out
 
 
-def _split_heldout(records: list, spec: Any, where: str) -> tuple[list, list]:
+def _split_heldout(records: list, spec: DataSpec, where: str) -> tuple[list, list]:
     if len(records) < 2:
         raise DataError(
             f"{where}: held-out data needs at least 2 pairs to form val and test; add more pairs to it"
@@ -197,7 +198,7 @@ def _split_heldout(records: list, spec: Any, where: str) -> tuple[list, list]:
     return shuffled[:cut], shuffled[cut:]
 
 
-def _hf_rows(spec: Any, split: str) -> list[dict[str, Any]]:
+def _hf_rows(spec: DataSpec, split: str) -> list[dict[str, Any]]:
     try:
         from datasets import load_dataset
 
@@ -210,7 +211,7 @@ def _hf_rows(spec: Any, split: str) -> list[dict[str, Any]]:
     return [dict(row) for row in dataset]
 
 
-def load_splits(spec: Any) -> PreferenceSplits:
+def load_splits(spec: DataSpec) -> PreferenceSplits:
     """Build the study's splits from ``spec.data`` (a DataSpec)."""
     if spec.source == "synthetic":
         return _synthetic(spec)
@@ -220,7 +221,7 @@ def load_splits(spec: Any) -> PreferenceSplits:
         where_train, where_heldout = f"{spec.hf_name}:{spec.train_split}", f"{spec.hf_name}:{spec.heldout_split}"
         ood_rows, where_ood = [], ""
     else:
-        train_path, heldout_path = Path(spec.train), Path(spec.heldout)
+        train_path, heldout_path = Path(spec.train or ""), Path(spec.heldout or "")  # both set (validated)
         train_rows = _read_rows(train_path, spec.source, dropped, "data.train")
         heldout_rows = _read_rows(heldout_path, spec.source, dropped, "data.heldout")
         where_train, where_heldout = f"{train_path} (data.train)", f"{heldout_path} (data.heldout)"

@@ -113,7 +113,7 @@ def derived_metrics(final: dict[str, dict[str, float]], arrays: dict[str, Arrays
 
 def heldout_record(prepared: Prepared, arrays: dict[str, Arrays]) -> dict[str, Any]:
     """Per-pair policy log-probs of the fully scored splits: what paired comparisons between trials need."""
-    out = {}
+    out: dict[str, Any] = {}
     for split in ("val", "test", "ood"):
         if split not in arrays:
             continue

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -27,6 +27,11 @@ import yaml
 from prefstudy.core.paths import TASKS_DIR
 from prefstudy.evaluation import metrics
 from prefstudy.spec import LmEvalTask, StudySpec
+
+if TYPE_CHECKING:
+    import torch
+    from lm_eval.tasks import TaskManager
+    from transformers import PreTrainedTokenizerBase
 
 
 class LmEvalError(ValueError):
@@ -57,7 +62,7 @@ def export_tasks(out: Path, tasks_dir: Path = TASKS_DIR) -> Path:
     return out
 
 
-def task_manager(tasks: tuple[LmEvalTask, ...], tasks_dir: Path = TASKS_DIR) -> Any:
+def task_manager(tasks: tuple[LmEvalTask, ...], tasks_dir: Path = TASKS_DIR) -> TaskManager:
     from lm_eval.tasks import TaskManager
 
     local = {path.stem for path in tasks_dir.glob("*/*.yaml")} if tasks_dir.is_dir() else set()
@@ -65,7 +70,7 @@ def task_manager(tasks: tuple[LmEvalTask, ...], tasks_dir: Path = TASKS_DIR) -> 
     return TaskManager(include_path=str(materialize(tasks_dir)) if local else None, include_defaults=builtin)
 
 
-def _dataset_of(manager: Any, name: str) -> str:
+def _dataset_of(manager: TaskManager, name: str) -> str:
     """The task's dataset_path, following `include:` files (best effort; for the error message)."""
     import yaml
 
@@ -83,7 +88,7 @@ def _dataset_of(manager: Any, name: str) -> str:
     return str(cfg.get("dataset_path") or "its dataset")
 
 
-def validate_tasks(tasks: tuple[LmEvalTask, ...], tasks_dir: Path = TASKS_DIR) -> Any:
+def validate_tasks(tasks: tuple[LmEvalTask, ...], tasks_dir: Path = TASKS_DIR) -> TaskManager | None:
     """Resolve every task and load its documents now; raise LmEvalError naming the task and dataset."""
     if not tasks:
         return None
@@ -115,7 +120,8 @@ def _metric_key(results: dict[str, Any], metric: str) -> str:
     return sorted(keys)[0]
 
 
-def evaluate(model: Any, tokenizer: Any, spec: StudySpec, seed: int, manager: Any) -> dict[str, Any]:
+def evaluate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, spec: StudySpec, seed: int,
+             manager: TaskManager | None) -> dict[str, Any]:
     """Score ``model`` on every task of ``spec.evaluation.lm_eval``; per task: value, stderr, per-doc scores."""
     import torch
     from lm_eval import simple_evaluate

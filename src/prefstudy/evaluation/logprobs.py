@@ -14,13 +14,13 @@ import numpy as np
 import torch
 
 
-def _backbone_and_head(model: Any) -> tuple[Any, Any]:
+def _backbone_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The decoder stack and LM head of a causal LM (LoRA layers, injected in place by peft, stay active)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return base.get_decoder(), base.get_output_embeddings()
 
 
-def completion_logps(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+def completion_logps(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                      completion_mask: torch.Tensor) -> torch.Tensor:
     """Per-token log-probs of the completion tokens, shape like ``completion_mask[:, 1:]`` (0 elsewhere).
 

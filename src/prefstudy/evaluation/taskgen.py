@@ -176,7 +176,8 @@ def generate(root: Path = TASKS_DIR, n_docs: int = N_DOCS, seed: int = SEED) -> 
     written = {}
     for offset, (name, (make, template, summary)) in enumerate(TASKS.items()):
         rng = random.Random(seed + offset)
-        docs, seen = [], {FORMAT_EXAMPLE[0]}
+        docs: list[dict[str, object]] = []
+        seen = {FORMAT_EXAMPLE[0]}
         for _ in range(100 * n_docs):
             if len(docs) == n_docs:
                 break

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from prefstudy.core.console import log
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
@@ -148,9 +150,9 @@ def resolve_model_path(name_or_path: str) -> str:
         with _locked(target):
             if not (target / "config.json").exists():
                 started = time.perf_counter()
-                print(f"building {name_or_path} once into {target} ...", flush=True)
+                log(f"building {name_or_path} once into {target} ...")
                 build(target)
-                print(f"built {name_or_path} in {time.perf_counter() - started:.1f}s", flush=True)
+                log(f"built {name_or_path} in {time.perf_counter() - started:.1f}s")
         return str(target)
     if name_or_path.startswith(("/", ".", "~")) and not Path(name_or_path).expanduser().is_dir():
         raise ModelError(missing_folder(name_or_path))

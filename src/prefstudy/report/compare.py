@@ -81,14 +81,16 @@ def wins(record: dict[str, Any], per_token: bool) -> np.ndarray:
 def _runs_of(spec: StudySpec, method: str, trials: list[Any], source: str, trial: int,
              params: dict[str, float]) -> MethodRuns | None:
     per_token = spec.evaluation.metric == "accuracy_per_token"
-    rows, lm_rows, seeds, vals, ids, docs = [], [], [], [], None, None
+    rows, lm_rows, seeds, vals = [], [], [], []
+    ids: list[str] = []
+    docs: list[str] | None = None
     for t in trials:
         run_dir = Path(t.user_attrs.get("run_dir", ""))
         heldout = _read(run_dir / "heldout.json")
         if not heldout or "test" not in heldout:
             continue
         rows.append(wins(heldout["test"], per_token))
-        ids = heldout["test"].get("ids") or list(range(len(rows[-1])))
+        ids = [str(i) for i in heldout["test"].get("ids") or range(len(rows[-1]))]
         seeds.append(int(t.user_attrs.get("confirm_seed", t.user_attrs.get("seed", 0))))
         vals.append(float(t.values[0]))
         lm = _read(run_dir / "lm_eval.json")
@@ -160,7 +162,8 @@ def compare(spec: StudySpec, storage: Any, a: str | None = None, b: str | None =
     wa, wb = _align(runs_a.test_wins, runs_b.test_wins)
     heldout = metrics.clustered_paired_bootstrap_diff(wa, wb, seed=boot_seed)
     lm = None
-    if runs_a.lm_eval is not None and runs_b.lm_eval is not None and runs_a.lm_docs == runs_b.lm_docs:
+    if (runs_a.lm_eval is not None and runs_b.lm_eval is not None and runs_a.lm_docs is not None
+            and runs_a.lm_docs == runs_b.lm_docs):
         la, lb = _align(runs_a.lm_eval, runs_b.lm_eval)
         lm = metrics.clustered_paired_bootstrap_diff(la, lb, seed=boot_seed, strata=task_strata(runs_a.lm_docs))
     return Comparison(runs_a, runs_b, len(wa), wa.shape[1], heldout, lm, notes)

@@ -9,16 +9,20 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import pandas as pd
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from prefstudy.core.rundir import read_jsonl, trial_dir
 from prefstudy.core.secrets import redact
 from prefstudy.search.selection import best_trial
 from prefstudy.spec import StudySpec, spec_text
+
+if TYPE_CHECKING:
+    from prefstudy.report.compare import Comparison
 
 SPLITS = ("train", "val", "test", "ood")
 #: lm-eval attribute suffixes that are not ``<task>/<metric>`` scores.
@@ -45,7 +49,7 @@ class ReportData:
     toy: dict[str, Any] | None = None
     toy_path: Path | None = None
     notes: list[str] = field(default_factory=list)
-    comparison: Any = None  # prefstudy.report.compare.Comparison of the first two methods, when both have scored runs
+    comparison: Comparison | None = None  # of the first two methods, when both have scored runs
 
     @property
     def metric(self) -> str:
@@ -139,7 +143,7 @@ def _base_lm_eval(spec: StudySpec, study_attrs: dict[str, dict[str, Any]]) -> tu
     return {}, None
 
 
-def load(spec: StudySpec, storage_url: str, storage: Any = None,
+def load(spec: StudySpec, storage_url: str, storage: BaseStorage | str | None = None,
          toy_results: Path | None = Path("reports/toy/results.json")) -> ReportData:
     """Read every method's study (``<name>/<method>``) and its trials' run directories.
 

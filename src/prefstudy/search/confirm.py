@@ -33,7 +33,8 @@ def check_configured(spec: StudySpec) -> None:
                         "(e.g. confirm.top_k=1 'confirm.seeds=[1,2]')")
 
 
-def load(spec: StudySpec, storage: Any, searches: dict[str, optuna.Study]) -> dict[str, tuple[optuna.Study, int]]:
+def load(spec: StudySpec, storage: optuna.storages.BaseStorage,
+         searches: dict[str, optuna.Study]) -> dict[str, tuple[optuna.Study, int]]:
     """The confirmation studies as they are (for worker processes: their parent enqueued the runs)."""
     out = {}
     for method in searches:
@@ -46,7 +47,8 @@ def load(spec: StudySpec, storage: Any, searches: dict[str, optuna.Study]) -> di
     return out
 
 
-def create(spec: StudySpec, storage: Any, searches: dict[str, optuna.Study]) -> dict[str, tuple[optuna.Study, int]]:
+def create(spec: StudySpec, storage: optuna.storages.BaseStorage,
+           searches: dict[str, optuna.Study]) -> dict[str, tuple[optuna.Study, int]]:
     """Create/load each method's confirmation study and enqueue the missing runs; returns (study, runs to do)."""
     out = {}
     for method, search in searches.items():

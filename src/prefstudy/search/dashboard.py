@@ -6,7 +6,8 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+
+import optuna
 
 from prefstudy.core.secrets import redact
 
@@ -46,9 +47,8 @@ def note_markdown(method: str, loss_type: str, params: dict[str, float], final: 
     return "\n".join(lines)
 
 
-def attach(trial: Any, run_root: Path, note: str, files: list[Path]) -> None:
+def attach(trial: optuna.Trial, run_root: Path, note: str, files: list[Path]) -> None:
     """Save the note and upload the trial's files as dashboard artifacts."""
-    import optuna
     from optuna_dashboard import save_note
 
     save_note(trial, note)

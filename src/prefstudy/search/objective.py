@@ -85,7 +85,7 @@ class Objective:
             "data_fingerprint": worker.prepared.fingerprint, "spec": spec.model_dump(mode="json"),
             "spec_yaml": spec_text(spec),
         }, seed)
-        for key, value in {"run_dir": str(run_dir), "seed": seed, "worker_pid": os.getpid(),
+        for key, value in {"run_dir": str(run_dir.resolve()), "seed": seed, "worker_pid": os.getpid(),
                            "hostname": socket.gethostname(),
                            "sampling": "confirm" if confirm else sampling_kind(trial, spec)}.items():
             trial.set_user_attr(key, value)

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from prefstudy.evaluation.heldout import Prepared
 from prefstudy.spec import StudySpec
 
 if TYPE_CHECKING:
+    from lm_eval.tasks import TaskManager
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
@@ -32,8 +34,21 @@ class Worker:
     storage_url: str
     log: Callable[[str], None] = log
     trial_label: str = ""
-    lm_eval_manager: Any = None  # lm-eval TaskManager, resolved once
+    lm_eval_manager: TaskManager | None = None  # resolved once
     lm_eval_base: dict[str, Any] | None = None  # the base model's lm-eval result (per-doc scores included)
+
+
+def quiet_libraries() -> None:
+    """Progress bars off where a library allows it; Optuna's and the experimental-API chatter off. Warnings and log
+    records of the other libraries still reach the log file (or the terminal with --verbose)."""
+    import datasets
+    import optuna
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, retry callback
 
 
 def offline_if_local(spec: StudySpec) -> None:
@@ -69,8 +84,8 @@ def _record_base(spec: StudySpec, prepared: Prepared, studies: dict[str, optuna.
                 study.set_user_attr(f"base/{split}/family", per_family)
 
 
-def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Study], lm_eval_manager: Any = None,
-                with_lm_eval: bool = True) -> Worker:
+def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Study],
+                lm_eval_manager: TaskManager | None = None, with_lm_eval: bool = True) -> Worker:
     """Load the tokenizer, the base model (once) and the reference cache; record the base metrics once."""
     import torch
 

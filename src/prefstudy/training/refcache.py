@@ -13,13 +13,20 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from prefstudy.evaluation.heldout import Prepared
+from prefstudy.core.console import Log
+from prefstudy.evaluation.heldout import Arrays, Prepared
 from prefstudy.evaluation.logprobs import sequence_logps
+from prefstudy.spec import TrainingSpec
 from prefstudy.training.trl_seams import tokenize_records
+
+if TYPE_CHECKING:
+    import torch
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
 
 REF_KEYS = ("chosen", "rejected", "chosen_tokens", "rejected_tokens", "chosen_token_logps", "chosen_token_mask")
 
@@ -34,7 +41,8 @@ def model_identity(model_path: str, revision: str | None) -> dict[str, Any]:
     return {"path": str(model_path), "revision": revision, "files": files}
 
 
-def fingerprint(identity: dict[str, Any], tokenizer: Any, splits: dict[str, list], training: Any) -> str:
+def fingerprint(identity: dict[str, Any], tokenizer: PreTrainedTokenizerBase, splits: dict[str, list],
+                training: TrainingSpec) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps(identity, sort_keys=True).encode())
     digest.update(str(tokenizer.chat_template).encode())
@@ -44,7 +52,7 @@ def fingerprint(identity: dict[str, Any], tokenizer: Any, splits: dict[str, list
     return digest.hexdigest()[:16]
 
 
-def _load(folder: Path, names: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]], dict]:
+def _load(folder: Path, names: list[str]) -> tuple[dict[str, Dataset], dict[str, Arrays], dict[str, Any]]:
     from datasets import load_from_disk
 
     tokenized = {name: load_from_disk(str(folder / f"tokenized-{name}")) for name in names}
@@ -58,13 +66,13 @@ def _load(folder: Path, names: list[str]) -> tuple[dict[str, Any], dict[str, dic
 
 def prepare(
     cache_root: Path,
-    model: Any,
-    tokenizer: Any,
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
     splits: dict[str, list],
-    training: Any,
+    training: TrainingSpec,
     identity: dict[str, Any],
     batch_size: int,
-    log: Any = print,
+    log: Log = print,
 ) -> Prepared:
     """Return the cached tokenized splits + reference log-probs, computing them once if absent."""
     names = [name for name, rows in splits.items() if rows]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
-from transformers import PrinterCallback
+from transformers import PrinterCallback, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from trl import DPOConfig
 
 if TYPE_CHECKING:
@@ -39,12 +39,18 @@ Reporter = Callable[[int, float], bool]
 class TrialContext(Protocol):
     """What a trial needs from its worker process: loaded once, shared by every trial (search.session.Worker)."""
 
-    spec: StudySpec
-    tokenizer: PreTrainedTokenizerBase
-    base_model: PreTrainedModel
-    prepared: Prepared
-    trial_label: str
-    log: Callable[[str], None]
+    @property
+    def spec(self) -> StudySpec: ...
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase: ...
+    @property
+    def base_model(self) -> PreTrainedModel: ...
+    @property
+    def prepared(self) -> Prepared: ...
+    @property
+    def trial_label(self) -> str: ...
+    @property
+    def log(self) -> Callable[[str], None]: ...
 
 
 @dataclass
@@ -59,8 +65,8 @@ class TrialOutcome:
 
 
 def total_steps(training: TrainingSpec, n_train: int) -> int:
-    if training.max_steps is not None:
-        return int(training.max_steps)
+    if training.max_steps is not None or training.num_epochs is None:  # the spec sets exactly one of the two
+        return int(training.max_steps or 1)
     per_epoch = math.ceil(n_train / (training.batch_size * training.gradient_accumulation_steps))
     return max(1, math.ceil(per_epoch * training.num_epochs))
 
@@ -83,16 +89,19 @@ class _Evaluator:
         self.step_started = time.perf_counter()
         self.train_seconds = 0.0
 
-    def on_step_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+    def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                      **_: Any) -> None:
         self.step_started = time.perf_counter()
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **_: Any) -> None:
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, Any] | None = None, **_: Any) -> None:
         """Stop at the first NaN/infinite training loss instead of training on garbage until the next eval."""
         loss = (logs or {}).get("loss")
         if isinstance(loss, (int, float)) and not math.isfinite(loss):
             raise NonFiniteLoss(f"training loss is {loss} at step {state.global_step}")
 
-    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **_: Any) -> None:
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    model: torch.nn.Module | None = None, **_: Any) -> None:
         self.train_seconds += time.perf_counter() - self.step_started
         step = state.global_step
         self.outcome.steps_done = step
@@ -139,9 +148,7 @@ class _Evaluator:
             control.should_training_stop = True
 
 
-def _callback(evaluator: _Evaluator) -> Any:
-    from transformers import TrainerCallback
-
+def _callback(evaluator: _Evaluator) -> TrainerCallback:
     class EvalCallback(TrainerCallback):
         on_step_begin = evaluator.on_step_begin
         on_step_end = evaluator.on_step_end

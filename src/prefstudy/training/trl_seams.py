@@ -67,7 +67,7 @@ def tokenize_records(records: list[dict[str, Any]], tokenizer: PreTrainedTokeniz
 
     _check_prepare_dataset()
     dataset = Dataset.from_list(records)
-    tokenized = DPOTrainer._prepare_dataset(  # type: ignore[arg-type]  # the host has what the method reads
+    tokenized = DPOTrainer._prepare_dataset(  # unbound: the host has all the method reads of ``self``
         _TokenizerHost(tokenizer), dataset, tokenizer, _PrepareArgs(max_length=max_length), "pairs")
     keep = [
         i

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from support import ROOT
 
 from prefstudy.evaluation.lmeval import LmEvalError, compare_to_base, tasks_digest
 from prefstudy.spec import LmEvalTask
@@ -67,7 +68,7 @@ def test_resume_refuses_a_base_scored_on_other_tasks(tmp_path: Path, monkeypatch
     from prefstudy.search import session
     from prefstudy.spec import load_spec
 
-    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    monkeypatch.chdir(ROOT)
     spec = load_spec("study/smoke.yaml", [f"runs_dir={tmp_path}"])
     worker = SimpleNamespace(spec=spec)
     path = spec.run_root() / "base" / "lm_eval.json"

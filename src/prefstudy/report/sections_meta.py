@@ -1,0 +1,174 @@
+"""Sections 7-9, about the study itself: Optuna's search diagnostics, the IPO paper's toy bandit as a theory check,
+and every trial with the spec and the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from markupsafe import Markup
+
+from prefstudy.report import data as rd
+from prefstudy.report import figures as fg
+from prefstudy.report.html import (
+    Cell,
+    Section,
+    Text,
+    at,
+    code,
+    details_kv,
+    details_pre,
+    figure,
+    grid,
+    link,
+    missing,
+    name,
+    note,
+    num,
+    sort_cell,
+    table,
+    text,
+)
+
+
+# --------------------------------------------------------------------------- 7. search diagnostics
+def diagnostics(d: rd.ReportData) -> Section:
+    import optuna.visualization as vis
+    from optuna.importance import get_param_importances
+
+    s = Section("diagnostics", "7. Search diagnostics (Optuna)",
+                "Per method, Optuna's own views of the search: the objective of every trial in order with the best so "
+                "far, the importance of β and learning rate for the val objective (seeded fANOVA), and parallel "
+                "coordinates of the parameters against the objective.")
+    target: Callable[[optuna.trial.FrozenTrial], float] | None = (lambda t: t.values[0]) if d.pareto else None
+    target_name = f"val {d.metric}"
+    for m in d.methods:
+        study, done = d.studies.get(m), d.of(m)
+        if study is None or done.empty:
+            s.verdict.append(text(name(m), ": no complete trial, nothing to diagnose."))
+            s.body.append(missing(f"{m}: no complete trial"))
+            continue
+        first_best = done.loc[done["value"] == done["value"].max(), "number"].min()
+        line = (f": best val {num(done['value'].max())} first reached at trial {int(first_best)} "
+                f"(of {len(d.of(m, ('COMPLETE', 'PRUNED', 'FAIL', 'RUNNING')))} trials)")
+        history = vis.plot_optimization_history(study, target=target, target_name=target_name)
+        history.update_xaxes(title_text="trial number")
+        panels = [figure(fg.style(history, f"{fg.label(m)}: optimization history", 380), f"fig-history-{m}")]
+        varied = len(done) >= 2 and done["value"].nunique() > 1 and all(
+            done[p].nunique() > 1 for p in ("beta", "learning_rate"))
+        if not varied:
+            line += ("; parameter importances need >= 2 complete trials that differ in value and in both "
+                     f"parameters ({len(done)} complete, {done['value'].nunique()} distinct values)")
+            panels.append(missing(f"{m}: parameter importances need >= 2 complete trials with variation"))
+        else:
+            kind, make = _importance_evaluator()
+            imp = get_param_importances(study, evaluator=make(), target=target)
+            line += f"; {kind} importance " + ", ".join(f"{k} {v:.2f}" for k, v in imp.items())
+            fig = vis.plot_param_importances(study, evaluator=make(), target=target, target_name=target_name)
+            panels.append(figure(fg.style(fig, f"{fg.label(m)}: parameter importances ({kind})", 380),
+                                 f"fig-importance-{m}"))
+        s.verdict.append(text(name(m), line + "."))
+        s.body.append(grid(panels))
+        fig = vis.plot_parallel_coordinate(study, params=["beta", "learning_rate"], target=target,
+                                           target_name=target_name)
+        s.body.append(figure(fg.style(fig, f"{fg.label(m)}: parallel coordinates", 360), f"fig-parallel-{m}"))
+    return s
+
+
+def _importance_evaluator() -> tuple[str, Callable[[], optuna.importance.BaseImportanceEvaluator]]:
+    """Seeded fANOVA (needs scikit-learn, which lm-eval brings), else Optuna's default PED-ANOVA."""
+    from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
+
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        return "PED-ANOVA", PedAnovaImportanceEvaluator
+    return "fANOVA", lambda: FanovaImportanceEvaluator(seed=0)
+
+
+# --------------------------------------------------------------------------- 8. theory check (IPO toy)
+def theory(d: rd.ReportData, out_dir: Path) -> Section:
+    s = Section("theory", "8. Theory check: the IPO paper's toy bandit",
+                "The IPO paper's Figure 1 experiment (three actions, preferences a > b > c, Adam): DPO should drive "
+                "p(a) towards 1 whatever τ (β), IPO should settle on its closed-form fixed point, which keeps every "
+                "action's mass and flattens as τ grows. Bars: final mean probabilities; black ticks: IPO's fixed "
+                "point.")
+    if not d.toy:
+        s.verdict.append(text("The toy experiment has not been run: ", code("nox -s toy"),
+                              " writes reports/toy/results.json; build this report again afterwards."))
+        s.body.append(missing("reports/toy/results.json not found (run `nox -s toy`)"))
+        return s
+    dev, finals = d.toy.get("max_abs_dev_from_ipo_fixed_point", {}), d.toy.get("final_mean_probs", {})
+    if "ipo" in dev:
+        worst = max(dev["ipo"].items(), key=lambda kv: kv[1])
+        s.verdict.append(text(name("ipo"), f" ends within {worst[1]:.3f} of its closed-form fixed point at every τ "
+                                           f"(largest deviation at τ = {worst[0]})."))
+    if "dpo" in finals:
+        pa = {t: p[0] for t, p in finals["dpo"].items()}
+        s.verdict.append(text(name("dpo"), f" puts p(a) between {min(pa.values()):.3f} and {max(pa.values()):.3f} "
+                                           f"across τ = {', '.join(pa)}: " + (
+                                               "τ barely restrains it, as the paper argues."
+                                               if min(pa.values()) > 0.9 else "not yet saturated at this step count.")))
+    s.body.append(figure(fg.toy(d.toy), "fig-toy"))
+    page = d.toy_path.parent / "index.html" if d.toy_path else None
+    if page and page.is_file():
+        s.body.append(Markup('<p class="note">Trajectories over steps: {}.</p>').format(
+            link(_rel(page, out_dir), "toy report")))
+    return s
+
+
+# --------------------------------------------------------------------------- 9. all trials
+def _rel(path: str | Path, out_dir: Path) -> str:
+    return Path(os.path.relpath(Path(path).resolve(), out_dir.resolve())).as_posix()
+
+
+def all_trials(d: rd.ReportData, out_dir: Path) -> Section:
+    s = Section("trials", "9. All trials",
+                "Every trial of every method; click a column header to sort. The run directory link holds the "
+                "trial's config.json, env.json, curves.jsonl, metrics.json and adapter.")
+    if d.trials.empty:
+        s.verdict.append("No trials in the storage yet.")
+        s.body.append(missing("no trials"))
+    else:
+        t = d.trials
+        states = t["state"].value_counts().to_dict()
+        s.verdict.append(f"{len(t)} trials: " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(states.items())))
+        if "fail_reason" in t and t["fail_reason"].notna().any():
+            reasons = t["fail_reason"].dropna().str.split(":").str[0].value_counts()
+            s.verdict.append("failure reasons: " + ", ".join(f"{k} ×{v}" for k, v in reasons.items()))
+        rows = [_trial_cells(r, out_dir) for _, r in t.iterrows()]
+        s.body.append(table(["method", "trial", "state", "sampling", "β", "learning rate", f"val {d.metric}",
+                             "test acc", "OOD acc", "gap", "lm-eval Δ", "clipped", "steps", "train s", "run dir",
+                             "note"], rows, "sortable"))
+    s.body.append(details_pre("Spec (resolved YAML, as stored with the study)", d.spec_yaml))
+    if d.env:
+        info: list[tuple[object, object]] = [(k, d.env.get(k, "–")) for k in
+                                             ("device", "python", "platform", "torch_threads")]
+        info += sorted((d.env.get("packages") or {}).items())
+        s.body.append(details_kv("Environment and package versions (env.json of a best trial)", info))
+    else:
+        s.body.append(missing("no env.json in any run directory"))
+    return s
+
+
+def _trial_cells(r: pd.Series, out_dir: Path) -> list[Cell]:
+    """One row of the all-trials table, each cell with its sort key."""
+    reason = r.get("fail_reason")
+    pruned = r["state"] == "PRUNED" and pd.notna(r["last_step"])
+    remark = reason if isinstance(reason, str) else (f"pruned at step {int(r['last_step'])}" if pruned else "")
+    run_path = r.get("run_path")
+    run_link: Text = (link(_rel(run_path, out_dir) + "/", Path(run_path).name) if isinstance(run_path, str)
+                      else "–")
+    cells = [sort_cell(name(r["method"]), r["method"]), sort_cell(str(int(r["number"])), int(r["number"])),
+             sort_cell(r["state"].lower(), r["state"]), sort_cell(at(r, "sampling") or "–", at(r, "sampling")),
+             sort_cell(num(at(r, "beta"), ".4g"), at(r, "beta")),
+             sort_cell(num(at(r, "learning_rate"), ".3g"), at(r, "learning_rate"))]
+    for key, fmt in (("value", ".3f"), ("test/accuracy", ".3f"), ("ood/accuracy", ".3f"),
+                     ("generalization_gap", "+.3f"), ("lm_eval/delta_vs_base", "+.3f"),
+                     ("clipped_fraction", ".2f"), ("steps", "d"), ("seconds/train", ".1f")):
+        v = at(r, key)
+        cells.append(sort_cell(num(int(v) if fmt == "d" and v is not None else v, fmt), v))
+    return [*cells, Cell(run_link), Cell(note(str(remark)[:300]))]

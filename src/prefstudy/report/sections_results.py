@@ -1,0 +1,177 @@
+"""Sections 1-4, the results: the best trial per method, the paired DPO-vs-IPO comparison, the (β, learning rate)
+landscape and how forgiving each method is."""
+
+from __future__ import annotations
+
+from markupsafe import Markup
+
+from prefstudy.report import data as rd
+from prefstudy.report import figures as fg
+from prefstudy.report.html import (
+    Section,
+    Text,
+    at,
+    figure,
+    interval,
+    missing,
+    name,
+    num,
+    table,
+    text,
+    three,
+    zero_test,
+)
+
+
+# --------------------------------------------------------------------------- 1. headline
+def headline(d: rd.ReportData) -> Section:
+    s = Section("headline", "1. Headline: best trial per method",
+                "The complete, feasible trial with the highest final val accuracy of each method (chosen on val "
+                "only; test and OOD are reported, never used to choose), next to the base model it started from. "
+                "Brackets are 95% bootstrap intervals over the held-out pairs.")
+    rows: list[list[Text]] = []
+    tested = {}
+    for m in d.methods:
+        r = d.best_row(m)
+        if r is None:
+            rows.append([name(m), d.spec.methods[m].loss_type] + ["–"] * 11)
+            s.verdict.append(text(name(m), ": no complete, feasible trial yet."))
+            continue
+        tested[m] = three(r, "test/accuracy", "test_accuracy_ci_low", "test_accuracy_ci_high")
+        gain = three(r, "test_gain_vs_base", "test_gain_ci_low", "test_gain_ci_high")
+        lm = three(r, "lm_eval/delta_vs_base", "lm_eval/delta_ci_low", "lm_eval/delta_ci_high")
+        rows.append([name(m), d.spec.methods[m].loss_type, str(int(r["number"])), num(r["beta"], ".4g"),
+                     num(r["learning_rate"], ".3g"),
+                     interval(*three(r, "val/accuracy", "val_accuracy_ci_low", "val_accuracy_ci_high")),
+                     interval(*tested[m]), interval(*gain, fmt="+.3f"), num(at(r, "ood/accuracy")),
+                     num(at(r, "generalization_gap"), "+.3f"), num(at(r, "lm_eval/mean")),
+                     interval(*lm, fmt="+.3f"), num(at(r, "value"))])
+        s.verdict.append(text(
+            name(m), f": trial {int(r['number'])} (β {num(r['beta'], '.3g')}, lr {num(r['learning_rate'], '.2g')}) "
+            f"reaches val {num(at(r, 'val/accuracy'))}; test {interval(*tested[m])}, gain over the base "
+            f"{interval(*gain, fmt='+.3f')} ({zero_test(gain[1], gain[2]) or 'no interval'})."))
+    b = d.base
+    rows.append([Markup("<i>base model</i>"), "–", "–", "–", "–", num(b.get("val/accuracy")),
+                 num(b.get("test/accuracy")), "–", num(b.get("ood/accuracy")), num(_gap(b), "+.3f"),
+                 num(d.base_lm_eval_mean), "–", "–"])
+    if len(tested) >= 2:
+        (m1, t1), (m2, t2) = sorted(tested.items(), key=lambda kv: -(kv[1][0] or 0))[:2]
+        if None not in (*t1, *t2):
+            overlap = t1[1] <= t2[2] and t2[1] <= t1[2]
+            s.verdict.append(text(
+                "On test, ", name(m1), f" {num(t1[0])} vs ", name(m2), f" {num(t2[0])}: the intervals ",
+                *(["overlap, so these pairs do not separate the two best settings."] if overlap else
+                  ["do not overlap: ", name(m1), " is better on test."])))
+    header = ["method", "loss", "trial", "β", "learning rate", "val acc [95%]", "test acc [95%]",
+              "test gain vs base [95%]", "OOD acc", "gap (train−val)", "lm-eval mean", "lm-eval Δ vs base [95%]",
+              f"objective (val {d.metric})"]
+    keep = len(header) - (d.metric == "accuracy")  # the objective column repeats val acc then
+    s.body.append(table(header[:keep], [r[:keep] for r in rows]))
+    if any(v is not None for v in d.best.values()):
+        s.body.append(figure(fg.headline(d), "fig-headline"))
+    else:
+        s.body.append(missing("no complete trial in any method yet"))
+    return s
+
+
+def _gap(base: dict[str, float]) -> float | None:
+    t, v = base.get("train/accuracy"), base.get("val/accuracy")
+    return None if t is None or v is None else t - v
+
+
+# --------------------------------------------------------------------------- 2. DPO vs IPO, paired
+def versus(d: rd.ReportData) -> Section:
+    c = d.comparison
+    title = "2. " + " vs ".join(fg.label(m) for m in d.methods[:2]) + ", paired on the same test pairs"
+    s = Section("versus", title,
+                "Each method's configuration is chosen on val only: the confirmed one with the best mean val over its "
+                "seeds when the confirmation stage ran (nox -s study -- SPEC --confirm), else the best search trial. "
+                "Both are then scored on the SAME test pairs and lm-eval documents, and the difference is "
+                "bootstrapped paired: over pairs and, with confirmation runs, over seeds too (95% percentile "
+                "intervals).")
+    if c is None:
+        s.verdict.append("Not available: a paired comparison needs per-pair test scores (heldout.json) of a "
+                         "complete trial in both methods, scored on the same test pairs.")
+        s.body.append(missing("no paired comparison yet"))
+        return s
+    from prefstudy.report.compare import sentence
+
+    a, b = fg.label(c.a.method), fg.label(c.b.method)
+    s.verdict.append(sentence(f"Held-out test {d.metric}", a, b, c.heldout) + f" ({c.scope()}).")
+    if c.lm_eval is not None:
+        s.verdict.append(sentence("lm-eval mean", a, b, c.lm_eval) + ".")
+    else:
+        s.verdict.append("lm-eval mean: not compared (a run lacks lm_eval.json or the documents differ).")
+    s.verdict += [n + "." for n in c.notes]
+    rows: list[list[Text]] = []
+    for r in (c.a, c.b):
+        per_seed = r.test_wins.mean(axis=1)
+        rows.append([name(r.method), r.source, str(r.trial), num(r.params.get("beta"), ".4g"),
+                     num(r.params.get("learning_rate"), ".3g"), ", ".join(str(x) for x in r.seeds),
+                     num(r.val_mean), ", ".join(f"{v:.3f}" for v in per_seed), num(per_seed.mean()),
+                     num(None if r.lm_eval is None else float(r.lm_eval.mean()))])
+    s.body.append(table(["method", "runs from", "config of trial", "β", "learning rate", "seeds",
+                         f"mean val {d.metric}", f"test {d.metric} per seed", "test mean", "lm-eval mean"], rows))
+    return s
+
+
+# --------------------------------------------------------------------------- 3. landscape
+def landscape(d: rd.ReportData) -> Section:
+    s = Section("landscape", "3. The (β, learning rate) landscape",
+                "Every trial at its β and learning rate, both on log axes, one panel per method. Colour is the final "
+                "val accuracy on one scale shared by all panels, so colours compare across methods. Crosses are "
+                "pruned trials, red triangles failed ones, the star is the best trial.")
+    for m in d.methods:
+        if m not in d.studies:
+            s.verdict.append(text(name(m), ": no study in the storage yet."))
+            continue
+        done, pr, fa = (d.of(m, (st,)) for st in ("COMPLETE", "PRUNED", "FAIL"))
+        line = f": {len(done)} complete, {len(pr)} pruned, {len(fa)} failed"
+        if len(done):
+            base_val = d.base.get(f"val/{d.metric}")
+            above = "" if base_val is None else (
+                f"; {int((done['value'] > base_val).sum())} of {len(done)} beat the base model's val "
+                f"{num(base_val)}")
+            line += f"; final val from {num(done['value'].min())} to {num(done['value'].max())}{above}"
+        s.verdict.append(text(name(m), line + "."))
+    if d.trials.empty:
+        s.body.append(missing("no trials yet"))
+    else:
+        s.body.append(figure(fg.landscape(d), "fig-landscape"))
+    return s
+
+
+# --------------------------------------------------------------------------- 4. forgiveness
+def forgiving(d: rd.ReportData) -> Section:
+    s = Section("forgiveness", "4. How forgiving each method is",
+                "Only randomly sampled trials (sampling = random: neither the enqueued defaults nor TPE's adaptive "
+                "picks) estimate how much of the searched space lands within noise of the method's best: the share "
+                "whose final val accuracy lies inside the best trial's 95% val bootstrap interval (pruned and failed "
+                "random trials count as outside), and the highest learning rate still inside. Right: per trial, the "
+                "share of optimizer steps whose gradient norm exceeded max_grad_norm and was clipped.")
+    bands = {}
+    max_norm = d.spec.training.max_grad_norm
+    for m in d.methods:
+        f = rd.forgiveness(d, m)
+        bands[m] = f.interval
+        if f.share is None or f.interval is None:
+            s.verdict.append(text(name(m), f": estimate not possible: {f.reason}."))
+        else:
+            lr = (f"the highest learning rate inside is {num(f.max_lr_within, '.2e')} (highest tried "
+                  f"{num(f.max_lr_tried, '.2e')})" if f.max_lr_within is not None else "none is inside")
+            s.verdict.append(text(
+                name(m), f": {f.n_within} of {f.n_random} random trials ({f.share:.0%}) land inside the best "
+                f"trial's val interval [{num(f.interval[0])}, {num(f.interval[1])}] (trial {f.best_number}); {lr}."))
+        clipped = d.of(m, ("COMPLETE", "PRUNED"))
+        if "clipped_fraction" in clipped and clipped["clipped_fraction"].notna().any():
+            cf = clipped["clipped_fraction"].dropna()
+            every = int((cf >= 0.999).sum())
+            s.verdict.append(text(
+                name(m), f": median share of clipped steps {num(cf.median(), '.2f')}; {every} of {len(cf)} trials "
+                f"clipped every step" + (f": those ran normalized gradient descent (every gradient rescaled to norm "
+                                         f"{max_norm:g}, so its size told the optimizer nothing)." if every else ".")))
+    if d.trials.empty:
+        s.body.append(missing("no trials yet"))
+    else:
+        s.body.append(figure(fg.forgiveness(d, bands), "fig-forgiveness"))
+    return s

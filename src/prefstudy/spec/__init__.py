@@ -1,0 +1,36 @@
+"""Study specs: YAML files validated into frozen, typed objects (``schema``), read by ``loading``.
+
+Only pydantic and PyYAML are imported here, so a bad spec is refused in well under a second, before torch
+loads. Unknown keys, wrong types, empty or inverted ranges and unknown loss types are errors that name the
+file and the field.
+"""
+
+from prefstudy.spec.loading import INPUT_PATHS, apply_overrides, load_spec, spec_text
+from prefstudy.spec.schema import (
+    TRL_LOSS_TYPES,
+    Columns,
+    ConfirmSpec,
+    DataSpec,
+    EvaluationSpec,
+    LmEvalSpec,
+    LmEvalTask,
+    LogRange,
+    LoraSpec,
+    MethodSpec,
+    ModelSpec,
+    PrunerSpec,
+    SamplerSpec,
+    SearchSpec,
+    SpecError,
+    StudySpec,
+    SyntheticData,
+    TrainingSpec,
+    WorkersSpec,
+)
+
+__all__ = [
+    "INPUT_PATHS", "TRL_LOSS_TYPES", "Columns", "ConfirmSpec", "DataSpec", "EvaluationSpec", "LmEvalSpec",
+    "LmEvalTask", "LogRange", "LoraSpec", "MethodSpec", "ModelSpec", "PrunerSpec", "SamplerSpec", "SearchSpec",
+    "SpecError", "StudySpec", "SyntheticData", "TrainingSpec", "WorkersSpec", "apply_overrides", "load_spec",
+    "spec_text",
+]
