@@ -127,11 +127,20 @@ SPEC_CASES = [
          "{tmp}/spec.yaml:2:8: not valid YAML", "fix the syntax"),
     Case("spec-file-missing", lambda _t, _d: {"no_spec": "1"}, SpecError, "{tmp}/spec.yaml: cannot read",
          "check the path"),
+    Case("spec-duplicate-key", lambda _t, _d: {"text": "name: a\nseed: 0\nlearning_rate: {low: 1.0e-4, high: 1.0e-3}\n"
+                                                      "seed: 5\n"}, SpecError,
+         "{tmp}/spec.yaml:4:1: duplicate key 'seed' (first on line 2)", "keep one of them"),
+    Case("spec-duplicate-section", lambda _t, _d: {"text": "name: a\ntraining:\n  max_steps: 4\n  lora: {r: 4}\n"
+                                                          "training:\n  batch_size: 2\n"}, SpecError,
+         "{tmp}/spec.yaml:5:1: duplicate key 'training' (first on line 2)", "keep one of them"),
+    Case("spec-duplicate-nested-key", lambda _t, _d: {"text": "name: a\ntraining: {lora: {r: 4, r: 8}}\n"},
+         SpecError, "{tmp}/spec.yaml:2:25: duplicate key 'r'", "keep one of them"),
 ]
 
 MODEL_CASES = [
+    # a relative folder in a spec file is read from the spec file's folder, and named resolved
     Case("model-unknown-folder", _set("model.name_or_path", "./no/such/model"), ModelError,
-         "model.name_or_path: model folder './no/such/model'", "fix the path"),
+         "model.name_or_path: model folder '{tmp}/no/such/model'", "fix the path"),
     Case("model-unknown-builtin", _set("model.name_or_path", "tiny-random-mistrall"), ModelError,
          "tiny-random-mistrall", "use embedded:smollm2-135m-instruct or tiny-random-mistral"),
     Case("model-folder-without-config", _folder_without_config, ModelError, "{tmp}/model-without-config",
@@ -242,6 +251,8 @@ CLI_CASES = [
     pytest.param("model.name_or_path={tmp}/no-model", None, "{tmp}/no-model", id="cli-unknown-model-folder"),
     pytest.param(None, f"postgresql+psycopg2://u:{SECRET}@127.0.0.1:{{port}}/db", "u:***@127.0.0.1",
                  id="cli-postgres-unreachable"),
+    pytest.param("--workers 0", None, "--workers 0: must be at least 1", id="cli-workers-zero"),
+    pytest.param("--workers -3", None, "--workers -3: must be at least 1", id="cli-workers-negative"),
 ]
 
 
@@ -251,7 +262,7 @@ def test_cli_exits_2_with_one_line(tmp_path: Path, override: str | None, storage
     storage_url = storage.format(port=free_port()) if storage else storage_url
     argv = [sys.executable, "-m", "prefstudy", "study", str(spec_path), "--storage", storage_url]
     if override:
-        argv.append(override.format(tmp=tmp_path))
+        argv += override.format(tmp=tmp_path).split(" ")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1",
            "PREFSTUDY_CACHE": str(tmp_path / "model-cache")}
     before = _files(tmp_path)
