@@ -11,10 +11,11 @@ import torch
 from optuna.trial import TrialState
 from support import ROOT
 
+from prefstudy.search.loop import run_trials
 from prefstudy.search.objective import Objective
 from prefstudy.search.selection import best_trial
 from prefstudy.search.session import load_worker
-from prefstudy.search.storage import create_studies, open_storage, run_loop
+from prefstudy.search.storage import create_studies, open_storage
 from prefstudy.spec import load_spec
 from prefstudy.training.trl_seams import CachedRefDPOTrainer
 
@@ -51,7 +52,7 @@ def test_faults_fail_the_trial_and_the_worker_goes_on(tmp_path: Path, monkeypatc
 
     monkeypatch.setattr(CachedRefDPOTrainer, "train", train)
     monkeypatch.setattr(CachedRefDPOTrainer, "compute_loss", compute_loss)
-    failures = run_loop(studies, lambda m: Objective(worker, m), 4, print)  # 3 faults, then 4 finished trials
+    failures = run_trials(studies, lambda m: Objective(worker, m), 4, print)  # 3 faults, then 4 finished trials
 
     trials = studies["dpo"].get_trials(deepcopy=False)
     assert [t.state for t in trials] == [TrialState.FAIL] * 3 + [TrialState.COMPLETE] * 4
