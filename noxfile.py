@@ -20,7 +20,7 @@ nox.options.sessions = ["tests"]
 ROOT = Path(__file__).parent
 ENV = ROOT / ".nox" / "prefstudy-env"
 LOCK = ROOT / "requirements.lock"
-PIP = ("-m", "pip", "install", "--quiet", "--disable-pip-version-check")
+PIP = ("-m", "pip", "install", "--quiet", "--quiet", "--disable-pip-version-check")  # -qq: errors only
 
 
 def _digest() -> str:

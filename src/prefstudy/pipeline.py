@@ -30,10 +30,14 @@ def prepare(spec: StudySpec, storage_url: str, confirm: bool,
     if confirm:
         confirmation.check_configured(spec)
     offline_if_local(spec)
+    pairs = None
     if requeue:  # the launching process checks; its workers need not repeat it
         from prefstudy.preflight import check_inputs
+        from prefstudy.search.ownership import check_owner
 
-        check_inputs(spec, storage_url, log=log)  # data, model and storage: refused before anything is written
+        splits = check_inputs(spec, storage_url, log=log)  # data, model, storage: refused before anything is written
+        check_owner(spec, storage_url)  # runs/<name>/ of another storage's study: refused, nothing written
+        pairs = splits.fingerprint()
     quiet_libraries()
     lm_eval_manager = None
     if spec.evaluation.lm_eval.tasks:  # resolve every task (and reach its data) before anything is written
@@ -41,7 +45,11 @@ def prepare(spec: StudySpec, storage_url: str, confirm: bool,
 
         lm_eval_manager = validate_tasks(spec.evaluation.lm_eval.tasks)
     storage = open_storage(storage_url, spec)
-    studies = create_studies(spec, storage, requeue)
+    studies = create_studies(spec, storage, requeue, pairs)
+    if requeue:
+        from prefstudy.search.ownership import claim
+
+        claim(spec, storage_url, studies)
     settle()  # inputs are good and the study exists: its log file joins its run directory
     return storage, studies, lm_eval_manager
 

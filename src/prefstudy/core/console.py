@@ -111,8 +111,9 @@ def settle() -> Path | None:
 
 @contextmanager
 def diverted(log_path: Path, verbose: bool = False) -> Iterator[Path]:
-    """For the block: other libraries' output to ``log_path`` (appended; readable by the user only; in a temporary
-    file until :func:`settle` or the end of the block finds the run directory there), ours to both."""
+    """For the block: other libraries' output to ``log_path`` (appended; readable by the user only), ours to both.
+    Until :func:`settle` (called once the command's inputs are accepted) the log is a temporary file, dropped at the
+    end of the block: a refused command appends nothing to another run's log."""
     import tempfile
 
     handle, temp = tempfile.mkstemp(prefix="prefstudy-", suffix=".log")
@@ -143,8 +144,6 @@ def diverted(log_path: Path, verbose: bool = False) -> Iterator[Path]:
         root.setLevel(previous_level)
         sys.stdout.flush()
         sys.stderr.flush()
-        if log_path.parent.is_dir():
-            settle()  # the command wrote its run directory after all: keep the log with it
         current = _diversion.pop()
         for stream in (_streams.out, _streams.err, _streams.file):
             if stream is not None and stream not in (saved.out, saved.err, saved.file):

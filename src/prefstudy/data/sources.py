@@ -10,6 +10,7 @@ and split into ``train``, ``val`` (objective, pruning, sampler), ``test`` (repor
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from dataclasses import dataclass, field
@@ -37,6 +38,11 @@ class PreferenceSplits:
 
     def sizes(self) -> dict[str, int]:
         return {name: len(rows) for name, rows in self.splits.items()}
+
+    def fingerprint(self) -> str:
+        """A hash of every pair of every split: a resumed study must see exactly the pairs it started with."""
+        blob = json.dumps(self.splits, sort_keys=True, ensure_ascii=False).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
 
     def save(self, folder: Path) -> None:
         """Write the exact pairs a study used, one jsonl per split (atomic, written once)."""

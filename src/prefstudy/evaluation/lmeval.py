@@ -132,6 +132,8 @@ def evaluate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, spec: S
     was_training = model.training
     model.eval()
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=lm_spec.batch_size, device=device)
+    if hasattr(model, "disable_adapter"):  # a trial's adapter: lm-eval must score it, not the base model
+        check_wrapper_applies_adapter(lm, model, tokenizer)
     out: dict[str, Any] = {"tasks": {}, "raw": {}, "tasks_digest": tasks_digest(lm_spec.tasks)}
     try:
         for task in lm_spec.tasks:
@@ -167,6 +169,21 @@ def evaluate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, spec: S
         model.train(was_training)
     out["mean"] = float(np.mean([t["value"] for t in out["tasks"].values()])) if out["tasks"] else None
     return out
+
+
+def check_wrapper_applies_adapter(lm: Any, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase) -> None:
+    """One forward through lm-eval's own model call with the adapter on and off; equal logits mean lm-eval would
+    report the base model's scores as the trial's (LmEvalError: 'adapter not applied')."""
+    import torch
+
+    ids = torch.tensor([tokenizer("Question: what is 7 times 8?\nAnswer: 56")["input_ids"]], device=lm.device)
+    with torch.no_grad():
+        on = lm._model_call(ids).float()
+        with model.disable_adapter():
+            off = lm._model_call(ids).float()
+    if lm.model is not model or torch.equal(on, off):
+        raise LmEvalError("adapter not applied: lm-eval's model gives the base model's logits; its scores would be "
+                          "the base model's, not the trial's")
 
 
 def task_is_loglikelihood(sample: dict[str, Any]) -> bool:

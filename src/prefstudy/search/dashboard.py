@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -60,14 +59,41 @@ def attach(trial: optuna.Trial, run_root: Path, note: str, files: list[Path]) ->
             optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
 
 
+#: the storage URL reaches the dashboard process through this variable, never its command line (``ps`` shows that)
+STORAGE_ENV = "PREFSTUDY_DASHBOARD_STORAGE"
+
+
 def serve(storage_url: str, run_root: Path | None, host: str, port: int) -> int:
-    """Replace this process with optuna-dashboard bound to ``host`` (127.0.0.1 unless told otherwise)."""
-    executable = shutil.which("optuna-dashboard") or str(Path(sys.executable).with_name("optuna-dashboard"))
-    args = [executable, storage_url, "--host", host, "--port", str(port)]
+    """Replace this process with optuna-dashboard bound to ``host`` (127.0.0.1 unless told otherwise). The storage
+    URL (it may hold a password) is handed over in the environment: the command line shows only host and port."""
+    args = [sys.executable, "-m", "prefstudy.search.dashboard", "--host", host, "--port", str(port)]
     if run_root is not None:
         store = artifact_dir(run_root)
         store.mkdir(parents=True, exist_ok=True)
-        args += ["--artifact-dir", str(store)]
+        args += ["--artifact-dir", str(store.resolve())]
     print(f"optuna-dashboard on http://{host}:{port}/ for {redact(storage_url)} (Ctrl-C stops it)", flush=True)
-    os.execv(executable, args)
+    os.execve(sys.executable, args, {**os.environ, STORAGE_ENV: storage_url})
     return 0  # not reached
+
+
+def _main() -> None:
+    """The dashboard process itself: ``python -m prefstudy.search.dashboard --host H --port P [--artifact-dir D]``
+    with the storage URL in $PREFSTUDY_DASHBOARD_STORAGE."""
+    import argparse
+
+    from optuna_dashboard import run_server
+
+    parser = argparse.ArgumentParser(prog="prefstudy-dashboard")
+    parser.add_argument("--host", default=DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--artifact-dir")
+    args = parser.parse_args()
+    url = os.environ.pop(STORAGE_ENV, "")
+    if not url:
+        parser.error(f"${STORAGE_ENV} is not set (start it with `prefstudy dashboard`)")
+    store = optuna.artifacts.FileSystemArtifactStore(args.artifact_dir) if args.artifact_dir else None
+    run_server(url, host=args.host, port=args.port, artifact_store=store)
+
+
+if __name__ == "__main__":
+    _main()

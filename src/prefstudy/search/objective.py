@@ -79,7 +79,8 @@ class Objective:
         seed = confirm_seed(spec, int(trial.user_attrs["confirm_seed"])) if confirm else trial_seed(spec, trial.number)
         run_dir = start_trial_dir(spec.run_root(), f"{self.method}/confirm" if confirm else self.method,
                                   trial.number, {
-            "study": trial.study.study_name, "stage": self.stage, "trial": trial.number, "method": self.method,
+            "study": trial.study.study_name, "study_uuid": trial.study.user_attrs.get("study_uuid"),
+            "stage": self.stage, "trial": trial.number, "method": self.method,
             "loss_type": method.loss_type, "params": params, "seed": seed,
             "storage": redact(worker.storage_url), "spec_fingerprint": spec.fingerprint(),
             "data_fingerprint": worker.prepared.fingerprint, "spec": spec.model_dump(mode="json"),

@@ -6,6 +6,7 @@ One Optuna study per method, named ``<name>/<method>``. ``search.n_trials`` is t
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +58,12 @@ def open_storage(url: str, spec: StudySpec) -> optuna.storages.BaseStorage:
         raise StorageError(f"storage '{redact(url)}' cannot be opened: {redact(first)}") from None
 
 
-def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage,
-                   requeue: bool = True) -> dict[str, optuna.Study]:
-    """Create (or load) every method's study once, before any worker runs; refuse a changed spec.
-    ``requeue``: enqueue the parameters of interrupted trials again (the launching process does it, once)."""
+def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage, requeue: bool = True,
+                   pairs: str | None = None) -> dict[str, optuna.Study]:
+    """Create (or load) every method's study once, before any worker runs; refuse a changed spec, or (``pairs``:
+    the data's fingerprint, ``PreferenceSplits.fingerprint``) changed data. ``requeue``: enqueue the parameters of
+    interrupted trials again (the launching process does it, once). Each study gets a ``study_uuid`` of its own,
+    which survives ``optuna.copy_study`` (a URL does not): the run directories are claimed with it."""
     studies = {}
     fingerprint = spec.fingerprint()
     for method in spec.methods:
@@ -77,6 +80,10 @@ def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage,
                 f"{fingerprint}): the model, data, metrics or search space changed. Give the study a new `name` "
                 f"(or another --storage) to start a new study; only search.n_trials and workers may change on resume."
             )
+        if pairs is not None:
+            check_pairs(study, pairs)
+        if "study_uuid" not in study.user_attrs:
+            study.set_user_attr("study_uuid", uuid.uuid4().hex)
         if stored is None:
             study.set_user_attr("spec_fingerprint", fingerprint)
             study.set_user_attr("spec_yaml", redact(spec_text(spec)))
@@ -92,6 +99,20 @@ def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage,
             requeue_interrupted(study)
         studies[method] = study
     return studies
+
+
+def check_pairs(study: optuna.Study, pairs: str) -> None:
+    """Refuse to resume a study on other pairs than it started with (an edited data file); record them if new."""
+    from prefstudy.data.sources import DataError
+
+    stored = study.user_attrs.get("pairs_fingerprint")
+    if stored is None:
+        study.set_user_attr("pairs_fingerprint", pairs)
+    elif stored != pairs:
+        raise DataError(
+            f"study '{study.study_name}' was started on other preference pairs (data fingerprint {stored}, now "
+            f"{pairs}): a data file changed since. Restore the data, or give the study a new `name` to start over "
+            "on the new pairs")
 
 
 def requeue_interrupted(study: optuna.Study) -> list[int]:

@@ -17,6 +17,10 @@ def failure_reason(exc: BaseException) -> str:
         return f"out of memory ({type(exc).__name__}: {str(exc)[:300]})"
     if isinstance(exc, NonFiniteLoss):
         return f"non-finite loss: {exc}"
+    from prefstudy.training.adapter_check import AdapterNotApplied
+
+    if isinstance(exc, AdapterNotApplied):
+        return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
 

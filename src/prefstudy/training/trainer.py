@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 from prefstudy.core.rundir import append_jsonl
 from prefstudy.evaluation.heldout import Arrays, Prepared, score_splits
 from prefstudy.spec import MethodSpec, StudySpec, TrainingSpec
+from prefstudy.training.adapter_check import check_adapter_applied
 from prefstudy.training.faults import NonFiniteLoss
 from prefstudy.training.trl_seams import CachedRefDPOTrainer
 
@@ -88,6 +89,7 @@ class _Evaluator:
         self.eval_seconds = 0.0
         self.step_started = time.perf_counter()
         self.train_seconds = 0.0
+        self.adapter_checked = False
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                       **_: Any) -> None:
@@ -117,6 +119,9 @@ class _Evaluator:
         loss = logs[-1]["loss"] if logs else float("nan")
         if not math.isfinite(loss):
             raise NonFiniteLoss(f"training loss is {loss} at step {step}")
+        if not self.adapter_checked:  # before the first scoring: the numbers must be the adapter's
+            check_adapter_applied(model, self.ctx.spec, self.ctx.tokenizer.pad_token_id, self.prepared)
+            self.adapter_checked = True
         try:
             metrics, arrays = score_splits(model, self.ctx.spec, self.ctx.tokenizer.pad_token_id, self.prepared,
                                            names, subsets)
