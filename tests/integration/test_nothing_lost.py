@@ -48,14 +48,14 @@ def test_a_second_storage_with_the_same_name_is_refused_and_the_first_study_is_u
 
 
 def test_resume_refuses_data_files_that_changed(tmp_path: Path) -> None:
-    rows = [{"prompt": f"What is {i} + 1?", "chosen": f"{i + 1}.", "rejected": f"{i + 2}."} for i in range(12)]
-    for name in ("train", "heldout"):
-        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rows = [{"prompt": f"What is {i} + 1?", "chosen": f"{i + 1}.", "rejected": f"{i + 2}."} for i in range(24)]
+    for name, part in (("train", rows[:12]), ("heldout", rows[12:])):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
     data = ["data.source=jsonl", "data.train=train.jsonl", "data.heldout=heldout.jsonl"]
     first = run_cli("study", "smoke", "name=edited", *FAST, *data, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
     rows[0]["chosen"] = "1 (edited)."
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:12]))
     again = run_cli("study", "smoke", "name=edited", "search.n_trials=2", *FAST[:1], *data, cwd=tmp_path)
     assert again.returncode == 2, again.stdout[-2000:]
     line = again.stderr.strip().splitlines()

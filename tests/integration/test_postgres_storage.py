@@ -137,29 +137,24 @@ def test_silent_server_fails_within_a_connect_timeout(spec, monkeypatch) -> None
 
 def test_dashboard_gets_the_url_through_its_environment_never_a_command_line(postgres_url: str) -> None:
     """`prefstudy dashboard URL`: while it serves, no process's command line holds the storage password."""
-    import json
     import subprocess
     import sys
-    import urllib.request
     from pathlib import Path
 
-    from support import cli_env
+    from support import cli_env, wait_for_json
 
     password = make_url(postgres_url).password
     assert password
+    optuna.create_study(study_name="shown", storage=postgres_url)  # the dashboard serves an existing schema
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "prefstudy", "dashboard", postgres_url, "--port", str(port)],
                               cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        answer = None
-        for _ in range(60):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as response:
-                    answer = json.loads(response.read())
-                break
-            except OSError:
-                time.sleep(0.5)
-        assert answer is not None and "study_summaries" in answer, "the dashboard did not answer"
+        answer = wait_for_json(f"http://127.0.0.1:{port}/api/studies")
+        if answer is None:
+            server.terminate()
+            pytest.fail(f"the dashboard did not answer: {server.communicate(timeout=10)[0][-2000:]}")
+        assert [s["study_name"] for s in answer["study_summaries"]] == ["shown"]
         table = subprocess.run(["ps", "-eww", "-o", "args="], capture_output=True, text=True, check=True).stdout
         assert "prefstudy.search.dashboard" in table  # the server we look at is in the table
         assert password not in table

@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from support import ROOT, cli_env, free_port, run_cli
+from support import ROOT, cli_env, free_port, run_cli, wait_for_json
 
 pytestmark = pytest.mark.slow
 
@@ -169,7 +169,6 @@ def test_help_documents_the_cli() -> None:
 
 
 def test_dashboard_serves_the_smoke_storage_on_loopback_with_notes(smoke_run) -> None:
-    import time
     import urllib.request
 
     runs, storage, _ = smoke_run
@@ -180,14 +179,7 @@ def test_dashboard_serves_the_smoke_storage_on_loopback_with_notes(smoke_run) ->
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        studies = None
-        for _ in range(60):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as response:
-                    studies = json.loads(response.read())
-                break
-            except OSError:
-                time.sleep(0.5)
+        studies = wait_for_json(f"http://127.0.0.1:{port}/api/studies")
         assert studies is not None, "dashboard did not answer"
         names = {s["study_name"]: s["study_id"] for s in studies["study_summaries"]}
         assert {"smoke/dpo", "smoke/ipo"} <= set(names)

@@ -165,6 +165,10 @@ DATA_CASES = [
          "more pairs"),
     Case("data-missing-ood-file", _set("data.ood", "{tmp}/ood.jsonl"), DataError, "data.ood", "fix the path"),
     Case("data-not-a-file", _set("data.heldout", "{tmp}"), DataError, "data.heldout", "point data.heldout at"),
+    Case("data-train-heldout-overlap", _data(heldout=_pairs(4) + _pairs(4, 100)), DataError,
+         "training pairs also stand in the held-out data", "data.leakage=warn"),
+    Case("data-one-file-twice", _set("data.heldout", "{tmp}/train.jsonl"), DataError,
+         "training pairs also stand in the held-out data", "data.leakage=warn"),
     Case("data-over-length", _over_length, DataError, "{tmp}/train.jsonl (data.train)",
          "raise training.max_length"),
 ]

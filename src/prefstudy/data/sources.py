@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from prefstudy.data import synthetic
+from prefstudy.data.hygiene import drop_duplicates, overlaps
 from prefstudy.spec import Columns, DataSpec
 
 SPLITS = ("train", "val", "test", "ood")
@@ -32,6 +33,7 @@ class DataError(ValueError):
 class PreferenceSplits:
     splits: dict[str, list[dict[str, Any]]]
     dropped: dict[str, int] = field(default_factory=dict)
+    leakage: dict[str, int] = field(default_factory=dict)  # training pairs also in each held-out split (warn mode)
 
     def __getitem__(self, name: str) -> list[dict[str, Any]]:
         return self.splits[name]
@@ -218,9 +220,24 @@ def _hf_rows(spec: DataSpec, split: str) -> list[dict[str, Any]]:
 
 
 def load_splits(spec: DataSpec) -> PreferenceSplits:
-    """Build the study's splits from ``spec.data`` (a DataSpec)."""
-    if spec.source == "synthetic":
-        return _synthetic(spec)
+    """Build the study's splits from ``spec.data`` (a DataSpec), duplicates dropped and leakage checked
+    (data/hygiene.py): training pairs that also stand in a held-out split are an error unless data.leakage=warn."""
+    splits = _synthetic(spec) if spec.source == "synthetic" else _from_files(spec)
+    for name in SPLITS:
+        splits.splits[name] = drop_duplicates(splits.splits.get(name, []), name, splits.dropped)
+    leaked = overlaps(splits.splits)
+    if leaked:
+        where = ", ".join(f"{n} in {split}" for split, n in leaked.items())
+        if spec.leakage == "error":
+            raise DataError(
+                f"data: training pairs also stand in the held-out data ({where}); the verdicts would be computed "
+                "on pairs the model was trained on. Remove them from one side, or set data.leakage=warn to go on "
+                "(recorded in the study)")
+        splits.leakage = leaked
+    return splits
+
+
+def _from_files(spec: DataSpec) -> PreferenceSplits:
     dropped: dict[str, int] = {}
     if spec.source == "hf":
         train_rows, heldout_rows = _hf_rows(spec, spec.train_split), _hf_rows(spec, spec.heldout_split)
@@ -233,11 +250,12 @@ def load_splits(spec: DataSpec) -> PreferenceSplits:
         where_train, where_heldout = f"{train_path} (data.train)", f"{heldout_path} (data.heldout)"
         ood_rows = _read_rows(Path(spec.ood), spec.source, dropped, "data.ood") if spec.ood else []
         where_ood = f"{spec.ood} (data.ood)"
-    train = _records(train_rows, spec.columns, where_train, "train", dropped)
+    train = drop_duplicates(_records(train_rows, spec.columns, where_train, "train", dropped), "train", dropped)
     if spec.max_train:
         rng = random.Random(spec.seed)
         train = rng.sample(train, min(spec.max_train, len(train)))
-    heldout = _records(heldout_rows, spec.columns, where_heldout, "heldout", dropped)
+    heldout = drop_duplicates(_records(heldout_rows, spec.columns, where_heldout, "heldout", dropped), "heldout",
+                              dropped)  # before the split: a repeat must not land in val and test at once
     val, test = _split_heldout(heldout, spec, where_heldout)
     ood = _records(ood_rows, spec.columns, where_ood, "ood", dropped) if ood_rows else []
     return PreferenceSplits({"train": train, "val": val, "test": test, "ood": ood}, dropped)

@@ -63,7 +63,7 @@ def offline_if_local(spec: StudySpec) -> None:
 
 
 def _record_base(spec: StudySpec, prepared: Prepared, studies: dict[str, optuna.Study],
-                 dropped: dict[str, int]) -> None:
+                 dropped: dict[str, int], splits_leakage: dict[str, int]) -> None:
     """The base model's preference accuracy per split and per data family, stored once per study."""
     from prefstudy.evaluation.heldout import base_metrics, family_accuracy
 
@@ -75,6 +75,8 @@ def _record_base(spec: StudySpec, prepared: Prepared, studies: dict[str, optuna.
                     study.set_user_attr(f"base/{split}/{key}", value)
             study.set_user_attr("data_fingerprint", prepared.fingerprint)
             study.set_user_attr("dropped", dropped)
+            if splits_leakage:
+                study.set_user_attr("data_leakage", splits_leakage)
     log("base model preference accuracy: " + ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in base.items()))
     for split in prepared.ref:
         per_family = family_accuracy(prepared, split, None)
@@ -111,7 +113,9 @@ def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Stu
     data_dir = spec.run_root() / "data"
     if not (data_dir / "train.jsonl").exists():
         splits.save(data_dir)
-    _record_base(spec, prepared, studies, dropped)
+    if splits.leakage:
+        log(f"WARNING data.leakage=warn: training pairs also in held-out splits: {splits.leakage}")
+    _record_base(spec, prepared, studies, dropped, splits.leakage)
     worker = Worker(spec=spec, tokenizer=tokenizer, base_model=model, prepared=prepared,
                     storage_url=storage_url, log=log, lm_eval_manager=lm_eval_manager)
     if spec.evaluation.lm_eval.tasks and with_lm_eval:

@@ -79,6 +79,7 @@ class DataSpec(_Frozen):
     max_train: int | None = Field(None, ge=1)
     max_heldout: int | None = Field(None, ge=2)
     val_fraction: float = Field(0.5, gt=0, lt=1)
+    leakage: Literal["error", "warn"] = "error"  # training pairs also in a held-out split: refuse, or go on
 
     @model_validator(mode="after")
     def _sources(self) -> DataSpec:
@@ -249,5 +250,6 @@ class StudySpec(_Frozen):
         data["search"].pop("n_trials", None)
         for key in ("workers", "storage", "runs_dir", "confirm"):
             data.pop(key, None)
+        data["data"].pop("leakage", None)  # a check on the data, not part of what the study is
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

@@ -41,9 +41,11 @@ def test_jsonl_strings_become_conversations_and_heldout_is_split(tmp_path: Path)
 
 
 def test_column_mapping_and_parquet(tmp_path: Path) -> None:
-    rows = [{"question": r["prompt"], "good": r["chosen"], "bad": r["rejected"]} for r in _pairs(4)]
-    pd.DataFrame(rows).to_parquet(tmp_path / "t.parquet")
-    pd.DataFrame(rows).to_parquet(tmp_path / "h.parquet")
+    def rows(offset: int) -> list[dict]:
+        return [{"question": r["prompt"], "good": r["chosen"], "bad": r["rejected"]} for r in _pairs(4, offset)]
+
+    pd.DataFrame(rows(0)).to_parquet(tmp_path / "t.parquet")
+    pd.DataFrame(rows(100)).to_parquet(tmp_path / "h.parquet")  # held-out pairs must differ (no leakage)
     spec = DataSpec(source="parquet", train=str(tmp_path / "t.parquet"), heldout=str(tmp_path / "h.parquet"),
                     columns={"prompt": "question", "chosen": "good", "rejected": "bad"})
     assert load_splits(spec).sizes()["train"] == 4
@@ -56,8 +58,15 @@ def test_ultrafeedback_schema_moves_the_shared_turn_into_the_prompt(tmp_path: Pa
         "rejected": [{"role": "user", "content": "Name a prime."}, {"role": "assistant", "content": "8"}],
         "score_chosen": 9.0, "score_rejected": 2.0,
     }
-    path = _jsonl(tmp_path / "u.jsonl", [row, dict(row, prompt_id="def")])
-    splits = load_splits(DataSpec(source="jsonl", train=path, heldout=path))
+    def other(n: int) -> dict:
+        question = f"Name a number above {n}."
+        return dict(row, prompt=question, prompt_id=f"h{n}",
+                    chosen=[{"role": "user", "content": question}, {"role": "assistant", "content": str(n + 1)}],
+                    rejected=[{"role": "user", "content": question}, {"role": "assistant", "content": str(n - 1)}])
+
+    path = _jsonl(tmp_path / "u.jsonl", [row, other(1)])
+    heldout = _jsonl(tmp_path / "uh.jsonl", [other(10), other(20)])  # held-out pairs must differ (no leakage)
+    splits = load_splits(DataSpec(source="jsonl", train=path, heldout=heldout))
     record = splits["train"][0]
     assert record["id"] == "abc"
     assert record["prompt"] == [{"role": "user", "content": "Name a prime."}]
@@ -69,7 +78,7 @@ def test_bad_rows_are_dropped_and_counted(tmp_path: Path) -> None:
     rows = _pairs(4) + [{"prompt": "p", "chosen": "same", "rejected": "same"}, {"prompt": "p", "chosen": 3,
                                                                                  "rejected": "x"}]
     train = _jsonl(tmp_path / "t.jsonl", rows, extra_lines=("{not json", "[1, 2]"))
-    splits = load_splits(DataSpec(source="jsonl", train=train, heldout=_jsonl(tmp_path / "h.jsonl", _pairs(4))))
+    splits = load_splits(DataSpec(source="jsonl", train=train, heldout=_jsonl(tmp_path / "h.jsonl", _pairs(4, 100))))
     assert splits.sizes()["train"] == 4
     assert splits.dropped == {"undecodable": 2, "chosen_equals_rejected": 1, "malformed": 1}
 
