@@ -45,9 +45,9 @@ def run_trl_trial(spec: Any, variant: str, method: str, params: dict[str, float]
     import torch
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import DPOConfig, DPOTrainer
 
     from prefstudy.training.trainer import eval_points, total_steps
+    from prefstudy.training.trl_seams import DPOConfig, DPOTrainer  # TRL itself, through its one seam
 
     times: dict[str, float] = {}
     started = time.perf_counter()

@@ -13,7 +13,9 @@ import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from trl import DPOTrainer
+from trl import DPOConfig, DPOTrainer
+
+__all__ = ["CachedRefDPOTrainer", "DPOConfig", "DPOTrainer", "TrlSeamError", "tokenize_records"]  # the bench uses TRL's two
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -44,8 +46,6 @@ class _TokenizerHost:
 
 
 def _check_prepare_dataset() -> None:
-    from trl import DPOConfig
-
     method = getattr(DPOTrainer, "_prepare_dataset", None)
     if method is None or list(inspect.signature(method).parameters)[1:] != [
             "dataset", "processing_class", "args", "dataset_name"]:
