@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from trl import DPOConfig, DPOTrainer
 
-__all__ = ["CachedRefDPOTrainer", "DPOConfig", "DPOTrainer", "TrlSeamError", "tokenize_records"]  # the bench uses TRL's two
+# DPOConfig and DPOTrainer are re-exported: the bench's TRL baselines import TRL only through this seam
+__all__ = ["CachedRefDPOTrainer", "DPOConfig", "DPOTrainer", "TrlSeamError", "tokenize_records"]
 
 if TYPE_CHECKING:
     from datasets import Dataset
