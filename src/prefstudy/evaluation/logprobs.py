@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 
-def _backbone_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+def backbone_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The decoder stack and LM head of a causal LM (LoRA layers, injected in place by peft, stay active)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return base.get_decoder(), base.get_output_embeddings()
@@ -27,7 +27,7 @@ def completion_logps(model: torch.nn.Module, input_ids: torch.Tensor, attention_
     The LM head is applied only at the positions that predict a completion token: on the CPU this is ~5x
     cheaper than full logits or TRL's tiled fused head, and equal to them up to float rounding (tested).
     """
-    backbone, head = _backbone_and_head(model)
+    backbone, head = backbone_and_head(model)
     hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
     targets = completion_mask[:, 1:].bool()
     rows = hidden[:, :-1][targets]
@@ -48,7 +48,7 @@ def shared_prompt_logps(
     instead of 2(P + C) (about 40% less on the default data). Equal to the full-sequence computation up to float
     rounding (tested). Returns (chosen [B, C], chosen mask, rejected [B, C], rejected mask).
     """
-    backbone, head = _backbone_and_head(model)
+    backbone, head = backbone_and_head(model)
     device = next(model.parameters()).device
     batch, width = len(prompts), max(len(p) for p in prompts)
     prompt_ids = torch.full((batch, width), pad_token_id, dtype=torch.long)

@@ -82,12 +82,14 @@ class Objective:
             "study": trial.study.study_name, "study_uuid": trial.study.user_attrs.get("study_uuid"),
             "stage": self.stage, "trial": trial.number, "method": self.method,
             "loss_type": method.loss_type, "params": params, "seed": seed,
+            "prefix_sharing": "on" if worker.prefix_sharing else "off",
             "storage": redact(worker.storage_url), "spec_fingerprint": spec.fingerprint(),
             "data_fingerprint": worker.prepared.fingerprint, "spec": spec.model_dump(mode="json"),
             "spec_yaml": spec_text(spec),
         }, seed)
         for key, value in {"run_dir": str(run_dir.resolve()), "seed": seed, "worker_pid": os.getpid(),
                            "hostname": socket.gethostname(),
+                           "prefix_sharing": "on" if worker.prefix_sharing else "off",
                            "sampling": "confirm" if confirm else sampling_kind(trial, spec)}.items():
             trial.set_user_attr(key, value)
         worker.trial_label = f"{self.method}#{trial.number}"

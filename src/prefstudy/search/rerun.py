@@ -73,7 +73,10 @@ def rerun(study_name: str, number: int, storage_url: str | None = None, toleranc
     from prefstudy.training.trainer import train_trial
 
     run_dir, config, result = locate(study_name, number, storage_url)
-    spec = StudySpec.model_validate(config["spec"])
+    spec_data = config["spec"]
+    if config.get("prefix_sharing") in ("on", "off"):  # what the trial ran with, not what "auto" picks here
+        spec_data = {**spec_data, "training": {**spec_data["training"], "prefix_sharing": config["prefix_sharing"]}}
+    spec = StudySpec.model_validate(spec_data)
     offline_if_local(spec)
     quiet_libraries()
     worker = load_worker(spec, storage_url or "", {}, None, with_lm_eval=False)

@@ -36,6 +36,7 @@ class Worker:
     trial_label: str = ""
     lm_eval_manager: TaskManager | None = None  # resolved once
     lm_eval_base: dict[str, Any] | None = None  # the base model's lm-eval result (per-doc scores included)
+    prefix_sharing: bool = False  # training.prefix_sharing resolved for this model (training.packing)
 
 
 def quiet_libraries() -> None:
@@ -93,6 +94,7 @@ def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Stu
 
     from prefstudy.data.sources import load_splits
     from prefstudy.models.loading import load_base_model, load_tokenizer, resolve_model_path
+    from prefstudy.training.packing import resolve_prefix_sharing
     from prefstudy.training.refcache import model_identity, prepare
 
     torch.set_num_threads(spec.training.threads or max(1, os.cpu_count() or 1))
@@ -100,8 +102,10 @@ def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Stu
     started = time.perf_counter()
     tokenizer = load_tokenizer(spec.model)
     model = load_base_model(spec.model, spec.training)
+    sharing = resolve_prefix_sharing(spec.training.prefix_sharing, model)
     log(f"model {spec.model.name_or_path} loaded in {time.perf_counter() - started:.1f}s "
-        f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {torch.get_num_threads()} threads)")
+        f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {torch.get_num_threads()} threads, "
+        f"prefix sharing {'on' if sharing else 'off'})")
     identity = model_identity(resolve_model_path(spec.model.name_or_path), spec.model.revision)
     prepared = prepare(
         spec.run_root() / "cache", model, tokenizer, splits.splits, spec.training, identity,
@@ -117,7 +121,7 @@ def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Stu
         log(f"WARNING data.leakage=warn: training pairs also in held-out splits: {splits.leakage}")
     _record_base(spec, prepared, studies, dropped, splits.leakage)
     worker = Worker(spec=spec, tokenizer=tokenizer, base_model=model, prepared=prepared,
-                    storage_url=storage_url, log=log, lm_eval_manager=lm_eval_manager)
+                    storage_url=storage_url, log=log, lm_eval_manager=lm_eval_manager, prefix_sharing=sharing)
     if spec.evaluation.lm_eval.tasks and with_lm_eval:
         worker.lm_eval_base = base_lm_eval(worker, studies)
     return worker

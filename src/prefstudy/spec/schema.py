@@ -126,6 +126,7 @@ class TrainingSpec(_Frozen):
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     max_grad_norm: float = Field(1.0, gt=0)
     gradient_checkpointing: bool = False
+    prefix_sharing: Literal["auto", "on", "off"] = "auto"
     threads: int | None = Field(None, ge=1)
     save_adapter: Literal["all", "best", "none"] = "all"
 

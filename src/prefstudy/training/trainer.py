@@ -26,7 +26,7 @@ from prefstudy.evaluation.heldout import Arrays, Prepared, score_splits
 from prefstudy.spec import MethodSpec, StudySpec, TrainingSpec
 from prefstudy.training.adapter_check import check_adapter_applied
 from prefstudy.training.faults import NonFiniteLoss
-from prefstudy.training.trl_seams import CachedRefDPOTrainer
+from prefstudy.training.trl_seams import CachedRefDPOTrainer, PackedPreferenceCollator
 
 # Paged optimizers page their state to CPU memory under GPU memory pressure; on the CPU their plain twins do the
 # same update (bitsandbytes' 32-bit AdamW is AdamW).
@@ -52,6 +52,8 @@ class TrialContext(Protocol):
     def trial_label(self) -> str: ...
     @property
     def log(self) -> Callable[[str], None]: ...
+    @property
+    def prefix_sharing(self) -> bool: ...
 
 
 @dataclass
@@ -197,6 +199,16 @@ def dpo_config(training: TrainingSpec, method: MethodSpec, params: dict[str, flo
     )
 
 
+def packed_collator(ctx: TrialContext) -> PackedPreferenceCollator:
+    """The prefix-shared batches (training.packing): rows of up to twice ``max_length`` tokens keep attention's
+    share of the work near TRL's own while a default batch of short pairs fits one row."""
+    max_length = ctx.spec.training.max_length
+    config = ctx.base_model.config
+    window = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window", True) else None
+    return PackedPreferenceCollator(ctx.tokenizer.pad_token_id, max_length, row_tokens=2 * max_length,
+                                    sliding_window=window if isinstance(window, int) else None)
+
+
 def train_trial(
     ctx: TrialContext, method: MethodSpec, params: dict[str, float], seed: int, run_dir: Path, reporter: Reporter,
     after_training: Callable[[Any], Any] | None = None, final_only: bool = False,
@@ -225,6 +237,7 @@ def train_trial(
         trainer = CachedRefDPOTrainer(
             model=peft_model, args=config, train_dataset=prepared.tokenized["train"],
             processing_class=ctx.tokenizer, callbacks=[_callback(evaluator)],
+            data_collator=packed_collator(ctx) if ctx.prefix_sharing else None,
         )
         trainer.remove_callback(PrinterCallback)  # our own line per eval step replaces its raw log dicts
         started = time.perf_counter()

@@ -5,6 +5,10 @@
 - :class:`CachedRefDPOTrainer` skips ``_prepare_dataset`` for data that is already tokenized and reads the
   reference log-probs from the dataset's ``ref_chosen_logps``/``ref_rejected_logps`` columns, as TRL does after its
   own precompute (which would hash the whole model, seeded LoRA init included, and so never hit across trials).
+- :class:`PackedPreferenceCollator` and ``CachedRefDPOTrainer.compute_loss`` run the prefix-shared forward of
+  :mod:`prefstudy.training.packing` in place of the model call inside TRL's ``_compute_loss``: TRL still builds the
+  labels and masks, and computes the DPO/IPO loss and its logged metrics from the per-token log-probs we hand back
+  in the layout its fused LM head returns (``FusedCausalLMOutput``).
 """
 
 from __future__ import annotations
@@ -14,9 +18,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from trl import DPOConfig, DPOTrainer
+from trl.trainer.dpo_trainer import DataCollatorForPreference
+from trl.trainer.utils import FusedCausalLMOutput
+
+from prefstudy.training.packing import pack_pairs, packed_forward
 
 # DPOConfig and DPOTrainer are re-exported: the bench's TRL baselines import TRL only through this seam
-__all__ = ["CachedRefDPOTrainer", "DPOConfig", "DPOTrainer", "TrlSeamError", "tokenize_records"]
+__all__ = ["CachedRefDPOTrainer", "DPOConfig", "DPOTrainer", "PackedPreferenceCollator", "TrlSeamError",
+           "tokenize_records"]
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -93,8 +102,71 @@ class CachedRefDPOTrainer(DPOTrainer):
         if not {"ref_chosen_logps", "ref_rejected_logps"} <= columns:
             raise ValueError("train_dataset lacks the cached reference log-prob columns")
         self.precompute_ref_logps = True
+        # Given a PeftModel, TRL copies its adapter as a frozen "ref" adapter to compute the reference with; ours
+        # comes from the cache, so the copy would only cost memory (an adapter's size) and land in saved adapters.
+        if "ref" in getattr(self.model, "peft_config", {}):
+            self.model.delete_adapter("ref")
 
     def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
         if "prompt_ids" in dataset.column_names:
             return dataset
         return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+
+    def floating_point_ops(self, inputs: dict[str, Any]) -> int:
+        """Trainer's own estimate (6 x tokens x parameters) with the parameter count taken once, not every step
+        (counting them walks every module: ~40 ms a step on the CPU)."""
+        if "_prefstudy_parameters" not in self.__dict__:
+            self._prefstudy_parameters = self.model.num_parameters(exclude_embeddings=True)
+        return 6 * int(inputs["input_ids"].numel()) * self._prefstudy_parameters
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        """TRL's loss; with a packed batch (:class:`PackedPreferenceCollator`) the model call inside it is ours."""
+        if "packed_input_ids" in inputs:
+            if self.aux_loss_enabled or self.use_weighting:
+                raise TrlSeamError("prefix sharing does not produce MoE router logits or WPO weights: set "
+                                   "training.prefix_sharing: off for this model or loss")
+            model = _PackedModel(model)
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+
+_PACKED_KEYS = ("packed_input_ids", "packed_position_ids", "packed_attention_mask", "packed_source",
+                "packed_target", "packed_labels")
+
+
+class _PackedModel:
+    """Stands in for the model inside TRL's ``_compute_loss``: called like ``model(input_ids=..., labels=...,
+    fused_lm_head=True)``, it runs the packed rows and answers as TRL's fused LM head does."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def __call__(self, *, labels: Any, fused_lm_head: bool = False, **kwargs: Any) -> FusedCausalLMOutput:
+        if not fused_lm_head:
+            raise TrlSeamError("TRL called the model without fused_lm_head: install the pinned TRL")
+        packed = {key: kwargs[key] for key in _PACKED_KEYS}
+        layout = (labels.shape[0], labels.shape[1] - 1)
+        fields = packed_forward(self.model, packed, layout)
+        return FusedCausalLMOutput(label_mask=labels[:, 1:] != -100, **fields)
+
+
+class PackedPreferenceCollator:
+    """TRL's own ``DataCollatorForPreference`` batch (labels, masks, reference columns as TRL reads them) plus the
+    packed rows of the same pairs (:func:`prefstudy.training.packing.pack_pairs`)."""
+
+    def __init__(self, pad_token_id: int, max_length: int | None, row_tokens: int = 0,
+                 sliding_window: int | None = None) -> None:
+        self.trl = DataCollatorForPreference(pad_token_id=pad_token_id, max_length=max_length)
+        self.pad_token_id, self.row_tokens, self.sliding_window = pad_token_id, row_tokens, sliding_window
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.trl(examples)
+        prompts = [e["prompt_ids"] for e in examples]
+        chosen = [e["chosen_ids"] for e in examples]
+        rejected = [e["rejected_ids"] for e in examples]
+        packed = pack_pairs(prompts, chosen, rejected, self.pad_token_id, self.row_tokens, self.sliding_window)
+        expected = max(len(p) + max(len(c), len(r)) for p, c, r in zip(prompts, chosen, rejected, strict=True))
+        if batch["input_ids"].shape[1] != expected:  # TRL truncated or padded otherwise: the maps would be wrong
+            raise TrlSeamError(f"TRL's preference batch is {batch['input_ids'].shape[1]} wide, packing expects "
+                               f"{expected}: pairs must fit training.max_length untruncated")
+        return {**batch, **packed}
