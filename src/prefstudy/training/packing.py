@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from prefstudy.evaluation.logprobs import backbone_and_head, common_prefix
+
 #: attention implementations that take an arbitrary 4D mask: sdpa (boolean mask) and eager (additive float mask)
 MASK_ATTENTION = ("sdpa", "eager")
 #: segment ids of tokens that belong to no pair: padding, and a row's shared prefix
@@ -50,18 +52,6 @@ def trl_width(prompts: Sequence[Sequence[int]], chosen: Sequence[Sequence[int]],
               rejected: Sequence[Sequence[int]]) -> int:
     """The padded width of TRL's own batch: the longest ``prompt + answer`` over chosen and rejected."""
     return max(len(p) + max(len(c), len(r)) for p, c, r in zip(prompts, chosen, rejected, strict=True))
-
-
-def common_prefix(sequences: Sequence[Sequence[int]]) -> int:
-    """Length of the longest prefix shared by every sequence, leaving each at least one token of its own."""
-    if not sequences:
-        return 0
-    limit = min(len(s) for s in sequences) - 1
-    first = sequences[0]
-    length = 0
-    while length < limit and all(s[length] == first[length] for s in sequences):
-        length += 1
-    return length
 
 
 def pack_pairs(prompts: Sequence[Sequence[int]], chosen: Sequence[Sequence[int]], rejected: Sequence[Sequence[int]],
@@ -168,8 +158,6 @@ def packed_forward(model: Any, inputs: dict[str, torch.Tensor], layout_shape: tu
                    ) -> dict[str, torch.Tensor]:
     """Run the packed rows; return per-token ``log_probs`` (with grad) and TRL's logged fields (detached:
     ``entropy``, ``mean_logits``, ``is_top1``), each [2B, L-1] in TRL's layout, 0 outside the completion."""
-    from prefstudy.evaluation.logprobs import backbone_and_head
-
     backbone, head = backbone_and_head(model)
     device = head.weight.device
     ids = inputs["packed_input_ids"].to(device)

@@ -209,6 +209,22 @@ def packed_collator(ctx: TrialContext) -> PackedPreferenceCollator:
                                     sliding_window=window if isinstance(window, int) else None)
 
 
+def build_trainer(ctx: TrialContext, peft_model: Any, method: MethodSpec, params: dict[str, float], seed: int,
+                  run_dir: Path, n_steps: int, callbacks: list[TrainerCallback],
+                  prefix_sharing: bool | None = None) -> CachedRefDPOTrainer:
+    """The trial's trainer on ``peft_model``: TRL's DPOTrainer reading the cached reference, with the packed
+    prefix-shared forward when ``prefix_sharing`` (default: the worker's resolved setting)."""
+    sharing = ctx.prefix_sharing if prefix_sharing is None else prefix_sharing
+    config = dpo_config(ctx.spec.training, method, params, run_dir / "trainer", n_steps, seed)
+    trainer = CachedRefDPOTrainer(
+        model=peft_model, args=config, train_dataset=ctx.prepared.tokenized["train"],
+        processing_class=ctx.tokenizer, callbacks=callbacks,
+        data_collator=packed_collator(ctx) if sharing else None,
+    )
+    trainer.remove_callback(PrinterCallback)  # our own line per eval step replaces its raw log dicts
+    return trainer
+
+
 def train_trial(
     ctx: TrialContext, method: MethodSpec, params: dict[str, float], seed: int, run_dir: Path, reporter: Reporter,
     after_training: Callable[[Any], Any] | None = None, final_only: bool = False,
@@ -233,13 +249,7 @@ def train_trial(
     peft_model = get_peft_model(ctx.base_model, lora)
     trainer = None
     try:
-        config = dpo_config(ctx.spec.training, method, params, run_dir / "trainer", n_steps, seed)
-        trainer = CachedRefDPOTrainer(
-            model=peft_model, args=config, train_dataset=prepared.tokenized["train"],
-            processing_class=ctx.tokenizer, callbacks=[_callback(evaluator)],
-            data_collator=packed_collator(ctx) if ctx.prefix_sharing else None,
-        )
-        trainer.remove_callback(PrinterCallback)  # our own line per eval step replaces its raw log dicts
+        trainer = build_trainer(ctx, peft_model, method, params, seed, run_dir, n_steps, [_callback(evaluator)])
         started = time.perf_counter()
         trainer.train()
         evaluator.outcome.seconds = {

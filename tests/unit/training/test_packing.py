@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from prefstudy.data.sources import load_splits
+from prefstudy.evaluation.logprobs import common_prefix
 from prefstudy.spec import DataSpec, ModelSpec, SpecError, SyntheticData, TrainingSpec
-from prefstudy.training.packing import common_prefix, pack_pairs, packed_forward, resolve_prefix_sharing
+from prefstudy.training.packing import pack_pairs, packed_forward, resolve_prefix_sharing
 from prefstudy.training.trl_seams import PackedPreferenceCollator, tokenize_records
 
 MAX_LENGTH = 256

@@ -179,3 +179,25 @@ def test_shared_prompt_pass_equals_full_sequences(tiny, records) -> None:
     np.testing.assert_allclose(rejected.sum(1).numpy(), full[6:].numpy(), atol=1e-4)
     assert chosen_mask.sum(1).tolist() == [len(c) for c in rows["chosen_ids"]]
     assert rejected_mask.sum(1).tolist() == [len(r) for r in rows["rejected_ids"]]
+
+
+@pytest.mark.parametrize("batch_size", [3, 8])
+def test_scoring_with_the_shared_prefix_equals_full_sequences(tiny, records, batch_size: int) -> None:
+    """sequence_logps runs the prefix every prompt shares once per pass and reuses its cache in every batch: per
+    pair it equals the full-sequence computation within 1e-4."""
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    from prefstudy.evaluation.logprobs import common_prefix, completion_logps
+
+    tokenizer, model = tiny
+    dataset, _ = tokenize_records(records, tokenizer, MAX_LENGTH)
+    assert common_prefix(dataset["prompt_ids"]) >= 5  # the system prompt and chat header really are shared
+    ours = sequence_logps(model, dataset, tokenizer.pad_token_id, batch_size, "fp32", MAX_LENGTH)
+    model.eval()
+    with torch.no_grad():
+        batch = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)(
+            [{c: row[c] for c in ("prompt_ids", "chosen_ids", "rejected_ids")} for row in dataset])
+        full = completion_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]).sum(1)
+    n = len(dataset)
+    np.testing.assert_allclose(ours["chosen"], full[:n].numpy(), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(ours["rejected"], full[n:].numpy(), rtol=0, atol=1e-4)
