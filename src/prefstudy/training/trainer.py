@@ -209,6 +209,18 @@ def packed_collator(ctx: TrialContext) -> PackedPreferenceCollator:
                                     sliding_window=window if isinstance(window, int) else None)
 
 
+def attach_adapter(base_model: Any, training: TrainingSpec, seed: int) -> Any:
+    """A fresh LoRA adapter on the shared base model, its init seeded by the trial's seed."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=training.lora.r, lora_alpha=training.lora.alpha, lora_dropout=training.lora.dropout,
+        target_modules=list(training.lora.target_modules), task_type="CAUSAL_LM",
+    )
+    torch.manual_seed(seed)  # the LoRA init
+    return get_peft_model(base_model, lora)
+
+
 def build_trainer(ctx: TrialContext, peft_model: Any, method: MethodSpec, params: dict[str, float], seed: int,
                   run_dir: Path, n_steps: int, callbacks: list[TrainerCallback],
                   prefix_sharing: bool | None = None) -> CachedRefDPOTrainer:
@@ -235,18 +247,11 @@ def train_trial(
     (lm-eval); its result lands in ``outcome.extra``. ``final_only`` scores the held-out splits at the last step
     only (confirmation runs: nothing to prune, the search already recorded the dynamics).
     """
-    from peft import LoraConfig, get_peft_model
-
     prepared: Prepared = ctx.prepared
     training = ctx.spec.training
     n_steps = total_steps(training, len(prepared.tokenized["train"]))
-    lora = LoraConfig(
-        r=training.lora.r, lora_alpha=training.lora.alpha, lora_dropout=training.lora.dropout,
-        target_modules=list(training.lora.target_modules), task_type="CAUSAL_LM",
-    )
     evaluator = _Evaluator(ctx, prepared, run_dir, reporter, n_steps, final_only)
-    torch.manual_seed(seed)  # the LoRA init
-    peft_model = get_peft_model(ctx.base_model, lora)
+    peft_model = attach_adapter(ctx.base_model, training, seed)
     trainer = None
     try:
         trainer = build_trainer(ctx, peft_model, method, params, seed, run_dir, n_steps, [_callback(evaluator)])
@@ -266,7 +271,12 @@ def train_trial(
         return evaluator.outcome
     finally:
         del trainer
-        base = peft_model.unload()
-        base.__dict__.pop("forward", None)  # TRL's fused-head patch
-        for param in base.parameters():
-            param.requires_grad_(False)
+        remove_adapter(peft_model)
+
+
+def remove_adapter(peft_model: Any) -> None:
+    """Take the LoRA layers and TRL's fused-head patch off the shared base model, frozen again."""
+    base = peft_model.unload()
+    base.__dict__.pop("forward", None)  # TRL's fused-head patch
+    for param in base.parameters():
+        param.requires_grad_(False)
