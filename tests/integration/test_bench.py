@@ -1,5 +1,6 @@
-"""`python -m prefstudy.tools.bench` on the smoke spec (tiny model): all three variants run the same 4 trials and the
-results file carries every number the benchmark promises, computed from the raw timings."""
+"""`python -m prefstudy.tools.bench` on the smoke spec (tiny model): the step measurement times the same trainer with
+TRL's forward and the packed one, the three wall-time variants run the same 4 trials, and the results file carries
+every number the benchmark promises, computed from the raw timings; ``--quick`` writes the same step keys alone."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ def test_bench_writes_results_with_ratios_phases_and_passes(tmp_path: Path) -> N
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((tmp_path / "results.json").read_text())
     raw = result["raw"]
-    assert set(raw) == {"prefstudy", "strong", "naive"}
+    assert set(raw) == {"steps", "prefstudy", "strong", "naive"}
+    steps = raw.pop("steps")
+    _check_steps(result, steps)
     for variant in raw.values():  # the same 4 trials everywhere: params and seeds
         assert sorted((t["method"], t["seed"], t["params"]["beta"]) for t in variant["trials"]) == sorted(
             (t["method"], t["seed"], t["params"]["beta"]) for t in raw["prefstudy"]["trials"])
@@ -46,3 +49,32 @@ def test_bench_writes_results_with_ratios_phases_and_passes(tmp_path: Path) -> N
     assert "not run" in result["gpu"]["status"] or result["gpu"]["status"] == "measured"
     summary = (tmp_path / "results.md").read_text()
     assert "wall_ratio_vs_naive" in summary and "| naive |" in summary
+    quick = subprocess.run([sys.executable, "-m", "prefstudy.tools.bench", "study/smoke.yaml", "--out", str(tmp_path),
+                            "--quick"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert quick.returncode == 0, quick.stdout[-3000:] + quick.stderr[-3000:]
+    fast = json.loads((tmp_path / "quick.json").read_text())
+    assert set(fast["raw"]) == {"steps"} and "phases" not in fast
+    _check_steps(fast, fast["raw"]["steps"])
+    assert fast["runs_per_mode"] == 2 and result["runs_per_mode"] == 4  # one repeat of (DPO, IPO) vs two
+
+
+def _check_steps(result: dict, steps: dict) -> None:
+    """The step keys follow from the raw per-step timings and FLOPs."""
+    runs = steps["runs"]
+    assert {r["prefix_sharing"] for r in runs} == {False, True}
+    for run in runs:
+        assert len(run["step_s"]) == steps["n_steps"] == len(run["step_flops"])
+        assert run["mean_step_s"] == pytest.approx(sum(run["step_s"][2:]) / (steps["n_steps"] - 2), rel=1e-3)
+        assert run["scoring"]["val"]["seconds"] > 0 and run["scoring"]["test"]["flops"] > 0
+    mean = {mode: sum(r["mean_step_s"] for r in runs if r["prefix_sharing"] is mode)
+            / sum(r["prefix_sharing"] is mode for r in runs) for mode in (False, True)}
+    assert result["train_step_s_trl"] == pytest.approx(mean[False], abs=1e-4)
+    assert result["train_step_s"] == pytest.approx(mean[True], abs=1e-4)
+    assert result["train_speedup_vs_trl"] == pytest.approx(mean[False] / mean[True], rel=1e-2)
+    assert result["matmul_peak_gflops"] == max(result["matmul_gflops"].values()) > 0
+    assert result["train_peak_fraction"] == pytest.approx(result["train_gflops"] / result["matmul_peak_gflops"],
+                                                          abs=2e-3)
+    assert result["score_peak_fraction"] == pytest.approx(result["score_gflops"] / result["matmul_peak_gflops"],
+                                                          abs=2e-3)
+    assert result["train_flops_per_step"] < result["train_flops_per_step_trl"]  # the packed rows run less
+    assert result["loss_max_abs_difference_trl_vs_packed"] < 1e-4  # same trainer, seeds, batches: same losses

@@ -24,8 +24,12 @@ def test_gpubench_tiny_shape_runs_dpo_and_ipo_through_the_trial_code(tmp_path: P
     report = json.loads(out.read_text())
     assert report["device"] == "cpu" and report["measurement"].startswith("code-path check only")
     assert report["quantization"] == "nf4" and report["lora_r"] == 128 and report["max_length"] == 192
-    for method, loss_type in (("dpo", "sigmoid"), ("ipo", "ipo")):
-        row = report["methods"][method]
-        assert row["loss_type"] == loss_type and row["steps"] == 2
-        assert row["tokens_per_s"] == pytest.approx(row["tokens_per_step"] / row["step_seconds"])
-        assert 100 < row["tokens_per_step"] <= 2 * 192 * 2 * 4  # batch 2 x accumulation 4 pairs of <= 192 tokens
+    for mode in ("off", "on"):  # TRL's own forward and the packed one, on the same pairs
+        for method, loss_type in (("dpo", "sigmoid"), ("ipo", "ipo")):
+            row = report["prefix_sharing"][mode][method]
+            assert row["loss_type"] == loss_type and row["steps"] == 2
+            assert row["tokens_per_s"] == pytest.approx(row["tokens_per_step"] / row["step_seconds"])
+            assert 100 < row["tokens_per_step"] <= 2 * 192 * 2 * 4  # batch 2 x accumulation 4 pairs of <= 192 tokens
+    for method in ("dpo", "ipo"):
+        off, on = report["prefix_sharing"]["off"][method], report["prefix_sharing"]["on"][method]
+        assert report["speedup_vs_trl"][method] == pytest.approx(off["step_seconds"] / on["step_seconds"])

@@ -121,3 +121,13 @@ def test_validation_is_fast_and_loads_no_torch() -> None:
     ).stdout.split()
     assert out[1] == "False", "validating a spec must not import torch"
     assert time.perf_counter() - started < 3.0
+
+
+@pytest.mark.parametrize(("written", "read"), [("on", "on"), ("off", "off"), ("auto", "auto"), ("true", "on"),
+                                                ("false", "off"), ("'off'", "off")])
+def test_prefix_sharing_reads_yaml_switches_as_written(written: str, read: str) -> None:
+    """YAML 1.1 turns a bare on/off into a boolean; the spec takes it as the word that was written."""
+    spec = load_spec(ROOT / "study" / "smoke.yaml", [f"training.prefix_sharing={written}"])
+    assert spec.training.prefix_sharing == read
+    assert spec.fingerprint() != load_spec(ROOT / "study" / "smoke.yaml", [
+        "training.prefix_sharing=" + ("off" if read != "off" else "on")]).fingerprint()  # a resume cannot switch it

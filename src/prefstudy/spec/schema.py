@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -129,6 +129,12 @@ class TrainingSpec(_Frozen):
     prefix_sharing: Literal["auto", "on", "off"] = "auto"
     threads: int | None = Field(None, ge=1)
     save_adapter: Literal["all", "best", "none"] = "all"
+
+    @field_validator("prefix_sharing", mode="before")
+    @classmethod
+    def _yaml_switch(cls, value: Any) -> Any:
+        """YAML 1.1 reads a bare ``on``/``off`` as true/false: take them for what was written."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _length(self) -> TrainingSpec:

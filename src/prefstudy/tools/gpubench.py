@@ -2,8 +2,11 @@
 
 On a CUDA machine: ``python -m prefstudy.tools.gpubench`` builds a Mistral-7B-shaped model with random weights (nothing
 to download), loads it in 4-bit NF4 through ``model.load_base_model`` exactly as a study does, and runs a few DPO
-and IPO steps through ``train.train_trial`` at the recipe's batch size and max_length (study/mistral7b_qlora.yaml).
-It writes tokens/s, step time and peak GPU memory, with the card's name, to ``reports/bench/gpu.json``.
+and IPO steps through ``training.trainer.train_trial`` at the recipe's batch size and max_length
+(study/mistral7b_qlora.yaml), with prefix sharing off (TRL's own forward) and on (the packed forward, sdpa with a
+4D mask). It writes tokens/s, step time and peak GPU memory per setting, with the card's name, to
+``reports/bench/gpu.json``. Tokens are counted the way TRL runs a pair (prompt twice + both answers) in both
+settings, so the tokens/s ratio is the speed-up.
 
 On the CPU, ``--shape tiny`` runs the same code path on a tiny model (a check that the command works, not a
 measurement); the output then says so.
@@ -66,7 +69,8 @@ def long_pairs(tokenizer: Any, n: int, max_length: int) -> list[dict[str, Any]]:
     ]
 
 
-def run(shape: str, spec_path: str, steps: int, out: Path, batch_size: int | None, max_length: int | None) -> dict:
+def run(shape: str, spec_path: str, steps: int, out: Path, batch_size: int | None, max_length: int | None,
+        sharing: tuple[bool, ...] = (False, True)) -> dict:
     import torch
 
     from prefstudy.models.loading import load_base_model, load_tokenizer
@@ -108,19 +112,25 @@ def run(shape: str, spec_path: str, steps: int, out: Path, batch_size: int | Non
         tokens_per_step = sum(pair_tokens) / len(pair_tokens) * pairs_per_step
         worker = Worker(spec=spec, tokenizer=tokenizer, base_model=base, prepared=prepared, storage_url="none",
                         log=lambda _: None)
-        results = {}
-        for label, method in spec.methods.items():
-            params = {"beta": method.beta.low, "learning_rate": spec.learning_rate.low}
-            if cuda:
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-            outcome = train_trial(worker, method, params, 0, work / label, lambda step, value: False)
-            step_seconds = outcome.seconds["train"] / max(1, outcome.steps_done)
-            results[label] = {
-                "loss_type": method.loss_type, "steps": outcome.steps_done, "step_seconds": step_seconds,
-                "tokens_per_step": tokens_per_step, "tokens_per_s": tokens_per_step / step_seconds,
-                "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
-            }
+        results: dict[str, dict[str, Any]] = {}
+        for on in sharing:
+            worker.prefix_sharing = on
+            mode = "on" if on else "off"
+            results[mode] = {}
+            for label, method in spec.methods.items():
+                params = {"beta": method.beta.low, "learning_rate": spec.learning_rate.low}
+                if cuda:
+                    torch.cuda.synchronize()
+                    torch.cuda.reset_peak_memory_stats()
+                outcome = train_trial(worker, method, params, 0, work / mode / label, lambda step, value: False)
+                step_seconds = outcome.seconds["train"] / max(1, outcome.steps_done)
+                results[mode][label] = {
+                    "loss_type": method.loss_type, "steps": outcome.steps_done, "step_seconds": step_seconds,
+                    "tokens_per_step": tokens_per_step, "tokens_per_s": tokens_per_step / step_seconds,
+                    "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+                }
+        speedup = {label: results["off"][label]["step_seconds"] / results["on"][label]["step_seconds"]
+                   for label in spec.methods} if {"off", "on"} <= set(results) else {}
         report = {
             "device": torch.cuda.get_device_name(0) if cuda else "cpu",
             "measurement": "real" if cuda and shape == "mistral-7b" else "code-path check only (not a measurement)",
@@ -128,7 +138,8 @@ def run(shape: str, spec_path: str, steps: int, out: Path, batch_size: int | Non
             "gradient_accumulation_steps": training.gradient_accumulation_steps,
             "max_length": training.max_length, "quantization": training.quantization,
             "precision": training.precision, "gradient_checkpointing": training.gradient_checkpointing,
-            "lora_r": training.lora.r, "load_seconds": load_seconds, "methods": results,
+            "lora_r": training.lora.r, "load_seconds": load_seconds, "prefix_sharing": results,
+            "speedup_vs_trl": speedup,
             "torch": torch.__version__, "cuda": torch.version.cuda,
         }
     finally:
@@ -145,9 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=None, help="override the spec's per-step batch")
     parser.add_argument("--max-length", type=int, default=None, help="override the spec's max_length")
+    parser.add_argument("--prefix-sharing", choices=("both", "on", "off"), default="both",
+                        help="time TRL's own forward (off), the packed one (on) or both (default)")
     parser.add_argument("--out", type=Path, default=Path("reports/bench/gpu.json"))
     args = parser.parse_args(argv)
-    report = run(args.shape, args.spec, args.steps, args.out, args.batch_size, args.max_length)
+    sharing = {"both": (False, True), "on": (True,), "off": (False,)}[args.prefix_sharing]
+    report = run(args.shape, args.spec, args.steps, args.out, args.batch_size, args.max_length, sharing)
     print(json.dumps(report, indent=2))
     return 0
 
