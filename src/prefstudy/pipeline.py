@@ -156,9 +156,10 @@ def finish(spec: StudySpec, storage_url: str, storage: optuna.storages.BaseStora
         paired = compare(spec, storage)
         if paired is not None:
             a, b = paired.a.method.upper(), paired.b.method.upper()
-            log(sentence(f"paired, test {spec.evaluation.metric}", a, b, paired.heldout) + f" ({paired.scope()})")
+            log(sentence(f"paired, test {spec.evaluation.metric}", a, b, paired.heldout, paired.heldout_mde)
+                + f" ({paired.scope()})")
             if paired.lm_eval is not None:
-                log(sentence("paired, lm-eval mean", a, b, paired.lm_eval))
+                log(sentence("paired, lm-eval mean", a, b, paired.lm_eval, paired.lm_eval_mde))
     try:
         from prefstudy.report import build_report
 

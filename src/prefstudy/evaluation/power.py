@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
+from typing import Any
 
 _NORMAL = NormalDist()
 
@@ -68,3 +69,21 @@ def seed_mde(seed_sd: float, seeds: int, pair_se: float, alpha: float = 0.05, po
         return 0.0
     df = (seed_part + pair_se ** 2) ** 2 / (seed_part ** 2 / (seeds - 1)) if seed_part > 0 else math.inf
     return (t_quantile(1 - alpha / 2, df) + t_quantile(power, df)) * se
+
+
+def difference_mde(a: Any, b: Any, alpha: float = 0.05, power: float = 0.8) -> float:
+    """MDE of the paired difference mean(a - b) of two methods scored on the same items, ``[seeds, items]`` each
+    (seed i of one paired with seed i of the other). One seed: :func:`paired_mde` from the observed spread of the
+    per-item differences. Several: :func:`seed_mde` from the spread of the per-seed mean differences and the
+    pair-level SE of the seed-averaged per-item differences."""
+    import numpy as np
+
+    diff = np.atleast_2d(np.asarray(a, dtype=float)) - np.atleast_2d(np.asarray(b, dtype=float))
+    seeds, items = diff.shape
+    if items < 2:
+        return math.inf
+    per_item = diff.mean(axis=0)
+    pair_se = float(per_item.std(ddof=1)) / math.sqrt(items)
+    if seeds < 2:
+        return (z(1 - alpha / 2) + z(power)) * pair_se
+    return seed_mde(float(diff.mean(axis=1).std(ddof=1)), seeds, pair_se, alpha, power)

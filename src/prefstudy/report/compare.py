@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from prefstudy.evaluation import metrics
 from prefstudy.evaluation.lmeval import macro_vector, task_strata
+from prefstudy.evaluation.power import difference_mde
 from prefstudy.search.selection import best_trial
 from prefstudy.spec import StudySpec
 
@@ -49,6 +50,8 @@ class Comparison:
     heldout: tuple[float, float, float]  # mean(a - b), 95% low, high
     lm_eval: tuple[float, float, float] | None
     notes: list[str] = field(default_factory=list)
+    heldout_mde: float | None = None  # the smallest difference this design detects (80% power, two-sided 5%)
+    lm_eval_mde: float | None = None
 
     @property
     def source(self) -> str:
@@ -161,17 +164,21 @@ def compare(spec: StudySpec, storage: Any, a: str | None = None, b: str | None =
     boot_seed = spec.seed if seed is None else seed
     wa, wb = _align(runs_a.test_wins, runs_b.test_wins)
     heldout = metrics.clustered_paired_bootstrap_diff(wa, wb, seed=boot_seed)
-    lm = None
+    lm, lm_mde = None, None
     if (runs_a.lm_eval is not None and runs_b.lm_eval is not None and runs_a.lm_docs is not None
             and runs_a.lm_docs == runs_b.lm_docs):
         la, lb = _align(runs_a.lm_eval, runs_b.lm_eval)
         lm = metrics.clustered_paired_bootstrap_diff(la, lb, seed=boot_seed, strata=task_strata(runs_a.lm_docs))
-    return Comparison(runs_a, runs_b, len(wa), wa.shape[1], heldout, lm, notes)
+        lm_mde = difference_mde(la, lb)
+    return Comparison(runs_a, runs_b, len(wa), wa.shape[1], heldout, lm, notes, difference_mde(wa, wb), lm_mde)
 
 
-def sentence(label: str, a: str, b: str, diff: tuple[float, float, float]) -> str:
-    """'<label>: A − B = +0.031 [−0.02, +0.08]: not distinguishable from zero' (or which method is ahead)."""
+def sentence(label: str, a: str, b: str, diff: tuple[float, float, float], mde: float | None = None) -> str:
+    """'<label>: A − B = +0.031 [−0.02, +0.08]: not distinguishable from zero; this design cannot detect
+    differences below 0.19 (80% power)' (or which method is ahead)."""
     mean, low, high = diff
-    verdict = (f"{a} is better" if low > 0 else f"{b} is better") if metrics.excludes_zero(low, high) else \
-        "not distinguishable from zero"
+    decided = metrics.excludes_zero(low, high)
+    verdict = (f"{a} is better" if low > 0 else f"{b} is better") if decided else "not distinguishable from zero"
+    if not decided and mde is not None and np.isfinite(mde):
+        verdict += f"; this design cannot detect differences below {mde:.2f} (80% power, two-sided 5%)"
     return f"{label}: {a} − {b} = {mean:+.3f} [95% {low:+.3f}, {high:+.3f}]: {verdict}"

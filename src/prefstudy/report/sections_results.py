@@ -97,9 +97,9 @@ def versus(d: rd.ReportData) -> Section:
     from prefstudy.report.compare import sentence
 
     a, b = fg.label(c.a.method), fg.label(c.b.method)
-    s.verdict.append(sentence(f"Held-out test {d.metric}", a, b, c.heldout) + f" ({c.scope()}).")
+    s.verdict.append(sentence(f"Held-out test {d.metric}", a, b, c.heldout, c.heldout_mde) + f" ({c.scope()}).")
     if c.lm_eval is not None:
-        s.verdict.append(sentence("lm-eval mean", a, b, c.lm_eval) + ".")
+        s.verdict.append(sentence("lm-eval mean", a, b, c.lm_eval, c.lm_eval_mde) + ".")
     else:
         s.verdict.append("lm-eval mean: not compared (a run lacks lm_eval.json or the documents differ).")
     s.verdict += [n + "." for n in c.notes]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from prefstudy.evaluation.power import paired_mde, seed_mde, t_quantile, wilson_interval
+from prefstudy.evaluation.power import difference_mde, paired_mde, seed_mde, t_quantile, wilson_interval
 
 
 def test_wilson_by_hand() -> None:
@@ -71,3 +71,35 @@ def test_paired_mde_has_the_power_it_claims_by_simulation() -> None:
         se = d.std(ddof=1) / math.sqrt(n)
         found += abs(d.mean()) > 1.959964 * se
     assert 0.74 <= found / 3000 <= 0.86
+
+
+def test_difference_mde_by_hand_and_in_the_verdict_sentence() -> None:
+    from prefstudy.report.compare import sentence
+
+    # one seed, 4 items: differences [1, 0, 0, -1] -> sd = sqrt(2/3), se = sd / 2 = 0.408248
+    a, b = np.array([[1, 1, 0, 0]]), np.array([[0, 1, 0, 1]])
+    assert difference_mde(a, b) == pytest.approx(2.801585 * 0.408248, abs=1e-4)
+    # two seeds: differences [1, 0, 0, 0] and [1, -1, 0, -1]: per-seed means [0.25, -0.25] (sd 0.353553),
+    # per-item means [1, -0.5, 0, -0.5] (sd 0.707107, se 0.353553)
+    a2, b2 = np.array([[1, 1, 0, 0], [1, 0, 0, 0]]), np.array([[0, 1, 0, 0], [0, 1, 0, 1]])
+    expected = seed_mde(0.353553, 2, 0.353553)
+    assert difference_mde(a2, b2) == pytest.approx(expected, rel=1e-5)
+    text = sentence("test accuracy", "DPO", "IPO", (0.01, -0.05, 0.07), 0.123)
+    assert text.endswith("not distinguishable from zero; this design cannot detect differences below 0.12 "
+                         "(80% power, two-sided 5%)")
+    assert "cannot detect" not in sentence("test accuracy", "DPO", "IPO", (0.1, 0.02, 0.2), 0.123)
+
+
+def test_a_trials_accuracy_intervals_are_wilson() -> None:
+    """derived_metrics: val 3 of 4 right, test 1 of 2 right plus one tie (1.5 of 3): Wilson on those counts."""
+    from prefstudy.evaluation.heldout import Prepared, derived_metrics
+
+    arrays = {"val": {"chosen": np.array([0.0, 0, 0, 0]), "rejected": np.array([-1.0, -1, -1, 1])},
+              "test": {"chosen": np.array([0.0, 0, 0]), "rejected": np.array([-1.0, 0, 1])}}
+    ref = {"test": {"chosen": np.array([0.0, 0, 0]), "rejected": np.array([1.0, 1, 1])}}
+    prepared = Prepared(tokenized={}, ref=ref, fingerprint="x")
+    out = derived_metrics({"train": {"accuracy": 1.0}, "val": {"accuracy": 0.75}}, arrays, prepared, seed=0)
+    assert (out["val_accuracy_ci_low"], out["val_accuracy_ci_high"]) == pytest.approx(wilson_interval(3, 4))
+    assert (out["test_accuracy_ci_low"], out["test_accuracy_ci_high"]) == pytest.approx(wilson_interval(1.5, 3))
+    assert out["generalization_gap"] == pytest.approx(0.25)
+    assert out["test_gain_vs_base"] == pytest.approx(0.5)  # 1.5/3 against the base's 0/3
