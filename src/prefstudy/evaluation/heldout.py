@@ -93,19 +93,27 @@ def base_metrics(prepared: Prepared) -> dict[str, dict[str, float]]:
     return out
 
 
+def metric_wins(arrays: Arrays, metric: str) -> np.ndarray:
+    """Per-pair 1 / 0.5 / 0 in the spec's metric: summed log-probs (accuracy) or per-token averages."""
+    chosen, rejected = np.asarray(arrays["chosen"], dtype=float), np.asarray(arrays["rejected"], dtype=float)
+    if metric == "accuracy_per_token":
+        chosen = chosen / np.asarray(arrays["chosen_tokens"], dtype=float)
+        rejected = rejected / np.asarray(arrays["rejected_tokens"], dtype=float)
+    return metrics.pairwise_preference(chosen, rejected)
+
+
 def derived_metrics(final: dict[str, dict[str, float]], arrays: dict[str, Arrays], prepared: Prepared,
-                    seed: int) -> dict[str, float]:
-    """A finished trial's generalization gap, the 95% Wilson intervals of its val and test accuracy (a percentile
-    bootstrap under-covers near 0 and 1), and its paired gain over the base model on the same test pairs."""
-    ref_test = prepared.ref["test"]
-    test_wins = metrics.pairwise_preference(arrays["test"]["chosen"], arrays["test"]["rejected"])
-    gain = metrics.paired_bootstrap_diff(
-        test_wins, metrics.pairwise_preference(ref_test["chosen"], ref_test["rejected"]), seed=seed)
-    val_wins = metrics.pairwise_preference(arrays["val"]["chosen"], arrays["val"]["rejected"])
+                    seed: int, metric: str = "accuracy") -> dict[str, float]:
+    """In the spec's ``metric``: a finished trial's generalization gap, the 95% Wilson intervals of its val and test
+    values (a percentile bootstrap under-covers near 0 and 1), and its paired gain over the base model on the same
+    test pairs. The keys keep their ``accuracy`` names whichever metric fills them."""
+    test_wins = metric_wins(arrays["test"], metric)
+    gain = metrics.paired_bootstrap_diff(test_wins, metric_wins(prepared.ref["test"], metric), seed=seed)
+    val_wins = metric_wins(arrays["val"], metric)
     val_ci = wilson_interval(float(val_wins.sum()), len(val_wins))
     test_ci = wilson_interval(float(test_wins.sum()), len(test_wins))
     return {
-        "generalization_gap": final["train"]["accuracy"] - final["val"]["accuracy"],
+        "generalization_gap": final["train"][metric] - final["val"][metric],
         "val_accuracy_ci_low": val_ci[0], "val_accuracy_ci_high": val_ci[1],
         "test_accuracy_ci_low": test_ci[0], "test_accuracy_ci_high": test_ci[1],
         "test_gain_vs_base": gain[0], "test_gain_ci_low": gain[1], "test_gain_ci_high": gain[2],

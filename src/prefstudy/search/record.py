@@ -41,7 +41,7 @@ def record_complete(worker: Worker, method: str, trial: optuna.Trial, outcome: T
     """Store a complete trial's metrics everywhere they are read, then return its objective value(s)."""
     spec = worker.spec
     final = outcome.final
-    derived = derived_metrics(final, outcome.arrays, worker.prepared, spec.seed)
+    derived = derived_metrics(final, outcome.arrays, worker.prepared, spec.seed, spec.evaluation.metric)
     for key, value in {**flatten(final), **derived}.items():
         trial.set_user_attr(key, value)
     for key, value in outcome.seconds.items():

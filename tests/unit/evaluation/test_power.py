@@ -103,3 +103,20 @@ def test_a_trials_accuracy_intervals_are_wilson() -> None:
     assert (out["test_accuracy_ci_low"], out["test_accuracy_ci_high"]) == pytest.approx(wilson_interval(1.5, 3))
     assert out["generalization_gap"] == pytest.approx(0.25)
     assert out["test_gain_vs_base"] == pytest.approx(0.5)  # 1.5/3 against the base's 0/3
+
+
+def test_a_trials_intervals_follow_the_spec_metric() -> None:
+    """accuracy_per_token: chosen -4 over 4 tokens (-1 a token) beats rejected -3 over 1 token; summed, it loses."""
+    from prefstudy.evaluation.heldout import Prepared, derived_metrics
+
+    split = {"chosen": np.array([-4.0, -4.0]), "rejected": np.array([-3.0, -3.0]),
+             "chosen_tokens": np.array([4.0, 4.0]), "rejected_tokens": np.array([1.0, 1.0])}
+    prepared = Prepared(tokenized={}, ref={"test": {**split, "chosen": np.array([-16.0, -16.0])}}, fingerprint="x")
+    final = {"train": {"accuracy": 0.0, "accuracy_per_token": 1.0}, "val": {"accuracy": 0.0, "accuracy_per_token": 1.0}}
+    per_token = derived_metrics(final, {"val": split, "test": split}, prepared, 0, "accuracy_per_token")
+    summed = derived_metrics(final, {"val": split, "test": split}, prepared, 0, "accuracy")
+    assert (per_token["test_accuracy_ci_low"], per_token["test_accuracy_ci_high"]) == pytest.approx(
+        wilson_interval(2, 2))
+    assert (summed["test_accuracy_ci_low"], summed["test_accuracy_ci_high"]) == pytest.approx(wilson_interval(0, 2))
+    assert per_token["test_gain_vs_base"] == pytest.approx(1.0)  # base: -16/4 per token loses to -3
+    assert summed["test_gain_vs_base"] == pytest.approx(0.0)
