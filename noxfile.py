@@ -86,10 +86,11 @@ def toy(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """prefstudy vs a strong and a naive TRL loop on 4 identical trials -> reports/bench/results.{json,md}.
+    """Training steps against TRL's own forward, and prefstudy vs a strong and a naive TRL loop on 4 identical
+    trials, on the bench's own spec study/bench.yaml -> reports/bench/results.{json,md} (docs/speed.md).
 
-    Measured 45 min 50 s on 2 CPU cores with the default spec (docs/results.md); run nothing else meanwhile.
-    nox -s bench -- [SPEC] [key.path=value ...] [--variants prefstudy,strong,naive]"""
+    --quick: the step measurement alone -> reports/bench/quick.json. Run nothing else meanwhile.
+    nox -s bench -- [--quick] [SPEC] [key.path=value ...] [--variants steps,prefstudy,strong,naive]"""
     session.run(env_python(session), "-m", "prefstudy.tools.bench", *session.posargs)
 
 
