@@ -106,3 +106,21 @@ def test_rerun_of_a_missing_trial_exits_2(confirmed) -> None:
     _, storage, _ = confirmed
     result = run_cli("rerun", "smoke/dpo", "99", "--storage", storage)
     assert result.returncode == 2 and "no trial 99" in result.stderr
+
+
+def test_rerun_uses_the_recorded_prefix_sharing(confirmed) -> None:
+    """A trial records the resolved prefix_sharing; the re-run trains with it, not with what auto picks now."""
+    _, storage, _ = confirmed
+    trial = optuna.load_study(study_name="smoke/ipo", storage=storage).trials[0]
+    assert trial.user_attrs["prefix_sharing"] == "on"
+    path = Path(trial.user_attrs["run_dir"]) / "config.json"
+    config = json.loads(path.read_text())
+    path.write_text(json.dumps({**config, "prefix_sharing": "off"}))  # as if it had run with TRL's own forward
+    try:
+        result = run_cli("rerun", "smoke/ipo", "0", "--storage", storage)
+    finally:
+        path.write_text(json.dumps(config))
+    assert result.returncode in (0, 1), result.stdout[-2000:] + result.stderr[-2000:]
+    assert "prefix sharing off" in result.stdout + result.stderr
+    summary = json.loads((path.parent / "rerun" / "rerun.json").read_text())
+    assert summary["max_abs_difference"] < 1e-3  # TRL's forward and the packed one agree up to float rounding

@@ -50,8 +50,12 @@ def test_the_console_shows_only_prefstudy_lines_and_the_log_keeps_the_rest(smoke
     assert all(Path(t).is_absolute() for t in _run_dirs(runs))
 
 
+def _storage(runs: Path) -> str:
+    return f"sqlite:///{runs}/smoke/optuna.db"
+
+
 def _run_dirs(runs: Path) -> list[str]:
-    storage = f"sqlite:///{runs}/smoke/optuna.db"
+    storage = _storage(runs)
     return [t.user_attrs["run_dir"] for m in ("dpo", "ipo")
             for t in optuna.load_study(study_name=f"smoke/{m}", storage=storage).trials if "run_dir" in t.user_attrs]
 
@@ -122,6 +126,10 @@ def test_run_directories_hold_config_env_curves_metrics_adapter(smoke_run) -> No
     metrics = json.loads((trial / "metrics.json").read_text())
     assert metrics["status"] == "complete" and metrics["value"] == curves[-1]["objective"]
     assert (trial / "adapter" / "adapter_config.json").exists()
+    assert not (trial / "adapter" / "ref").exists()  # TRL's unused reference copy of the adapter is not saved
+    assert config["prefix_sharing"] == "on" and config["spec"]["training"]["prefix_sharing"] == "auto"
+    optuna_trial = optuna.load_study(study_name="smoke/dpo", storage=_storage(runs)).trials[0]
+    assert optuna_trial.user_attrs["prefix_sharing"] == "on"
     data = runs / "smoke" / "data"
     assert sum(1 for _ in open(data / "train.jsonl")) == 16
     assert sum(1 for _ in open(data / "ood.jsonl")) == 4
