@@ -87,3 +87,30 @@ def difference_mde(a: Any, b: Any, alpha: float = 0.05, power: float = 0.8) -> f
     if seeds < 2:
         return (z(1 - alpha / 2) + z(power)) * pair_se
     return seed_mde(float(diff.mean(axis=1).std(ddof=1)), seeds, pair_se, alpha, power)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (strong control of the family-wise error rate),
+    returned in the input order."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    m = len(p_values)
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def bootstrap_p_value(replicates: Any, estimate: float) -> float:
+    """Two-sided p-value of H0: effect = 0 from bootstrap replicates of the estimate, by inverting the percentile
+    interval: twice the smaller share of replicates on either side of 0 (never below 1 / (B + 1))."""
+    import numpy as np
+
+    stats = np.asarray(replicates, dtype=float)
+    if stats.size == 0:
+        raise ValueError("bootstrap_p_value needs replicates")
+    below, above = float((stats <= 0).mean()), float((stats >= 0).mean())
+    if estimate == 0:
+        return 1.0
+    return min(1.0, max(2 * min(below, above), 1 / (stats.size + 1)))

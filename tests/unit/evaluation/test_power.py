@@ -7,7 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from prefstudy.evaluation.power import difference_mde, paired_mde, seed_mde, t_quantile, wilson_interval
+from prefstudy.evaluation.power import (
+    bootstrap_p_value,
+    difference_mde,
+    holm,
+    paired_mde,
+    seed_mde,
+    t_quantile,
+    wilson_interval,
+)
 
 
 def test_wilson_by_hand() -> None:
@@ -120,3 +128,17 @@ def test_a_trials_intervals_follow_the_spec_metric() -> None:
     assert (summed["test_accuracy_ci_low"], summed["test_accuracy_ci_high"]) == pytest.approx(wilson_interval(0, 2))
     assert per_token["test_gain_vs_base"] == pytest.approx(1.0)  # base: -16/4 per token loses to -3
     assert summed["test_gain_vs_base"] == pytest.approx(0.0)
+
+
+def test_holm_by_hand() -> None:
+    # sorted 0.01, 0.02, 0.04, 0.30 -> 4*0.01 = 0.04, 3*0.02 = 0.06, 2*0.04 = 0.08, 1*0.30 = 0.30 (monotone)
+    assert holm([0.04, 0.01, 0.30, 0.02]) == pytest.approx([0.08, 0.04, 0.30, 0.06])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1, kept monotone
+    assert holm([]) == []
+
+
+def test_bootstrap_p_value_by_hand() -> None:
+    # 10 replicates, 1 at or below zero: 2 * 0.1 = 0.2
+    assert bootstrap_p_value([-0.1, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], 0.5) == pytest.approx(0.2)
+    assert bootstrap_p_value([0.1] * 99, 0.1) == pytest.approx(0.01)  # floor 1 / (B + 1)
+    assert bootstrap_p_value([-0.2, 0.2], 0.0) == 1.0
