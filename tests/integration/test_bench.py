@@ -61,16 +61,17 @@ def test_bench_writes_results_with_ratios_phases_and_passes(tmp_path: Path) -> N
 def _check_steps(result: dict, steps: dict) -> None:
     """The step keys follow from the raw per-step timings and FLOPs."""
     runs = steps["runs"]
-    assert {r["prefix_sharing"] for r in runs} == {False, True}
+    assert {r["layout"] for r in runs} == {"TRL", "shared rows", "one pair per row"}
     for run in runs:
         assert len(run["step_s"]) == steps["n_steps"] == len(run["step_flops"])
         assert run["mean_step_s"] == pytest.approx(sum(run["step_s"][2:]) / (steps["n_steps"] - 2), rel=1e-3)
         assert run["scoring"]["val"]["seconds"] > 0 and run["scoring"]["test"]["flops"] > 0
-    mean = {mode: sum(r["mean_step_s"] for r in runs if r["prefix_sharing"] is mode)
-            / sum(r["prefix_sharing"] is mode for r in runs) for mode in (False, True)}
-    assert result["train_step_s_trl"] == pytest.approx(mean[False], abs=1e-4)
-    assert result["train_step_s"] == pytest.approx(mean[True], abs=1e-4)
-    assert result["train_speedup_vs_trl"] == pytest.approx(mean[False] / mean[True], rel=1e-2)
+    mean = {layout: sum(r["mean_step_s"] for r in runs if r["layout"] == layout)
+            / sum(r["layout"] == layout for r in runs) for layout in ("TRL", "shared rows", "one pair per row")}
+    assert result["train_step_s_trl"] == pytest.approx(mean["TRL"], abs=1e-4)
+    assert result["train_step_s"] == pytest.approx(mean["shared rows"], abs=1e-4)
+    assert result["train_step_s_one_pair_per_row"] == pytest.approx(mean["one pair per row"], abs=1e-4)
+    assert result["train_speedup_vs_trl"] == pytest.approx(mean["TRL"] / mean["shared rows"], rel=1e-2)
     assert result["matmul_peak_gflops"] == max(result["matmul_gflops"].values()) > 0
     assert result["train_peak_fraction"] == pytest.approx(result["train_gflops"] / result["matmul_peak_gflops"],
                                                           abs=2e-3)

@@ -53,7 +53,7 @@ def _timer() -> Any:
 
 
 def _one_run(worker: Any, method: str, params: dict[str, float], seed: int, sharing: bool, shape: Shape,
-             n_steps: int) -> dict[str, Any]:
+             n_steps: int, one_pair_per_row: bool = False) -> dict[str, Any]:
     from prefstudy.evaluation.logprobs import common_prefix, sequence_logps
     from prefstudy.training.trainer import attach_adapter, build_trainer, remove_adapter
 
@@ -64,7 +64,13 @@ def _one_run(worker: Any, method: str, params: dict[str, float], seed: int, shar
         with tempfile.TemporaryDirectory(prefix="bench-steps-") as folder:
             trainer = build_trainer(worker, peft_model, spec.methods[method], params, seed, Path(folder), n_steps,
                                     [timer], prefix_sharing=sharing)
-            recorder = _Recorder(trainer.data_collator, shape, spec.training.gradient_checkpointing)
+            collator = trainer.data_collator
+            if one_pair_per_row:  # the layout not kept: right-padded rows of one pair each
+                from prefstudy.training.trl_seams import PackedPreferenceCollator
+
+                collator = PackedPreferenceCollator(worker.tokenizer.pad_token_id, spec.training.max_length,
+                                                    row_tokens=0, sliding_window=collator.sliding_window)
+            recorder = _Recorder(collator, shape, spec.training.gradient_checkpointing)
             trainer.data_collator = recorder
             trainer.train()
         steps = [b - a for a, b in zip(timer.ends, timer.ends[1:], strict=False)]
@@ -86,6 +92,7 @@ def _one_run(worker: Any, method: str, params: dict[str, float], seed: int, shar
         remove_adapter(peft_model)
     kept = steps[WARMUP:]
     return {"method": method, "params": params, "seed": seed, "prefix_sharing": sharing,
+            "layout": "one pair per row" if one_pair_per_row else "shared rows" if sharing else "TRL",
             "step_s": [round(s, 4) for s in steps], "step_flops": flops,
             "mean_step_s": statistics.fmean(kept), "median_step_s": statistics.median(kept),
             "mean_step_flops": statistics.fmean(flops[WARMUP:]), "losses": losses, "scoring": scoring}
@@ -113,6 +120,9 @@ def run_steps(spec: Any, repeats: int = 2) -> dict[str, Any]:
             for sharing in ((False, True) if repeat % 2 == 0 else (True, False)):
                 worker.log(f"bench steps: {method} {'packed' if sharing else 'TRL forward'} (repeat {repeat + 1})")
                 runs.append(_one_run(worker, method, params, 1000 + repeat, sharing, shape, n_steps))
+            if repeat == 0:  # the packing layout not kept, measured once per method
+                worker.log(f"bench steps: {method} packed, one pair per row")
+                runs.append(_one_run(worker, method, params, 1000, True, shape, n_steps, one_pair_per_row=True))
     return {"runs": runs, "matmul_gflops": peaks, "shape": shape.__dict__, "threads": threads,
             "n_steps": n_steps, "warmup_steps_left_out": WARMUP}
 
@@ -120,10 +130,10 @@ def run_steps(spec: Any, repeats: int = 2) -> dict[str, Any]:
 def summarize_steps(raw: dict[str, Any]) -> dict[str, Any]:
     """The benchmark keys: step times, the speed-up over TRL's forward, and both phases' share of the peak."""
     peak = max(raw["matmul_gflops"].values())
-    by_mode: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
-    for run in raw["runs"]:
-        by_mode[run["prefix_sharing"]].append(run)
-    trl, ours = by_mode[False], by_mode[True]
+    runs = raw["runs"]
+    trl = [r for r in runs if r["layout"] == "TRL"]
+    ours = [r for r in runs if r["layout"] == "shared rows"]
+    single = [r for r in runs if r["layout"] == "one pair per row"]
     step_trl = statistics.fmean(r["mean_step_s"] for r in trl)
     step_ours = statistics.fmean(r["mean_step_s"] for r in ours)
     train_gflops = statistics.fmean(r["mean_step_flops"] / r["mean_step_s"] for r in ours) / 1e9
@@ -136,6 +146,8 @@ def summarize_steps(raw: dict[str, Any]) -> dict[str, Any]:
         "matmul_peak_gflops": peak, "matmul_gflops": raw["matmul_gflops"],
         "train_step_s_trl": round(step_trl, 4), "train_step_s": round(step_ours, 4),
         "train_speedup_vs_trl": round(step_trl / step_ours, 3),
+        "train_step_s_one_pair_per_row": round(statistics.fmean(r["mean_step_s"] for r in single), 4)
+        if single else None,
         "train_gflops": round(train_gflops, 1), "train_gflops_trl": round(train_gflops_trl, 1),
         "train_peak_fraction": round(train_gflops / peak, 3),
         "train_peak_fraction_trl": round(train_gflops_trl / peak, 3),
