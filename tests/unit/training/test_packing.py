@@ -148,13 +148,14 @@ def test_packed_forward_equals_trl_on_the_tiny_mistral(tiny, records, loss_type,
     _compare(model, tokenizer, records, loss_type, row_tokens, checkpointing)
 
 
-def test_packed_forward_equals_trl_on_the_4bit_cpu_path(records) -> None:
+@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
+def test_packed_forward_equals_trl_on_the_4bit_cpu_path(records, loss_type) -> None:
     pytest.importorskip("bitsandbytes")
     from prefstudy.models.loading import load_base_model, load_tokenizer
 
     spec_model = ModelSpec(name_or_path="tiny-random-mistral")
     model = load_base_model(spec_model, TrainingSpec(max_length=MAX_LENGTH, quantization="nf4"))
-    _compare(model, load_tokenizer(spec_model), records, "ipo", 4 * MAX_LENGTH, False)
+    _compare(model, load_tokenizer(spec_model), records, loss_type, 4 * MAX_LENGTH, False)
 
 
 @pytest.mark.slow
