@@ -210,10 +210,10 @@ def summarize(results: dict[str, dict[str, Any]], spec_path: str, overrides: lis
         "rss_growth_fraction": round((rss[-1] - rss[0]) / rss[0], 4) if len(rss) > 1 else None,
         "rss_mb_after_each_trial": [round(r, 1) for r in rss],
         "phases": {name: {"once": r.get("phases", {}), "sum_over_trials": _phase_sums(r["trials"])}
-                   for name, r in results.items()},
+                   for name, r in results.items() if name != "steps"},
         "ref_logprob_passes_per_variant": {
             name: r["ref_logprob_passes"] if r["ref_logprob_passes"] is not None else "on the fly (every step)"
-            for name, r in results.items()},
+            for name, r in results.items() if name != "steps"},
         "machine": {**machine(), "torch_threads": ours.get("torch_threads")},
         "versions": versions(),
         "gpu": gpu_note(),
