@@ -21,7 +21,7 @@ from prefstudy.tools.bench_trl import TRIALS
 from prefstudy.tools.flops import Shape, matmul_peak, model_shape, score_flops, train_flops
 
 WARMUP = 2  # steps of each run left out of the step statistics (allocator and thread-pool warm-up)
-TIMED = 12  # steps timed per run after the warm-up (the bench spec's trials are longer; the whole bench stays <= 60 min)
+TIMED = 12  # steps timed per run after the warm-up (trials are longer; this keeps the whole bench <= 60 min)
 
 
 class _Recorder:
