@@ -10,6 +10,10 @@ Pure functions (the standard library and scipy.stats).
   ``sqrt(discordant / n)`` and ``MDE = (z_{1-alpha/2} + z_power) * SE``.
 - :func:`seed_mde`: the same when the estimate is a mean over k seeds: the SE combines the between-seed variance
   of the per-seed differences (over k seeds, t with k - 1 degrees of freedom) with the pair-level variance.
+- :func:`paired_difference`: the estimate, interval, p-value and MDE of mean(a - b) for two methods scored on the
+  same items over k paired seeds, from the two-way (seeds x items) crossed random-effects decomposition of the
+  per-seed, per-item differences, with Satterthwaite's degrees of freedom (k - 1 dominate when seeds differ).
+- :func:`from_interval`: the SE, p-value and MDE implied by a stored symmetric-in-SE 95% interval.
 """
 
 from __future__ import annotations
@@ -87,6 +91,68 @@ def difference_mde(a: Any, b: Any, alpha: float = 0.05, power: float = 0.8) -> f
     if seeds < 2:
         return (z(1 - alpha / 2) + z(power)) * pair_se
     return seed_mde(float(diff.mean(axis=1).std(ddof=1)), seeds, pair_se, alpha, power)
+
+
+def paired_difference(a: Any, b: Any, confidence: float = 0.95, alpha: float = 0.05,
+                      power: float = 0.8) -> dict[str, float]:
+    """mean(a - b) for ``[seeds, items]`` scores of two methods on the same items (seed i of one paired with seed i
+    of the other): ``estimate``, ``se``, ``df``, ``ci_low``, ``ci_high``, ``p_value`` (two-sided t) and ``mde``.
+
+    Model: ``d[s, i] = delta + item_i + seed_s + e_si`` with independent item, seed and residual effects (items
+    and seeds both samples of their populations). The grand mean's variance is
+    ``var_item / n + var_seed / k + var_e / (k n)``, and with the two-way mean squares (items ``MS_I`` on n - 1
+    df, seeds ``MS_S`` on k - 1, residual ``MS_E`` on (n - 1)(k - 1)) its unbiased estimate is
+    ``(MS_I + MS_S - MS_E) / (k n)``, floored at ``max(MS_I, MS_S) / (k n)`` (each of which never exceeds the true
+    variance in expectation). Degrees of freedom: Satterthwaite's for that combination of mean squares. One seed:
+    the per-item SE on n - 1 df. The MDE is ``(t_{1-alpha/2} + t_power) * se`` at the same df."""
+    import numpy as np
+
+    d = np.atleast_2d(np.asarray(a, dtype=float)) - np.atleast_2d(np.asarray(b, dtype=float))
+    k, n = d.shape
+    if n < 2:
+        raise ValueError("paired_difference needs at least 2 items")
+    estimate = float(d.mean())
+    item_means, seed_means = d.mean(axis=0), d.mean(axis=1)
+    ms_items = k * float(((item_means - estimate) ** 2).sum()) / (n - 1)
+    if k == 1:
+        terms = [(ms_items, 1.0, n - 1)]
+    else:
+        ms_seeds = n * float(((seed_means - estimate) ** 2).sum()) / (k - 1)
+        resid = d - item_means[None, :] - seed_means[:, None] + estimate
+        ms_error = float((resid ** 2).sum()) / ((n - 1) * (k - 1))
+        combined = ms_items + ms_seeds - ms_error
+        if combined >= max(ms_items, ms_seeds):
+            terms = [(ms_items, 1.0, n - 1), (ms_seeds, 1.0, k - 1), (ms_error, -1.0, (n - 1) * (k - 1))]
+        else:
+            terms = [max((ms_items, 1.0, n - 1), (ms_seeds, 1.0, k - 1))]
+    variance = sum(c * ms for ms, c, _ in terms) / (k * n)
+    se = math.sqrt(max(variance, 0.0))
+    denominator = sum((c * ms) ** 2 / df for ms, c, df in terms)
+    df = (sum(c * ms for ms, c, _ in terms) ** 2 / denominator) if denominator > 0 else math.inf
+    df = max(df, 1.0)
+    half = t_quantile(0.5 + confidence / 2, df) * se
+    if se == 0:
+        p_value = 1.0 if estimate == 0 else 0.0
+    else:
+        from scipy.stats import t
+
+        p_value = float(2 * t.sf(abs(estimate) / se, df))
+    mde = (t_quantile(1 - alpha / 2, df) + t_quantile(power, df)) * se
+    return {"estimate": estimate, "se": se, "df": df, "ci_low": estimate - half, "ci_high": estimate + half,
+            "p_value": p_value, "mde": mde, "seeds": k, "items": n}
+
+
+def from_interval(estimate: float, low: float, high: float, confidence: float = 0.95, alpha: float = 0.05,
+                  power: float = 0.8) -> dict[str, float]:
+    """SE, two-sided normal p-value and MDE implied by a stored interval ``[low, high]`` of ``estimate`` (a
+    large-sample interval: SE = width / (2 z)). For verdicts read back from storage, where only the interval was
+    kept (a trial's gain over the base model, its lm-eval change)."""
+    q = z(0.5 + confidence / 2)
+    se = (high - low) / (2 * q)
+    if se <= 0:
+        return {"se": 0.0, "p_value": 1.0 if estimate == 0 else 0.0, "mde": 0.0}
+    p_value = 2 * (1 - _NORMAL.cdf(abs(estimate) / se))
+    return {"se": se, "p_value": p_value, "mde": (z(1 - alpha / 2) + z(power)) * se}
 
 
 def holm(p_values: list[float]) -> list[float]:

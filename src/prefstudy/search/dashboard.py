@@ -36,7 +36,7 @@ def note_markdown(method: str, loss_type: str, params: dict[str, float], final: 
     lines += [
         "",
         f"test gain over the base model: {derived['test_gain_vs_base']:+.3f} "
-        f"[{derived['test_gain_ci_low']:+.3f}, {derived['test_gain_ci_high']:+.3f}] (paired bootstrap, 95%)",
+        f"[{derived['test_gain_ci_low']:+.3f}, {derived['test_gain_ci_high']:+.3f}] (paired t, 95%)",
         f"generalization gap (train − val accuracy): {derived['generalization_gap']:+.3f}",
     ]
     if lm_eval:
