@@ -195,9 +195,12 @@ def _run_guarded(action: str, spec: StudySpec, storage_url: str, verbose: bool, 
         with diverted(spec.run_root() / "study.log", verbose):
             try:
                 if action == "report":
+                    from prefstudy.pipeline import log_verdicts
                     from prefstudy.report import build_report
 
-                    log(f"report: {build_report(spec, storage_url)}")
+                    index = build_report(spec, storage_url)
+                    log_verdicts(index.parent / "verdicts.json")
+                    log(f"report: {index}")
                     return 0
                 if action == "summary":
                     from prefstudy.report.summary import print_summary

@@ -146,25 +146,31 @@ def run_workers(spec: StudySpec, storage_url: str, n: int, command: list[str], c
 
 def finish(spec: StudySpec, storage_url: str, storage: optuna.storages.BaseStorage,
            studies: dict[str, optuna.Study]) -> None:
-    """The end-of-run table and the report (a failed report never fails the run: it can be rebuilt)."""
+    """The end-of-run table, the report and its verdicts: the primary endpoint first (a failed report never fails
+    the run: it can be rebuilt)."""
     from prefstudy.report.summary import print_summary
 
     print_summary(spec, studies, storage_url, out=stdout())
-    if len(studies) >= 2:
-        from prefstudy.report.compare import compare, sentence
-
-        paired = compare(spec, storage)
-        if paired is not None:
-            a, b = paired.a.method.upper(), paired.b.method.upper()
-            log(sentence(f"paired, test {spec.evaluation.metric}", a, b, paired.heldout, paired.heldout_mde)
-                + f" ({paired.scope()})")
-            if paired.lm_eval is not None:
-                log(sentence("paired, lm-eval mean", a, b, paired.lm_eval, paired.lm_eval_mde))
     try:
         from prefstudy.report import build_report
 
-        log(f"report:  {build_report(spec, storage_url, storage=storage)}")
+        index = build_report(spec, storage_url, storage=storage)
     except Exception as exc:  # noqa: BLE001 - the study's results are safe in storage; the report can be rebuilt
         log(f"report could not be built ({type(exc).__name__}: {redact(str(exc))}); retry: nox -s report -- SPEC")
+        return
+    log_verdicts(index.parent / "verdicts.json")
+    log(f"report:  {index}")
 
 
+def log_verdicts(path: Any) -> None:
+    """The primary endpoint and the paired comparisons of ``verdicts.json``, one line each."""
+    import json
+
+    from prefstudy.report.verdicts import Verdict
+
+    entries = [Verdict(**v) for v in json.loads(path.read_text())]
+    for v in entries:
+        if v.primary or (" − " in v.name and "base model" not in v.name):
+            log(v.sentence() + (f" ({v.scope})" if v.measured else ""))
+    secondary = sum(not v.primary for v in entries)
+    log(f"verdicts: {path} (1 primary, {secondary} secondary, Holm-adjusted)")

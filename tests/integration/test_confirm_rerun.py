@@ -76,12 +76,26 @@ def test_paired_verdict_matches_a_hand_computation_from_the_run_dirs(confirmed) 
     mean, low, high = result.heldout
     assert mean == pytest.approx((by_method["dpo"] - by_method["ipo"]).mean(), abs=1e-12)
     assert low <= mean <= high
+    from prefstudy.evaluation.power import paired_difference
+
+    hand = paired_difference(by_method["dpo"], by_method["ipo"])  # its arithmetic is checked by hand in test_power
+    assert (low, high) == pytest.approx((hand["ci_low"], hand["ci_high"]), abs=1e-12)
+    assert result.heldout_p == pytest.approx(hand["p_value"]) and result.heldout_mde == pytest.approx(hand["mde"])
     assert result.lm_eval is not None and result.lm_eval[1] <= result.lm_eval[0] <= result.lm_eval[2]
     report = run_cli("report", "study/smoke.yaml", f"runs_dir={runs}", *CONFIRM, "--storage", storage)
     assert report.returncode == 0, report.stderr[-2000:]
-    page = Path(report.stdout.split("report:")[-1].strip()).read_text()
+    index = Path(report.stdout.split("report:")[-1].strip())
+    page = index.read_text()
     assert '<section id="versus">' in page and "2 confirmation seed(s) per method x 8 test pairs" in page
     assert f"{mean:+.3f} [95% {low:+.3f}, {high:+.3f}]" in page
+    verdicts = json.loads((index.parent / "verdicts.json").read_text())
+    primary = [v for v in verdicts if v["primary"]]
+    assert len(primary) == 1 and primary[0]["measured"] and primary[0]["estimate"] == pytest.approx(mean)
+    assert (primary[0]["ci_low"], primary[0]["ci_high"]) == pytest.approx((low, high))
+    assert "primary: confirmation DPO − IPO, test accuracy" in page
+    secondary = [v for v in verdicts if not v["primary"]]
+    assert secondary and all(v["p_adjusted"] >= v["p_value"] for v in secondary)
+    assert all(v["decided"] or isinstance(v["mde"], float) for v in verdicts)
 
 
 def test_confirm_without_settings_is_refused_before_anything_runs(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The page: ``build_report(spec, storage_url)`` -> ``reports/<name>/index.html`` (+ one ``plotly.min.js``).
+"""The page: ``build_report(spec, storage_url)`` -> ``reports/<name>/index.html`` (+ one ``plotly.min.js``, and
+``verdicts.json``: every comparison, the primary endpoint marked; see report.verdicts).
 
 ``render`` fills templates/page.html.j2 with the sections of sections_results, sections_dynamics and sections_meta.
 Every section has a title, a caption saying what it shows, a verdict computed from the data, then tables and
@@ -20,6 +21,7 @@ from prefstudy.report import figures as fg
 from prefstudy.report import sections_dynamics as dyn
 from prefstudy.report import sections_meta as meta
 from prefstudy.report import sections_results as res
+from prefstudy.report import verdicts
 from prefstudy.report.html import Section, environment
 from prefstudy.spec import StudySpec
 
@@ -63,6 +65,7 @@ def build_report(spec: StudySpec, storage_url: str, out_dir: Path | None = None,
     out_dir = Path(out_dir) if out_dir is not None else Path("reports") / spec.name
     out_dir.mkdir(parents=True, exist_ok=True)
     data = rd.load(spec, storage_url, storage=storage, toy_results=toy_results)
+    verdicts.write(verdicts.family(data), out_dir)
     write_plotly_js(out_dir)
     index = out_dir / "index.html"
     tmp = out_dir / f".index.html.{os.getpid()}.tmp"

@@ -163,6 +163,9 @@ class EvaluationSpec(_Frozen):
     batch_size: int = Field(16, ge=1)
     metric: Literal["accuracy", "accuracy_per_token"] = "accuracy"
     lm_eval: LmEvalSpec = LmEvalSpec()
+    # the primary endpoint: the confirmation's paired difference first - second on test, in ``metric``
+    # (default: the first two methods); every other comparison is secondary and Holm-adjusted
+    primary: tuple[str, str] | None = None
 
 
 class SamplerSpec(_Frozen):
@@ -230,6 +233,10 @@ class StudySpec(_Frozen):
         for label in self.methods:
             if not label.replace("_", "").replace("-", "").isalnum():
                 raise ValueError(f"method label '{label}' must be letters, digits, '-' or '_'")
+        primary = self.evaluation.primary
+        if primary is not None and (primary[0] == primary[1] or not set(primary) <= set(self.methods)):
+            raise ValueError(f"evaluation.primary must name two different methods of 'methods' "
+                             f"({', '.join(self.methods)}); got {list(primary)}")
         for label, points in self.search.enqueue.items():
             if label not in self.methods:
                 raise ValueError(f"search.enqueue names unknown method '{label}'")
@@ -248,6 +255,13 @@ class StudySpec(_Frozen):
     def default_storage(self) -> str:
         return f"sqlite:///{self.run_root() / 'optuna.db'}"
 
+    def primary_methods(self) -> tuple[str, str] | None:
+        """The two methods of the primary endpoint (``evaluation.primary``, else the first two), or None."""
+        if self.evaluation.primary is not None:
+            return self.evaluation.primary
+        methods = list(self.methods)
+        return (methods[0], methods[1]) if len(methods) >= 2 else None
+
     def study_name(self, method: str) -> str:
         return f"{self.name}/{method}"
 
@@ -258,5 +272,6 @@ class StudySpec(_Frozen):
         for key in ("workers", "storage", "runs_dir", "confirm"):
             data.pop(key, None)
         data["data"].pop("leakage", None)  # a check on the data, not part of what the study is
+        data["evaluation"].pop("primary", None)  # how the results are read, not what the trials are
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

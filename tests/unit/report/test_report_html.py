@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -96,15 +97,38 @@ def test_section_titles_and_nav_links_are_plain_text(page: Page) -> None:
             assert bad not in shown, f"{bad!r} shown in {shown!r}"
     assert page.h2[1] == "2. DPO vs IPO, paired on the same test pairs"
     assert page.nav[1] == "2. DPO vs IPO, paired on the same test pairs"
-    assert page.h2[0] == "1. Headline: best trial per method" and page.nav[0] == "1. Headline"
+    assert page.h2[0] == "1. Headline: the primary endpoint, and the best trial per method"
+    assert page.nav[0] == "1. Headline"
     assert [a["href"] for tag, a in page.tags if tag == "a"][:len(SECTION_IDS)] == [f"#{i}" for i in SECTION_IDS]
 
 
 def test_paired_comparison_and_coloured_names_render_as_html(page: Page) -> None:
-    assert "Held-out test accuracy: DPO − IPO = +0.250" in page.text  # compare.sentence, escaped once
+    assert "Held-out test accuracy (exploratory, secondary): DPO − IPO = +0.250" in page.text  # escaped once
     coloured = [a.get("style") for tag, a in page.tags if tag == "b" and a.get("style")]
     assert 'color:#2563eb' in coloured and 'color:#ea580c' in coloured
     assert "&lt;" not in page.text and "&amp;" not in page.text and "<b" not in page.text
+
+
+def test_verdicts_json_has_one_primary_not_yet_measured_and_holm_adjusted_secondaries(tmp_path: Path) -> None:
+    """Without confirmation runs the primary endpoint is listed as not measured, with the search's MDE; the search's
+    paired difference is exploratory; every secondary p is Holm-adjusted; the headline says all of it."""
+    from prefstudy.evaluation.power import holm
+
+    spec, storage = make_study(tmp_path, heldout=True)
+    index = build_report(spec, LABEL, tmp_path / "report", storage=storage, toy_results=None)
+    verdicts = json.loads((index.parent / "verdicts.json").read_text())
+    primary = [v for v in verdicts if v["primary"]]
+    assert len(primary) == 1 and not primary[0]["measured"] and primary[0]["estimate"] is None
+    assert not primary[0]["decided"] and primary[0]["mde"] > 0
+    exploratory = next(v for v in verdicts if v["name"].startswith("exploratory"))
+    assert exploratory["estimate"] == pytest.approx(0.25) and exploratory["mde"] == pytest.approx(primary[0]["mde"])
+    secondary = [v for v in verdicts if not v["primary"]]
+    assert [v["p_adjusted"] for v in secondary] == pytest.approx(holm([v["p_value"] for v in secondary]))
+    assert all(v["decided"] == (v["p_adjusted"] < 0.05) for v in secondary)
+    assert all(v["decided"] or v["mde"] is not None for v in verdicts)
+    text = Page(index.read_text()).text
+    assert "primary: confirmation DPO − IPO, test accuracy: not yet measured" in text
+    assert "nox -s study -- SPEC --confirm" in text or "nox -s study -- --confirm" in text
 
 
 def test_hostile_study_and_method_names_are_escaped_exactly_once(hostile: tuple[Page, str]) -> None:

@@ -1,0 +1,139 @@
+"""The study's verdicts as one family: exactly one primary endpoint, every other comparison secondary and
+Holm-adjusted. Written to ``reports/<name>/verdicts.json`` next to the report, from the same loaded data.
+
+- **Primary**: the confirmation's paired difference ``A - B`` on test, in the spec's metric (``evaluation.primary``,
+  default the first two methods). Tested at 5% on its own: the study is designed around it. Before a
+  confirmation has run it is listed as not yet measured (``measured: false``), with the MDE the search's
+  comparison projects for it.
+- **Secondary**: without a confirmation, the search's paired test difference (exploratory: one seed, chosen on
+  val); the paired lm-eval mean difference; each method's chosen trial's test gain over the base model and its
+  lm-eval change from the base. Their p-values are Holm-adjusted together (family-wise 5%), and a secondary
+  verdict decides only when its adjusted p is below 5%. The claims issues add their verdicts to this family.
+
+Each entry: ``name``, ``primary``, ``measured``, ``estimate``, ``ci_low``, ``ci_high`` (95%, unadjusted),
+``mde`` (80% power, two-sided 5%), ``p_value``, ``p_adjusted``, ``decided``, ``scope``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from prefstudy.evaluation.power import from_interval, holm
+from prefstudy.report import data as rd
+
+ALPHA = 0.05
+
+
+@dataclass
+class Verdict:
+    name: str
+    primary: bool
+    measured: bool
+    estimate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    mde: float | None
+    p_value: float | None
+    scope: str
+    p_adjusted: float | None = None
+    decided: bool = False
+
+    def sentence(self) -> str:
+        """'<name> = +0.031 [95% −0.02, +0.08], p 0.41 (Holm 0.82): not decided; cannot detect differences
+        below 0.09 (80% power)'."""
+        if not self.measured or self.estimate is None:
+            mde = f"; the search projects an MDE of {self.mde:.2f}" if _finite(self.mde) else ""
+            return f"{self.name}: not yet measured{mde}"
+        p = "" if self.p_value is None else f", p {self.p_value:.3g}"
+        if not self.primary and self.p_adjusted is not None:
+            p += f" (Holm {self.p_adjusted:.3g})"
+        verdict = "decided: excludes 0" if self.decided else "not decided"
+        if not self.decided and _finite(self.mde):
+            verdict += f"; this design cannot detect differences below {self.mde:.2f} (80% power, two-sided 5%)"
+        return (f"{self.name} = {self.estimate:+.3f} [95% {self.ci_low:+.3f}, {self.ci_high:+.3f}]{p}: "
+                f"{verdict}")
+
+
+def confirm_command(spec: Any) -> str:
+    """The command that runs the confirmation stage of ``spec``."""
+    return "nox -s study -- --confirm" if spec.name == "default" else "nox -s study -- SPEC --confirm"
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _num(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _from_stored(name: str, row: Any, keys: tuple[str, str, str], scope: str) -> Verdict | None:
+    estimate, low, high = (_num(row.get(k)) for k in keys)
+    if estimate is None or low is None or high is None:
+        return None
+    implied = from_interval(estimate, low, high)
+    return Verdict(name, False, True, estimate, low, high, implied["mde"], implied["p_value"], scope)
+
+
+def family(d: rd.ReportData) -> list[Verdict]:
+    """Every verdict of the study, the primary first; Holm-adjusted and decided."""
+    spec, c = d.spec, d.comparison
+    methods = spec.primary_methods()
+    out: list[Verdict] = []
+    metric = spec.evaluation.metric
+    if methods is not None:
+        a, b = (m.upper() for m in methods)
+        name = f"primary: confirmation {a} − {b}, test {metric}"
+        if c is not None and c.source == "confirm":
+            out.append(Verdict(name, True, True, *c.heldout, c.heldout_mde, c.heldout_p, c.scope()))
+        else:
+            out.append(Verdict(name, True, False, None, None, None, c.heldout_mde if c is not None else None,
+                               None, f"no confirmation runs yet: {confirm_command(spec)}"))
+            if c is not None:
+                out.append(Verdict(f"exploratory: search {a} − {b}, test {metric}", False, True, *c.heldout,
+                                   c.heldout_mde, c.heldout_p, c.scope()))
+        if c is not None and c.lm_eval is not None:
+            out.append(Verdict(f"{c.source} {a} − {b}, lm-eval mean", False, True, *c.lm_eval, c.lm_eval_mde,
+                               c.lm_eval_p, c.scope()))
+    for m in d.methods:
+        row = d.best_row(m)
+        if row is None:
+            continue
+        trial = f"{m.upper()} trial {int(row['number'])}"
+        for verdict in (
+            _from_stored(f"{trial} − base model, test {metric}", row,
+                         ("test_gain_vs_base", "test_gain_ci_low", "test_gain_ci_high"),
+                         "the search's best trial (one seed) vs the base model on the same test pairs"),
+            _from_stored(f"{trial} − base model, lm-eval mean", row,
+                         ("lm_eval/delta_vs_base", "lm_eval/delta_ci_low", "lm_eval/delta_ci_high"),
+                         "the search's best trial (one seed) vs the base model on the same documents"),
+        ):
+            if verdict is not None:
+                out.append(verdict)
+    secondary = [v for v in out if not v.primary and v.p_value is not None]
+    for v, adjusted in zip(secondary, holm([float(v.p_value) for v in secondary]), strict=True):  # type: ignore[arg-type]
+        v.p_adjusted = adjusted
+        v.decided = adjusted < ALPHA
+    for v in out:
+        if v.primary:
+            v.p_adjusted = v.p_value
+            v.decided = v.measured and v.p_value is not None and v.p_value < ALPHA
+    return out
+
+
+def write(verdicts: list[Verdict], out_dir: Path) -> Path:
+    """``<out_dir>/verdicts.json`` (atomically)."""
+    path = out_dir / "verdicts.json"
+    tmp = out_dir / f".verdicts.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps([asdict(v) for v in verdicts], indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
