@@ -1,7 +1,8 @@
 """What a study will cost: trials, steps, tokens, eval and lm-eval work per trial, time, and peak GPU memory.
 
-Imports only the standard library and ``prefstudy.spec`` (no torch). Every number is an upper bound for one finished
-trial: a pruned trial stops early and real pairs are shorter than max_length.
+Imports only the standard library, ``prefstudy.spec`` and ``evaluation.power`` (scipy for t quantiles; no torch).
+Every number is an upper bound for one finished trial: a pruned trial stops early and real pairs are shorter than
+max_length.
 
 Work per trial
   steps        = max_steps, or ceil(num_epochs * ceil(n_train / (batch_size * accumulation))); n_train = data.max_train
@@ -13,6 +14,13 @@ Work per trial
   seconds      = tokens/step * steps / throughput + eval pairs * 2 * max_length / (3 * throughput); throughput =
                  tokens/step / measured seconds per step (the padding bound cancels); a forward-only eval costs ~1/3
                  of a forward + backward (~1/4 with checkpointing recompute, so 3 is conservative)
+
+Power (80%, two-sided 5%), projected from the split sizes under stated assumptions (the verdicts print the MDE
+from the observed data): DISCORDANT = 0.30 of the pairs ranked differently by the two configurations compared
+(the default study's search measured ~30%), and a seed-to-seed SD of SEED_SD = 0.03 in a paired test difference
+  val / pruning  paired_mde(n, DISCORDANT) on the val split / on the pairs intermediate evals score
+  search         paired_mde(n_test, DISCORDANT): the exploratory one-seed comparison
+  confirmation   seed_mde(SEED_SD, seeds, sqrt(DISCORDANT / n_test)): the primary endpoint
 
 Peak GPU memory per GPU in training (eval forwards carry no gradients and stay below it); V, H, L, I = vocab, hidden,
 layers, intermediate; kv = n_kv_heads * H / n_heads; S = 2 * batch_size * max_length tokens per micro-batch;
@@ -42,12 +50,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from prefstudy.evaluation.power import paired_mde, seed_mde
 from prefstudy.spec import LmEvalTask, StudySpec, TrainingSpec
 
 GIB = 1024**3
 NF4_BITS_PER_PARAM = 4.127  # 4-bit NF4 codes + double-quantized block constants (QLoRA, Dettmers et al. 2023)
 LORA_BYTES = 4  # PEFT's autocast_adapter_dtype keeps LoRA A/B (and so their gradients) in fp32
 TRL_TOKEN_TILE, TRL_VOCAB_TILE = 4096, 32768  # trl TOKEN_CHUNK_SIZE, _CHUNKED_LOGPROB_CHUNK_SIZE
+DISCORDANT = 0.30  # share of pairs two compared configurations rank differently (default study: ~0.3)
+SEED_SD = 0.03  # assumed seed-to-seed SD of a paired test difference
 EVAL_SPEEDUP = 3.0  # forward-only tokens per second relative to training tokens per second
 
 
@@ -168,6 +179,31 @@ class Plan:
     memory: MemoryEstimate | None
     throughput: float | None
     seconds_per_trial: float | None
+    confirm_seeds: int = 0
+    val_subset: int = 0  # val pairs scored at the intermediate evals (0: no intermediate eval)
+
+
+def power_lines(plan: Plan) -> list[str]:
+    """The MDEs the split sizes will give (see the module docstring for the assumptions)."""
+    sizes = plan.splits
+    out = [f"power (80%, two-sided 5%; assuming {DISCORDANT:.0%} discordant pairs"
+           + (f", seed SD {SEED_SD}" if plan.confirm_seeds >= 2 else "") + "): smallest detectable difference"]
+    val = sizes.get("val")
+    if val:
+        out.append(f"  between two trials on val ({val} pairs): {paired_mde(val, DISCORDANT):.2f}"
+                   + (f"; at the intermediate evals ({plan.val_subset} pairs, what pruning decides on): "
+                      f"{paired_mde(plan.val_subset, DISCORDANT):.2f}" if plan.val_subset else ""))
+    test = sizes.get("test")
+    if not test:
+        out.append("  on test: unknown until the data is built (set data.max_heldout)")
+        return out
+    out.append(f"  search, exploratory (one seed, {test} test pairs): {paired_mde(int(test), DISCORDANT):.2f}")
+    if plan.confirm_seeds >= 2:
+        mde = seed_mde(SEED_SD, plan.confirm_seeds, math.sqrt(DISCORDANT / int(test)))
+        out.append(f"  primary endpoint (confirmation, {plan.confirm_seeds} seeds x {test} test pairs): {mde:.2f}")
+    else:
+        out.append("  primary endpoint: needs confirm.seeds (2 or more; 5 for intervals that cover) and confirm.top_k")
+    return out
 
 
 def build_plan(spec: StudySpec, throughput_tokens_per_s: float | None = None,
@@ -202,6 +238,8 @@ def build_plan(spec: StudySpec, throughput_tokens_per_s: float | None = None,
         eval_tokens_per_trial=eval_tokens, lm_eval_tasks=ev.lm_eval.tasks, shape=shape,
         memory=None if shape is None else estimate_memory(shape, t),
         throughput=throughput_tokens_per_s, seconds_per_trial=seconds,
+        confirm_seeds=len(spec.confirm.seeds) if spec.confirm.top_k else 0,
+        val_subset=min(ev.val_subset, int(sizes["val"])) if sizes["val"] and points and points > 1 else 0,
     )
 
 
@@ -233,6 +271,7 @@ def format_plan(plan: Plan) -> str:
     total = f" ({sum(limits):,} docs)" if limits and len(limits) == len(plan.lm_eval_tasks) else ""
     tasks = "; ".join(f"{t.name} {t.num_fewshot}-shot, {_limit(t)}, {t.metric}" for t in plan.lm_eval_tasks)
     out.append(f"lm-eval per trial{total}: {tasks or 'none'}")
+    out.extend(power_lines(plan))
     if plan.seconds_per_trial is None:
         out.append("time per trial: pass --throughput (training tokens per second, counted as above)")
     else:

@@ -311,3 +311,47 @@ def test_base_accuracy_is_reported_per_family(smoke_run) -> None:
     assert set(families) == {"subtraction"} and 0.0 <= families["subtraction"] <= 1.0
     val = study.user_attrs["base/val/family"]
     assert len(val) >= 4 and all(0.0 <= v <= 1.0 for v in val.values())
+
+
+def _wins(split: dict, per_token: bool) -> list[float]:
+    out = []
+    for c, r, ct, rt in zip(split["chosen"], split["rejected"], split["chosen_tokens"], split["rejected_tokens"],
+                            strict=True):
+        a, b = (c / ct, r / rt) if per_token else (c, r)
+        out.append(1.0 if a > b else 0.5 if a == b else 0.0)
+    return out
+
+
+def test_a_per_token_study_uses_its_metric_in_every_stored_and_printed_number(tmp_path: Path) -> None:
+    """evaluation.metric accuracy_per_token: the objective, the stored val/test values, their Wilson intervals, the
+    gain over the base, the verdicts and the printed lines are recomputed here from heldout.json alone."""
+    from prefstudy.evaluation.power import paired_difference, wilson_interval
+
+    result = run_cli("study", "study/smoke.yaml", f"runs_dir={tmp_path}", "evaluation.metric=accuracy_per_token",
+                     "evaluation.lm_eval.tasks=[]", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    storage = f"sqlite:///{tmp_path}/smoke/optuna.db"
+    best = {}
+    for method in ("dpo", "ipo"):
+        study = optuna.load_study(study_name=f"smoke/{method}", storage=storage)
+        base = study.user_attrs
+        for t in study.get_trials(states=(TrialState.COMPLETE,)):
+            heldout = json.loads((Path(t.user_attrs["run_dir"]) / "heldout.json").read_text())
+            val, test = _wins(heldout["val"], True), _wins(heldout["test"], True)
+            assert t.values[0] == pytest.approx(sum(val) / len(val))
+            assert t.user_attrs["val/accuracy_per_token"] == pytest.approx(sum(val) / len(val))
+            assert t.user_attrs["test/accuracy_per_token"] == pytest.approx(sum(test) / len(test))
+            assert (t.user_attrs["test_accuracy_ci_low"], t.user_attrs["test_accuracy_ci_high"]) == pytest.approx(
+                wilson_interval(sum(test), len(test)))
+            gain = sum(test) / len(test) - base["base/test/accuracy_per_token"]
+            assert t.user_attrs["test_gain_vs_base"] == pytest.approx(gain)
+            assert f"val accuracy_per_token {t.values[0]:.3f}" in result.stdout
+        top = max(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: (t.values[0], -t.number))
+        best[method] = _wins(json.loads((Path(top.user_attrs["run_dir"]) / "heldout.json").read_text())["test"], True)
+    verdicts = json.loads((tmp_path / "reports" / "smoke" / "verdicts.json").read_text())
+    exploratory = next(v for v in verdicts if v["name"] == "exploratory: search DPO − IPO, test accuracy_per_token")
+    hand = paired_difference([best["dpo"]], [best["ipo"]])
+    assert exploratory["estimate"] == pytest.approx(hand["estimate"])
+    assert exploratory["mde"] == pytest.approx(hand["mde"])
+    assert f"{hand['estimate']:+.3f} [95% {hand['ci_low']:+.3f}, {hand['ci_high']:+.3f}]" in result.stdout
+    assert "primary: confirmation DPO − IPO, test accuracy_per_token: not yet measured" in result.stdout

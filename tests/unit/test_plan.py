@@ -154,6 +154,20 @@ def test_default_spec_plan_arithmetic() -> None:
     assert "cannot be estimated without a model shape" in format_plan(plan)
 
 
+def test_the_plan_prints_the_mde_its_sizes_give() -> None:
+    """By hand, 30% discordant pairs, 2.801585 = z(0.975) + z(0.8): val 32 -> 2.801585 * sqrt(0.3/32) = 0.271;
+    the 16 pairs pruning decides on -> 0.384; test 64 -> 0.192. Confirmation over 2 seeds, seed SD 0.03:
+    se^2 = 0.03^2/2 + 0.3/64 = 0.00045 + 0.0046875, se 0.071677; df = 0.0051375^2 / 0.00045^2 = 130.3;
+    (t(0.975, 130.3) + t(0.8, 130.3)) * se = (1.9783 + 0.8442) * 0.071677 = 0.202."""
+    text = format_plan(build_plan(load_spec(DEFAULT_SPEC, ["confirm.seeds=[1,2]"])))
+    assert "between two trials on val (32 pairs): 0.27; at the intermediate evals (16 pairs" in text
+    assert "what pruning decides on): 0.38" in text
+    assert "search, exploratory (one seed, 64 test pairs): 0.19" in text
+    assert "primary endpoint (confirmation, 2 seeds x 64 test pairs): 0.20" in text
+    no_confirm = format_plan(build_plan(load_spec(DEFAULT_SPEC, ["confirm.top_k=0"])))
+    assert "primary endpoint: needs confirm.seeds" in no_confirm
+
+
 def test_epoch_steps_round_up() -> None:
     # 2001 pairs / 16 per step -> 126 steps per epoch; half an epoch -> ceil(63.0) = 63; two epochs -> 252
     assert build_plan(load_spec(MISTRAL_SPEC, ["data.max_train=2001"])).steps_per_trial == 126

@@ -245,7 +245,7 @@ def forgiveness(data: ReportData, method: str, min_random: int = 3) -> Forgivene
                       f"good values, which would inflate the share")
         return out
     low, high = out.interval
-    val = rows.get("val/accuracy", pd.Series(index=rows.index, dtype=float))
+    val = rows.get(f"val/{data.metric}", pd.Series(index=rows.index, dtype=float))
     within = rows[(rows["state"] == "COMPLETE") & (val >= low - 1e-12) & (val <= high + 1e-12)]
     out.n_within = len(within)
     out.share = len(within) / len(rows)

@@ -49,14 +49,14 @@ def headline(data: ReportData) -> go.Figure:
     splits = ["val", "test", "ood"]
     names = {"val": "val (chooses the best)", "test": "test (reported only)", "ood": "OOD (unseen family)"}
     x = [names[s] for s in splits]
-    base = [data.base.get(f"{s}/accuracy") for s in splits]
+    base = [data.base.get(f"{s}/{data.metric}") for s in splits]
     fig.add_trace(go.Scatter(x=x, y=base, mode="markers", name="base model",
                              marker={"symbol": "diamond", "size": 13, "color": BASE_COLOR}))
     for method in data.methods:
         row = data.best_row(method)
         if row is None:
             continue
-        y = [row.get(f"{s}/accuracy") for s in splits]
+        y = [row.get(f"{s}/{data.metric}") for s in splits]
         hi = [row.get("val_accuracy_ci_high"), row.get("test_accuracy_ci_high"), None]
         lo = [row.get("val_accuracy_ci_low"), row.get("test_accuracy_ci_low"), None]
         plus = [None if h is None or pd.isna(h) else h - v for h, v in zip(hi, y, strict=True)]
@@ -67,7 +67,7 @@ def headline(data: ReportData) -> go.Figure:
             error_y={"type": "data", "array": plus, "arrayminus": minus, "thickness": 1.5, "width": 6},
         ))
     fig.update_layout(scattermode="group", yaxis={"title": ACC, "range": [-0.02, 1.02]})
-    return style(fig, "Best trial per method vs the base model (bars: 95% bootstrap interval over pairs)")
+    return style(fig, "Best trial per method vs the base model (bars: 95% Wilson intervals over the pairs)")
 
 
 def _scatter_states(fig: go.Figure, rows: pd.DataFrame, col: int, show: bool) -> None:
@@ -131,7 +131,7 @@ def forgiveness(data: ReportData, intervals: dict[str, tuple[float, float] | Non
         if rows.empty:
             continue
         rnd = rows[rows.get("sampling", pd.Series(index=rows.index, dtype=object)) == "random"]
-        fig.add_trace(go.Scatter(x=rnd["learning_rate"], y=rnd.get("val/accuracy"), mode="markers",
+        fig.add_trace(go.Scatter(x=rnd["learning_rate"], y=rnd.get(f"val/{data.metric}"), mode="markers",
                                  name=f"{label(method)} random trials", marker={"color": c, "size": 10},
                                  text=[f"trial {n}" for n in rnd["number"]]), row=1, col=1)
         band = intervals.get(method)

@@ -139,7 +139,7 @@ def all_trials(d: rd.ReportData, out_dir: Path) -> Section:
         if "fail_reason" in t and t["fail_reason"].notna().any():
             reasons = t["fail_reason"].dropna().str.split(":").str[0].value_counts()
             s.verdict.append("failure reasons: " + ", ".join(f"{k} ×{v}" for k, v in reasons.items()))
-        rows = [_trial_cells(r, out_dir) for _, r in t.iterrows()]
+        rows = [_trial_cells(r, out_dir, d.metric) for _, r in t.iterrows()]
         s.body.append(table(["method", "trial", "state", "sampling", "β", "learning rate", f"val {d.metric}",
                              "test acc", "OOD acc", "gap", "lm-eval Δ", "clipped", "steps", "train s", "run dir",
                              "note"], rows, "sortable"))
@@ -154,7 +154,7 @@ def all_trials(d: rd.ReportData, out_dir: Path) -> Section:
     return s
 
 
-def _trial_cells(r: pd.Series, out_dir: Path) -> list[Cell]:
+def _trial_cells(r: pd.Series, out_dir: Path, metric: str) -> list[Cell]:
     """One row of the all-trials table, each cell with its sort key."""
     reason = r.get("fail_reason")
     pruned = r["state"] == "PRUNED" and pd.notna(r["last_step"])
@@ -166,7 +166,7 @@ def _trial_cells(r: pd.Series, out_dir: Path) -> list[Cell]:
              sort_cell(r["state"].lower(), r["state"]), sort_cell(at(r, "sampling") or "–", at(r, "sampling")),
              sort_cell(num(at(r, "beta"), ".4g"), at(r, "beta")),
              sort_cell(num(at(r, "learning_rate"), ".3g"), at(r, "learning_rate"))]
-    for key, fmt in (("value", ".3f"), ("test/accuracy", ".3f"), ("ood/accuracy", ".3f"),
+    for key, fmt in (("value", ".3f"), (f"test/{metric}", ".3f"), (f"ood/{metric}", ".3f"),
                      ("generalization_gap", "+.3f"), ("lm_eval/delta_vs_base", "+.3f"),
                      ("clipped_fraction", ".2f"), ("steps", "d"), ("seconds/train", ".1f")):
         v = at(r, key)

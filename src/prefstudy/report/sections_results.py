@@ -19,16 +19,31 @@ from prefstudy.report.html import (
     table,
     text,
     three,
-    zero_test,
 )
 
 
 # --------------------------------------------------------------------------- 1. headline
 def headline(d: rd.ReportData) -> Section:
-    s = Section("headline", "1. Headline: best trial per method",
-                "The complete, feasible trial with the highest final val accuracy of each method (chosen on val "
+    s = Section("headline", "1. Headline: the primary endpoint, and the best trial per method",
+                "First the primary endpoint: the confirmation's paired difference on test, in the spec's metric. "
+                "Then the complete, feasible trial with the highest final val accuracy of each method (chosen on val "
                 "only; test and OOD are reported, never used to choose), next to the base model it started from. "
-                "Brackets are 95% bootstrap intervals over the held-out pairs.")
+                "Brackets: 95% Wilson intervals for accuracies, paired t intervals over the test pairs for gains, "
+                "the stratified document bootstrap for lm-eval changes.")
+    from prefstudy.report.verdicts import confirm_command, family
+
+    verdicts = family(d)
+    primary = next((v for v in verdicts if v.primary), None)
+    if primary is not None:
+        s.verdict.append(primary.sentence() + (f" ({primary.scope})." if primary.measured else "."))
+        if not primary.measured:
+            s.verdict.append("The primary endpoint is measured by the confirmation stage: "
+                             f"{confirm_command(d.spec)}. Until then every comparison below is exploratory.")
+        for v in verdicts:
+            if not v.primary and v.name.startswith("exploratory"):
+                s.verdict.append(v.sentence() + ".")
+    s.verdict.append(f"Secondary verdicts ({sum(not v.primary for v in verdicts)} in all, Holm-adjusted together; "
+                     "the list is in verdicts.json next to this page) decide only at a Holm-adjusted p below 0.05.")
     rows: list[list[Text]] = []
     tested = {}
     for m in d.methods:
@@ -37,22 +52,28 @@ def headline(d: rd.ReportData) -> Section:
             rows.append([name(m), d.spec.methods[m].loss_type] + ["–"] * 11)
             s.verdict.append(text(name(m), ": no complete, feasible trial yet."))
             continue
-        tested[m] = three(r, "test/accuracy", "test_accuracy_ci_low", "test_accuracy_ci_high")
+        tested[m] = three(r, f"test/{d.metric}", "test_accuracy_ci_low", "test_accuracy_ci_high")
         gain = three(r, "test_gain_vs_base", "test_gain_ci_low", "test_gain_ci_high")
         lm = three(r, "lm_eval/delta_vs_base", "lm_eval/delta_ci_low", "lm_eval/delta_ci_high")
         rows.append([name(m), d.spec.methods[m].loss_type, str(int(r["number"])), num(r["beta"], ".4g"),
                      num(r["learning_rate"], ".3g"),
-                     interval(*three(r, "val/accuracy", "val_accuracy_ci_low", "val_accuracy_ci_high")),
-                     interval(*tested[m]), interval(*gain, fmt="+.3f"), num(at(r, "ood/accuracy")),
+                     interval(*three(r, f"val/{d.metric}", "val_accuracy_ci_low", "val_accuracy_ci_high")),
+                     interval(*tested[m]), interval(*gain, fmt="+.3f"), num(at(r, f"ood/{d.metric}")),
                      num(at(r, "generalization_gap"), "+.3f"), num(at(r, "lm_eval/mean")),
                      interval(*lm, fmt="+.3f"), num(at(r, "value"))])
+        number = int(r["number"])
+        gain_verdict = next((v for v in verdicts if v.name == f"{m.upper()} trial {number} − base model, test "
+                             f"{d.metric}"), None)
+        decided = ("no interval" if gain_verdict is None else
+                   f"Holm-adjusted p {gain_verdict.p_adjusted:.3g}: "
+                   + ("decided" if gain_verdict.decided else "not decided"))
         s.verdict.append(text(
-            name(m), f": trial {int(r['number'])} (β {num(r['beta'], '.3g')}, lr {num(r['learning_rate'], '.2g')}) "
-            f"reaches val {num(at(r, 'val/accuracy'))}; test {interval(*tested[m])}, gain over the base "
-            f"{interval(*gain, fmt='+.3f')} ({zero_test(gain[1], gain[2]) or 'no interval'})."))
+            name(m), f": trial {number} (β {num(r['beta'], '.3g')}, lr {num(r['learning_rate'], '.2g')}) "
+            f"reaches val {num(at(r, f'val/{d.metric}'))}, {_remeasured(d, m, number)}; test "
+            f"{interval(*tested[m])}, gain over the base {interval(*gain, fmt='+.3f')} ({decided})."))
     b = d.base
-    rows.append([Markup("<i>base model</i>"), "–", "–", "–", "–", num(b.get("val/accuracy")),
-                 num(b.get("test/accuracy")), "–", num(b.get("ood/accuracy")), num(_gap(b), "+.3f"),
+    rows.append([Markup("<i>base model</i>"), "–", "–", "–", "–", num(b.get(f"val/{d.metric}")),
+                 num(b.get(f"test/{d.metric}")), "–", num(b.get(f"ood/{d.metric}")), num(_gap(b, d.metric), "+.3f"),
                  num(d.base_lm_eval_mean), "–", "–"])
     if len(tested) >= 2:
         (m1, t1), (m2, t2) = sorted(tested.items(), key=lambda kv: -(kv[1][0] or 0))[:2]
@@ -62,8 +83,9 @@ def headline(d: rd.ReportData) -> Section:
                 "On test, ", name(m1), f" {num(t1[0])} vs ", name(m2), f" {num(t2[0])}: the intervals ",
                 *(["overlap, so these pairs do not separate the two best settings."] if overlap else
                   ["do not overlap: ", name(m1), " is better on test."])))
-    header = ["method", "loss", "trial", "β", "learning rate", "val acc [95%]", "test acc [95%]",
-              "test gain vs base [95%]", "OOD acc", "gap (train−val)", "lm-eval mean", "lm-eval Δ vs base [95%]",
+    short = "acc" if d.metric == "accuracy" else "acc/token"
+    header = ["method", "loss", "trial", "β", "learning rate", f"val {short} [95%]", f"test {short} [95%]",
+              "test gain vs base [95%]", f"OOD {short}", "gap (train−val)", "lm-eval mean", "lm-eval Δ vs base [95%]",
               f"objective (val {d.metric})"]
     keep = len(header) - (d.metric == "accuracy")  # the objective column repeats val acc then
     s.body.append(table(header[:keep], [r[:keep] for r in rows]))
@@ -74,8 +96,20 @@ def headline(d: rd.ReportData) -> Section:
     return s
 
 
-def _gap(base: dict[str, float]) -> float | None:
-    t, v = base.get("train/accuracy"), base.get("val/accuracy")
+def _remeasured(d: rd.ReportData, method: str, number: int) -> str:
+    """The winner's curse, said where the searched maximum is shown: the confirmation's re-measured val when the
+    confirmation ran this configuration, else a warning that the maximum is optimistic."""
+    c = d.comparison
+    runs = None if c is None else next((r for r in (c.a, c.b) if r.method == method), None)
+    if runs is not None and runs.source == "confirm" and runs.trial == number:
+        return f"re-measured over {len(runs.seeds)} fresh seeds by the confirmation: {runs.val_mean:.3f}"
+    trials = len(d.of(method))
+    return (f"the best of {trials} complete searched trial(s), so biased upward (the confirmation stage "
+            "re-measures it with fresh seeds)")
+
+
+def _gap(base: dict[str, float], metric: str) -> float | None:
+    t, v = base.get(f"train/{metric}"), base.get(f"val/{metric}")
     return None if t is None or v is None else t - v
 
 
@@ -86,9 +120,10 @@ def versus(d: rd.ReportData) -> Section:
     s = Section("versus", title,
                 "Each method's configuration is chosen on val only: the confirmed one with the best mean val over its "
                 "seeds when the confirmation stage ran (nox -s study -- SPEC --confirm), else the best search trial. "
-                "Both are then scored on the SAME test pairs and lm-eval documents, and the difference is "
-                "bootstrapped paired: over pairs and, with confirmation runs, over seeds too (95% percentile "
-                "intervals).")
+                "Both are then scored on the SAME test pairs and lm-eval documents. Test: a paired t interval whose "
+                "variance counts the pairs and, with confirmation runs, the seeds (seeds x pairs random effects, "
+                "Satterthwaite df); lm-eval: the paired bootstrap over documents and seeds. These are secondary "
+                "verdicts unless they are the primary endpoint (see the headline).")
     if c is None:
         s.verdict.append("Not available: a paired comparison needs per-pair test scores (heldout.json) of a "
                          "complete trial in both methods, scored on the same test pairs.")
@@ -97,9 +132,11 @@ def versus(d: rd.ReportData) -> Section:
     from prefstudy.report.compare import sentence
 
     a, b = fg.label(c.a.method), fg.label(c.b.method)
-    s.verdict.append(sentence(f"Held-out test {d.metric}", a, b, c.heldout, c.heldout_mde) + f" ({c.scope()}).")
+    role = "primary endpoint" if c.source == "confirm" else "exploratory, secondary"
+    s.verdict.append(sentence(f"Held-out test {d.metric} ({role})", a, b, c.heldout, c.heldout_mde)
+                     + f" ({c.scope()}).")
     if c.lm_eval is not None:
-        s.verdict.append(sentence("lm-eval mean", a, b, c.lm_eval, c.lm_eval_mde) + ".")
+        s.verdict.append(sentence("lm-eval mean (secondary)", a, b, c.lm_eval, c.lm_eval_mde) + ".")
     else:
         s.verdict.append("lm-eval mean: not compared (a run lacks lm_eval.json or the documents differ).")
     s.verdict += [n + "." for n in c.notes]
