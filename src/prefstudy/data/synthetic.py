@@ -9,7 +9,16 @@ surface cue (length, word overlap with the question, a fixed word) separates the
   built so chosen and rejected have equal character length, equal word count and
   equal word overlap with the question (candidates that break this are redrawn).
 * ``comparison`` and ``answer_format`` cannot be exactly equal; there the length
-  difference is balanced by construction (the pattern cycles within each split).
+  difference is balanced by construction (the pattern cycles within each split), and
+  in ``answer_format`` it is one character (a thousands comma).
+* No answer's shape gives it away: which of two candidates is the larger number
+  (letter counts, wrong conversion factors, carries) alternates with the item index;
+  the order of the two numbers in a comparison question alternates too; conversion
+  values span several digit counts, so the right answer's number of digits and
+  decimals varies; wrong factors keep the right answer's last-digit pattern.
+* Instance keys are canonical: ``a + b`` and ``b + a``, or a comparison asked in
+  either order, are one instance, so no pair is held out in one order and trained
+  on in the other.
 
 Held-out splits are generated first (test, val, ood, then train), each from its own
 ``random.Random`` stream, so changing ``n_train`` never changes val/test/ood.
@@ -63,21 +72,19 @@ _WORDS: tuple[str, ...] = tuple(
     horrible beginning committed excellent difference pioneer voyage explorer
     """.split()
 )
-_ONES = (
-    "zero one two three four five six seven eight nine ten eleven twelve "
-    "thirteen fourteen fifteen sixteen seventeen eighteen nineteen"
-).split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-# from unit, to unit, true factor, plausible wrong factors, value = step * randint(lo, hi) / denom
-_CONVERSIONS: tuple[tuple[str, str, str, tuple[str, ...], tuple[int, int, int, int]], ...] = (
-    ("minutes", "hours", "1/60", ("1/100", "1/30"), (5, 60, 15, 1)),
-    ("seconds", "minutes", "1/60", ("1/100", "1/30"), (5, 60, 15, 1)),
-    ("hours", "minutes", "60", ("100", "30"), (3, 40, 1, 2)),
-    ("days", "hours", "24", ("12", "60"), (2, 40, 1, 1)),
-    ("weeks", "days", "7", ("5", "10"), (2, 60, 1, 1)),
-    ("centimeters", "meters", "1/100", ("1/10", "1/1000"), (101, 999, 1, 1)),
-    ("meters", "kilometers", "1/1000", ("1/100", "1/10000"), (1001, 9999, 1, 1)),
-    ("grams", "kilograms", "1/1000", ("1/100", "1/10000"), (1001, 9999, 1, 1)),
+# from unit, to unit, true factor, (smaller wrong factor, larger wrong factor), (step, denom, min and max digits):
+# value = step * n / denom with n of a digit count drawn uniformly from the range. Wrong factors have the right
+# one's parity pattern (weeks: 3 and 9 days, like 7 odd; days: 12 and 36 hours, like 24 even), so the last digit
+# tells nothing; time conversions mix in halves and quarters so the decimals vary.
+_CONVERSIONS: tuple[tuple[str, str, str, tuple[str, str], tuple[int, int, int, int]], ...] = (
+    ("minutes", "hours", "1/60", ("1/100", "1/30"), (15, 1, 1, 3)),
+    ("seconds", "minutes", "1/60", ("1/100", "1/30"), (15, 1, 1, 3)),
+    ("hours", "minutes", "60", ("30", "100"), (1, 4, 1, 3)),
+    ("days", "hours", "24", ("12", "36"), (1, 2, 1, 3)),
+    ("weeks", "days", "7", ("3", "9"), (1, 1, 1, 3)),
+    ("centimeters", "meters", "1/100", ("1/1000", "1/10"), (1, 1, 2, 5)),
+    ("meters", "kilometers", "1/1000", ("1/10000", "1/100"), (10, 1, 2, 4)),
+    ("grams", "kilograms", "1/1000", ("1/10000", "1/100"), (10, 1, 2, 4)),
 )
 
 # A generator returns (dedup key, question, chosen, rejected) or None to redraw.
@@ -109,16 +116,6 @@ def _balanced(question: str, chosen: str, rejected: str) -> bool:
     return len(tc) == len(tr) and sum(t in q for t in tc) == sum(t in q for t in tr)
 
 
-def _num_words(n: int) -> str:
-    """English words for 0 <= n <= 999, e.g. 121 -> 'one hundred twenty-one'."""
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + (f"-{_ONES[n % 10]}" if n % 10 else "")
-    rest = f" {_num_words(n % 100)}" if n % 100 else ""
-    return f"{_ONES[n // 100]} hundred{rest}"
-
-
 def _fmt(x: Fraction) -> str | None:
     """Plain decimal string for a positive fraction with <= 3 decimals, else None."""
     scaled = x * 1000
@@ -147,7 +144,7 @@ def _gen_addition(rng: random.Random, k: int) -> _Draw:
         return None
     wrong = a + b + (1 if k % 2 else -1) * 10 ** (rng.choice(carries) + 1)
     q = f"What is {a} + {b}?"
-    return q, q, f"{a} + {b} = {a + b}.", f"{a} + {b} = {wrong}."
+    return f"addition:{min(a, b)}+{max(a, b)}", q, f"{a} + {b} = {a + b}.", f"{a} + {b} = {wrong}."
 
 
 def _gen_subtraction(rng: random.Random, k: int) -> _Draw:
@@ -184,29 +181,25 @@ def _gen_comparison(rng: random.Random, k: int) -> _Draw:
     else:  # 0.8 vs 0.83: more digits and larger
         d = rng.randint(1, 9)
         big, small = f"{whole}.{d}{rng.randint(1, 9)}", f"{whole}.{d}"
-    first, second = (big, small) if rng.random() < 0.5 else (small, big)
+    first, second = (big, small) if (k // 3) % 2 == 0 else (small, big)  # each pattern asked both ways
     q = f"Which is larger, {first} or {second}?"
-    return q, q, f"{big} is larger.", f"{small} is larger."
+    return f"comparison:{min(big, small)}|{max(big, small)}", q, f"{big} is larger.", f"{small} is larger."
 
 
 def _gen_letter_count(rng: random.Random, k: int) -> _Draw:
     """Occurrences of a letter in a word from the built-in list; rejected is off by one.
 
-    The letter is repeated in the word half the time, is any present letter 7/20 of the time and
-    absent 3/20 of the time, so no single count (e.g. 1) is a reliable prior.
+    The two counts shown are m and m + 1 (m = 0, 1 or 2 in proportions 4 : 5 : 1); the right one is m for even k
+    and m + 1 for odd k. So the numbers a pair shows, a 0 included, are the same whichever is right, and the right
+    count is the smaller one exactly half the time.
     """
+    m = rng.choices((0, 1, 2), weights=(4, 5, 1))[0]
+    n, wrong = (m, m + 1) if k % 2 == 0 else (m + 1, m)
     word = rng.choice(_WORDS)
-    present = sorted(set(word))
-    repeated = [c for c in present if word.count(c) > 1]
-    u = rng.random()
-    if u < 0.5 and repeated:
-        letter = rng.choice(repeated)
-    elif u < 0.85:
-        letter = rng.choice(present)
-    else:
-        letter = rng.choice([c for c in "abcdefghijklmnopqrstuvwxyz" if c not in present])
-    n = word.count(letter)
-    wrong = n + 1 if n == 0 else n + rng.choice((-1, 1))
+    letters = [c for c in "abcdefghijklmnopqrstuvwxyz" if word.count(c) == n]
+    if not letters:
+        return None
+    letter = rng.choice(letters)
     q = f"How many times does the letter '{letter}' appear in '{word}'?"
     template = "The count of '{}' in '{}' is {}."
     return q, q, template.format(letter, word, n), template.format(letter, word, wrong)
@@ -214,10 +207,11 @@ def _gen_letter_count(rng: random.Random, k: int) -> _Draw:
 
 def _gen_unit_conversion(rng: random.Random, k: int) -> _Draw:
     """Unit conversion; rejected uses a plausible wrong factor (e.g. 100 minutes per hour)."""
-    src, dst, factor, wrong_factors, (lo, hi, step, denom) = rng.choice(_CONVERSIONS)
-    value = Fraction(step * rng.randint(lo, hi), denom)
+    src, dst, factor, wrong_factors, (step, denom, low_digits, high_digits) = rng.choice(_CONVERSIONS)
+    digits = rng.randint(low_digits, high_digits)
+    value = Fraction(step * rng.randint(10 ** (digits - 1), 10 ** digits - 1), denom)
     v, right = _fmt(value), _fmt(value * Fraction(factor))
-    wrong = _fmt(value * Fraction(rng.choice(wrong_factors)))
+    wrong = _fmt(value * Fraction(wrong_factors[k % 2]))  # smaller and larger wrong factors alternate
     if v is None or right is None or wrong is None or "1" in (v, right, wrong):
         return None
     q = f"How many {dst} are in {v} {src}?"
@@ -225,19 +219,22 @@ def _gen_unit_conversion(rng: random.Random, k: int) -> _Draw:
 
 
 def _gen_answer_format(rng: random.Random, k: int) -> _Draw:
-    """A product or sum to give in digits (even k) or in words (odd k); rejected uses the other format."""
+    """A product or sum of at least 1,000 to write without (even k) or with (odd k) a thousands comma; rejected
+    writes it the other way. The two answers differ by one character, longer and shorter equally often."""
     if rng.random() < 0.5:
-        op, a, b = "times", rng.randint(3, 16), rng.randint(13, 60)
+        op, a, b = "times", rng.randint(12, 99), rng.randint(100, 999)
     else:
-        op, a, b = "plus", rng.randint(11, 99), rng.randint(11, 99)
+        op, a, b = "plus", rng.randint(100, 9999), rng.randint(1000, 9999)
     if rng.random() < 0.5:
         a, b = b, a
     value = a * b if op == "times" else a + b
-    digits, words = str(value), _num_words(value)
+    if not 1000 <= value <= 99999:
+        return None
+    plain, grouped = str(value), f"{value:,}"
     key = f"answer_format:{min(a, b)} {op} {max(a, b)}"  # both formats/orders are one instance
     if k % 2 == 0:
-        return key, f"What is {a} {op} {b}? Answer with digits only.", digits, words
-    return key, f"What is {a} {op} {b}? Answer in words.", words, digits
+        return key, f"What is {a} {op} {b}? Answer in digits with no comma.", plain, grouped
+    return key, f"What is {a} {op} {b}? Answer in digits with a thousands comma.", grouped, plain
 
 
 _GENERATORS: dict[str, Callable[[random.Random, int], _Draw]] = {

@@ -134,47 +134,24 @@ def test_answers_correct(data: dict[str, list[Pair]]) -> None:
             assert Fraction(bad) != Fraction(v) * factor
         elif p.family == "answer_format":
             a, op, b, fmt = re.fullmatch(
-                r"What is (\d+) (times|plus) (\d+)\? Answer (with digits only|in words)\.", p.question
+                r"What is (\d+) (times|plus) (\d+)\? Answer in digits with (no comma|a thousands comma)\.", p.question
             ).groups()
-            digits, words = (p.chosen, p.rejected) if fmt == "with digits only" else (p.rejected, p.chosen)
-            assert digits == str(int(a) * int(b) if op == "times" else int(a) + int(b))
-            assert re.fullmatch(r"[a-z]+(?:[ -][a-z]+)*", words)
-            assert ("hundred" in words) == (int(digits) >= 100)
+            value = int(a) * int(b) if op == "times" else int(a) + int(b)
+            plain, grouped = (p.chosen, p.rejected) if fmt == "no comma" else (p.rejected, p.chosen)
+            assert plain == str(value) and grouped == f"{value:,}" and "," in grouped
         checked[p.family] += 1
     assert set(checked) == set(IN_DISTRIBUTION) | set(OUT_OF_DISTRIBUTION)
 
 
-_WORD_VALUES = {
-    w: i
-    for i, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-        "sixteen seventeen eighteen nineteen".split()
-    )
-}
-_WORD_VALUES.update(
-    {w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)}
-)
-
-
-def _parse_words(text: str) -> int:
-    """Independent parser for 'one hundred twenty-one'-style numbers (< 1000)."""
-    total = 0
-    for w in re.split(r"[ -]", text):
-        total = total * 100 if w == "hundred" else total + _WORD_VALUES[w]
-    return total
-
-
-def test_number_words_parse_back(data: dict[str, list[Pair]]) -> None:
-    assert _parse_words("one hundred twenty-one") == 121 and _parse_words("ninety") == 90
+def test_answer_format_answers_differ_by_one_comma(data: dict[str, list[Pair]]) -> None:
     pairs = [p for p in _all(data) if p.family == "answer_format"]
     assert len(pairs) >= 100
     for p in pairs:
-        digits, words = (p.chosen, p.rejected) if p.chosen.isdigit() else (p.rejected, p.chosen)
-        assert _parse_words(words) == int(digits), p
+        assert p.chosen.replace(",", "") == p.rejected.replace(",", "") and abs(len(p.chosen) - len(p.rejected)) == 1
 
 
 def test_answer_format_balanced(data: dict[str, list[Pair]]) -> None:
-    fmts = Counter("digits" in p.question for p in data["train"] if p.family == "answer_format")
+    fmts = Counter("no comma" in p.question for p in data["train"] if p.family == "answer_format")
     assert abs(fmts[True] - fmts[False]) <= 1
 
 
@@ -200,6 +177,19 @@ def _words(text: str) -> set[str]:
     return set(re.findall(r"\w+", text.lower()))
 
 
+def _number_cues(answer: str) -> list[float]:
+    """The shape of an answer's last number: its last digit, whether it ends in 0, its digit count, its integer
+    digits, its decimals, and whether it has a thousands comma."""
+    numbers = re.findall(r"\d[\d,]*(?:\.\d+)?", answer)
+    if not numbers:
+        return [0.0] * 6
+    n = numbers[-1]
+    whole, _, decimals = n.replace(",", "").partition(".")
+    digits = whole + decimals
+    return [float(digits[-1]), float(digits[-1] == "0"), float(len(digits)), float(len(whole)), float(len(decimals)),
+            float("," in n)]
+
+
 def _features(pairs: list[Pair], rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
     """Length/overlap features of (A, B) presented in random order; label 1 iff A is chosen."""
     rows, labels = [], []
@@ -207,12 +197,14 @@ def _features(pairs: list[Pair], rng: random.Random) -> tuple[np.ndarray, np.nda
         flip = rng.random() < 0.5
         a, b = (p.rejected, p.chosen) if flip else (p.chosen, p.rejected)
         q = _words(p.question)
+        fa, fb = _number_cues(a), _number_cues(b)
         rows.append(
             [
                 len(a) - len(b),
                 len(_words(a) & q) - len(_words(b) & q),
                 len(a.split()) - len(b.split()),
                 len(re.findall(r"\w+", a)) - len(re.findall(r"\w+", b)),
+                *(x - y for x, y in zip(fa, fb, strict=True)),
             ]
         )
         labels.append(0.0 if flip else 1.0)
@@ -249,6 +241,35 @@ def test_classifiers_can_detect_a_planted_cue() -> None:
     xte, yte = _features(leaky[200:], random.Random(2))
     assert _logreg_accuracy(xtr, ytr, xte, yte) > 0.9
     assert _stump_accuracy(xtr, ytr, xte, yte) > 0.9
+
+
+def test_the_number_cues_have_teeth() -> None:
+    """A planted last-digit cue (every chosen answer's number ends in 0) is found by the same classifiers."""
+    pairs = [p for p in generate(400, 0, 0, 0, seed=0)["train"] if p.family in ("addition", "unit_conversion")]
+    leaky = [Pair(p.id, p.family, p.question, re.sub(r"(\d)(\D*)$", r"0\2", p.chosen), p.rejected) for p in pairs]
+    half = len(leaky) // 2
+    xtr, ytr = _features(leaky[:half], random.Random(1))
+    xte, yte = _features(leaky[half:], random.Random(2))
+    assert _stump_accuracy(xtr, ytr, xte, yte) > 0.8
+
+
+def test_balanced_directions_and_orders(data: dict[str, list[Pair]]) -> None:
+    """Which candidate is the larger number, and which number a comparison names first, is balanced per split."""
+    for split, pairs in data.items():
+        counts = [p for p in pairs if p.family == "letter_count"]
+        smaller = sum(int(p.chosen.rsplit(" ", 1)[1][:-1]) < int(p.rejected.rsplit(" ", 1)[1][:-1]) for p in counts)
+        assert abs(2 * smaller - len(counts)) <= 1, split
+        comparisons = [p for p in pairs if p.family == "comparison"]
+        first = sum(p.question.split("larger, ")[1].startswith(p.chosen.split()[0] + " ") for p in comparisons)
+        assert abs(2 * first - len(comparisons)) <= 2, (split, first, len(comparisons))
+
+
+def test_commutative_and_swapped_forms_are_one_instance(data: dict[str, list[Pair]]) -> None:
+    """a + b and b + a, or one comparison asked in both orders, never stand in two places."""
+    sums = [tuple(sorted(re.findall(r"\d+", p.question))) for p in _all(data) if p.family == "addition"]
+    assert len(sums) == len(set(sums))
+    compared = [frozenset(re.findall(r"[\d.]+\d", p.question)) for p in _all(data) if p.family == "comparison"]
+    assert len(compared) == len(set(compared))
 
 
 def test_no_surface_cue_separates_chosen_from_rejected(data: dict[str, list[Pair]]) -> None:
