@@ -50,6 +50,22 @@ def test_the_console_shows_only_prefstudy_lines_and_the_log_keeps_the_rest(smoke
     assert all(Path(t).is_absolute() for t in _run_dirs(runs))
 
 
+def test_every_eval_point_scores_the_same_val_pairs_from_the_base_model_on(smoke_run) -> None:
+    """curves.jsonl: step 0 is the base model, then every eval point (2 and 4) carries the fixed curve set (the first
+    val_subset = 4 val pairs) and its two halves; at the last step they are recomputed here from heldout.json."""
+    runs, _, result = smoke_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = Path(_run_dirs(runs)[0])
+    rows = [json.loads(line) for line in (run_dir / "curves.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 2, 4] and rows[0]["base"] is True
+    assert all({"curve/val/accuracy", "curve/val_a/accuracy", "curve/val_b/accuracy"} <= set(r) for r in rows)
+    val = json.loads((run_dir / "heldout.json").read_text())["val"]
+    wins = _wins(val, False)[:4]
+    assert rows[-1]["curve/val/accuracy"] == pytest.approx(sum(wins) / 4)
+    assert rows[-1]["curve/val_a/accuracy"] == pytest.approx((wins[0] + wins[2]) / 2)
+    assert rows[-1]["curve/val_b/accuracy"] == pytest.approx((wins[1] + wins[3]) / 2)
+
+
 def _storage(runs: Path) -> str:
     return f"sqlite:///{runs}/smoke/optuna.db"
 

@@ -148,8 +148,8 @@ def test_default_spec_plan_arithmetic() -> None:
     assert plan.splits == {"train": 24, "val": 32, "test": 64, "ood": 16}
     # max_steps 24 at batch 4, no accumulation, max_length 128: 2 * 128 * 4 = 1,024 tokens per step
     assert (plan.steps_per_trial, plan.tokens_per_step, plan.tokens_per_trial) == (24, 1_024, 24_576)
-    # eval at 12 on 16 val + 16 train, at 24 on val, test, ood and the 16 train: 32 + (32 + 64 + 16 + 16) = 160
-    assert (plan.eval_points, plan.eval_pairs_per_trial, plan.eval_tokens_per_trial) == (2, 160, 160 * 256)
+    # eval at 6, 12, 18 on 16 val + 16 train, at 24 on val, test, ood and the 16 train: 3 * 32 + 128 = 224
+    assert (plan.eval_points, plan.eval_pairs_per_trial, plan.eval_tokens_per_trial) == (4, 224, 224 * 256)
     assert plan.memory is None  # the embedded SmolLM2 has no shape here
     assert "cannot be estimated without a model shape" in format_plan(plan)
 

@@ -68,16 +68,36 @@ def score_splits(
     return results, arrays
 
 
-def family_accuracy(prepared: Prepared, split: str, policy: Arrays | None) -> dict[str, float]:
-    """Preference accuracy per data family (the reference model's when ``policy`` is None)."""
+def family_accuracy(prepared: Prepared, split: str, policy: Arrays | None,
+                    metric: str = "accuracy") -> dict[str, float]:
+    """Preference accuracy per data family in ``metric`` (the reference model's when ``policy`` is None)."""
     dataset = prepared.tokenized[split]
     source = policy or prepared.ref[split]
-    wins = metrics.pairwise_preference(source["chosen"], source["rejected"])
+    wins = metric_wins(source, metric)
     out: dict[str, float] = {}
     families = np.asarray(dataset["family"])
     for family in sorted(set(families.tolist())):
         out[str(family)] = float(wins[families == family].mean())
     return out
+
+
+def curve_metrics(arrays: Arrays, metric: str, n: int) -> dict[str, float]:
+    """The curve's fixed set: the first ``n`` val pairs (what every eval point scores, the base model's step 0
+    included), and its two halves by position (even / odd), one to choose a curve's peak step and the other to
+    measure the drop from it without the selection bias of reading both off the same pairs."""
+    wins = metric_wins({k: np.asarray(v)[:n] for k, v in arrays.items() if k in (
+        "chosen", "rejected", "chosen_tokens", "rejected_tokens")}, metric)
+    out = {f"curve/val/{metric}": float(wins.mean())}
+    if len(wins) >= 2:
+        out[f"curve/val_a/{metric}"] = float(wins[0::2].mean())
+        out[f"curve/val_b/{metric}"] = float(wins[1::2].mean())
+    return out
+
+
+def family_counts(prepared: Prepared, split: str) -> dict[str, int]:
+    """Pairs per data family in ``split``."""
+    families = np.asarray(prepared.tokenized[split]["family"])
+    return {str(f): int((families == f).sum()) for f in sorted(set(families.tolist()))}
 
 
 def base_metrics(prepared: Prepared) -> dict[str, dict[str, float]]:

@@ -255,23 +255,31 @@ def forgiveness(data: ReportData, method: str, min_random: int = 3) -> Forgivene
 
 
 def peaks(data: ReportData) -> pd.DataFrame:
-    """Per complete trial: the step of peak val objective over the eval steps, its value, the final value and the
-    drop from peak to final (>= 0; 0 when the final step is the peak). Ties go to the earliest step."""
-    cols = ["method", "number", "peak_step", "peak", "final_step", "final", "drop"]
+    """Per complete trial: the step where val peaked, and the drop from that peak to the final step.
+
+    Curves that score one fixed set of val pairs at every eval point (``curve/val_a`` and ``curve/val_b``, its two
+    halves; step 0 is the base model) choose the peak step on half a and read the peak, the final value and the
+    drop on half b. So the drop is unbiased: reading the peak off the same noisy curve makes peak - final >= 0 by
+    construction. Older curves (no halves) fall back to the maximum of ``val/<metric>`` (``split`` False).
+    Ties go to the earliest step."""
+    cols = ["method", "number", "peak_step", "peak", "final_step", "final", "drop", "split"]
     c = data.curves
-    key = f"val/{data.metric}"
-    if c.empty or key not in c:
+    choose, measure = f"curve/val_a/{data.metric}", f"curve/val_b/{data.metric}"
+    split = not c.empty and choose in c and measure in c
+    if not split:
+        choose = measure = f"val/{data.metric}"
+    if c.empty or choose not in c:
         return pd.DataFrame(columns=cols)
     out = []
     for (method, number), g in c[c["state"] == "COMPLETE"].groupby(["method", "number"], sort=True):
-        g = g.dropna(subset=[key]).sort_values("step")
+        g = g.dropna(subset=[choose, measure]).sort_values("step")
         if g.empty:
             continue
-        peak = g.loc[g[key].idxmax()]
+        peak = g.loc[g[choose].idxmax()]
         last = g.iloc[-1]
         out.append({"method": method, "number": int(number), "peak_step": int(peak["step"]),
-                    "peak": float(peak[key]), "final_step": int(last["step"]), "final": float(last[key]),
-                    "drop": float(peak[key] - last[key])})
+                    "peak": float(peak[measure]), "final_step": int(last["step"]), "final": float(last[measure]),
+                    "drop": float(peak[measure] - last[measure]), "split": split})
     return pd.DataFrame(out, columns=cols)
 
 

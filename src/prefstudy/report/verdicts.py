@@ -52,7 +52,8 @@ class Verdict:
         p = "" if self.p_value is None else f", p {self.p_value:.3g}"
         if not self.primary and self.p_adjusted is not None:
             p += f" (Holm {self.p_adjusted:.3g})"
-        verdict = "decided: excludes 0" if self.decided else "not decided"
+        side = "above" if (self.ci_low or 0) > 0 else "below"
+        verdict = f"decided: the interval lies {side} 0" if self.decided else "not decided"
         if not self.decided and _finite(self.mde):
             verdict += f"; this design cannot detect differences below {self.mde:.2f} (80% power, two-sided 5%)"
         return (f"{self.name} = {self.estimate:+.3f} [95% {self.ci_low:+.3f}, {self.ci_high:+.3f}]{p}: "

@@ -66,7 +66,7 @@ def offline_if_local(spec: StudySpec) -> None:
 def _record_base(spec: StudySpec, prepared: Prepared, studies: dict[str, optuna.Study],
                  dropped: dict[str, int], splits_leakage: dict[str, int]) -> None:
     """The base model's preference accuracy per split and per data family, stored once per study."""
-    from prefstudy.evaluation.heldout import base_metrics, family_accuracy
+    from prefstudy.evaluation.heldout import base_metrics, family_accuracy, family_counts
 
     base = base_metrics(prepared)
     for study in studies.values():
@@ -80,11 +80,12 @@ def _record_base(spec: StudySpec, prepared: Prepared, studies: dict[str, optuna.
                 study.set_user_attr("data_leakage", splits_leakage)
     log("base model preference accuracy: " + ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in base.items()))
     for split in prepared.ref:
-        per_family = family_accuracy(prepared, split, None)
+        per_family = family_accuracy(prepared, split, None, spec.evaluation.metric)
         log(f"  {split} per family: " + ", ".join(f"{f} {a:.2f}" for f, a in per_family.items()))
         for study in studies.values():
             if f"base/{split}/family" not in study.user_attrs:
                 study.set_user_attr(f"base/{split}/family", per_family)
+                study.set_user_attr(f"base/{split}/family_n", family_counts(prepared, split))
 
 
 def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Study],

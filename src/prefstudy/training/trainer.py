@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from prefstudy.core.rundir import append_jsonl
-from prefstudy.evaluation.heldout import Arrays, Prepared, score_splits
+from prefstudy.evaluation.heldout import Arrays, Prepared, curve_metrics, score_splits
 from prefstudy.spec import MethodSpec, StudySpec, TrainingSpec
 from prefstudy.training.adapter_check import check_adapter_applied
 from prefstudy.training.faults import NonFiniteLoss
@@ -95,6 +95,12 @@ class _Evaluator:
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                       **_: Any) -> None:
+        if state.global_step == 0 and "val" in self.prepared.ref and not (self.run_dir / "curves.jsonl").exists():
+            # step 0 is the base model (the adapter starts at zero): its curve values come free from the cache
+            evaluation = self.ctx.spec.evaluation
+            append_jsonl(self.run_dir / "curves.jsonl", {
+                "step": 0, "final": False, "base": True,
+                **curve_metrics(self.prepared.ref["val"], evaluation.metric, evaluation.val_subset)})
         self.step_started = time.perf_counter()
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
@@ -140,6 +146,7 @@ class _Evaluator:
             "clipped_fraction": clipped, "final": final, "objective": objective,
             "train_seconds": round(self.train_seconds, 3), "eval_seconds": round(self.eval_seconds, 3),
             **{f"{split}/{key}": value for split, values in metrics.items() for key, value in values.items()},
+            **curve_metrics(arrays["val"], evaluation.metric, evaluation.val_subset),
         }
         append_jsonl(self.run_dir / "curves.jsonl", row)
         self.ctx.log(

@@ -77,6 +77,9 @@ def make_study(tmp_path: Path, lm_eval: bool = True, *, name: str | None = None,
         study.set_user_attr("spec_yaml", "name: smoke\nstorage: postgresql://bob:pw-in-spec@h/db\n")
         for split, acc in (("train", 0.55), ("val", 0.5), ("test", 0.6), ("ood", 0.4)):
             study.set_user_attr(f"base/{split}/accuracy", acc)
+        # per data family: addition at chance; letter_count far above it on test (18 of 20 right)
+        study.set_user_attr("base/test/family", {"addition": 0.5, "letter_count": 0.9})
+        study.set_user_attr("base/test/family_n", {"addition": 20, "letter_count": 20})
         if lm_eval:
             study.set_user_attr("lm_eval_base/arith/acc", 0.45)
             study.set_user_attr("lm_eval_base/arith/acc_stderr", 0.05)

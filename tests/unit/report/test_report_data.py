@@ -97,3 +97,20 @@ def test_toy_summary_becomes_the_theory_check(tmp_path: Path) -> None:
     page = build_report(spec, LABEL, tmp_path / "report", storage=storage, toy_results=toy).read_text()
     assert "ends within 0.010 of its closed-form fixed point at every τ (largest deviation at τ = 0.5)" in page
     assert "puts p(a) between 0.950 and 0.980" in page and 'id="fig-toy"' in page
+
+
+def test_the_peak_is_chosen_on_one_half_and_the_drop_read_on_the_other() -> None:
+    """Half a peaks at step 12 (0.8); half b is read there: 0.65 at the peak, 0.60 at the end, drop +0.05. Reading
+    half b alone would pick its own maximum (0.70 at step 18) and report a drop of 0.10."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    steps = [0, 6, 12, 18, 24]
+    curves = pd.DataFrame({
+        "method": "dpo", "number": 3, "state": "COMPLETE", "step": steps,
+        "curve/val_a/accuracy": [0.5, 0.6, 0.8, 0.7, 0.6], "curve/val_b/accuracy": [0.5, 0.55, 0.65, 0.7, 0.6],
+        "val/accuracy": [None, 0.6, 0.7, 0.7, 0.6]})
+    row = rd.peaks(SimpleNamespace(curves=curves, metric="accuracy")).iloc[0]  # type: ignore[arg-type]
+    assert (row["peak_step"], row["final_step"], bool(row["split"])) == (12, 24, True)
+    assert row["peak"] == pytest.approx(0.65) and row["drop"] == pytest.approx(0.05)

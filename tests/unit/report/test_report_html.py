@@ -131,6 +131,12 @@ def test_verdicts_json_has_one_primary_not_yet_measured_and_holm_adjusted_second
     assert "nox -s study -- SPEC --confirm" in text or "nox -s study -- --confirm" in text
 
 
+def test_base_accuracy_per_family_with_wilson_intervals(page: Page) -> None:
+    """18 of 20 right: Wilson [0.699, 0.972] excludes chance, so the verdict names that family and no other."""
+    assert "0.900 [0.70, 0.97] (n 20)" in page.text and "0.500 [0.30, 0.70] (n 20)" in page.text
+    assert "away from chance in letter_count on test (0.90)" in page.text and "addition on test" not in page.text
+
+
 def test_hostile_study_and_method_names_are_escaped_exactly_once(hostile: tuple[Page, str]) -> None:
     page, _ = hostile
     shown = page.text
