@@ -95,6 +95,15 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def chaos(session: nox.Session) -> None:
+    """The chaos soak: 4 workers on a private PostgreSQL toward 40 finished trials per method of the tiny smoke
+    study, while workers are SIGKILLed every 20-40 s, PostgreSQL restarts once and the run directory's disk fills
+    once -> reports/chaos/results.json (trials lost must be 0). Needs the Debian postgresql package; root for the
+    disk-full tmpfs. nox -s chaos -- [--workers N] [--trials N] [--timeout S] ..."""
+    session.run(env_python(session), "-m", "prefstudy.tools.chaos", *session.posargs)
+
+
+@nox.session
 def lock(session: nox.Session) -> None:
     """Refresh requirements.lock: resolve constraints.txt (the direct pins) in a fresh venv and freeze all of it."""
     with tempfile.TemporaryDirectory(prefix="prefstudy-lock-") as folder:

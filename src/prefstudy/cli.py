@@ -190,6 +190,7 @@ def _run_guarded(action: str, spec: StudySpec, storage_url: str, verbose: bool, 
     from prefstudy.models.loading import ModelError
     from prefstudy.search.storage import StorageError
     from prefstudy.spec import SpecError
+    from prefstudy.training.faults import DiskFull
 
     try:
         with diverted(spec.run_root() / "study.log", verbose):
@@ -216,6 +217,9 @@ def _run_guarded(action: str, spec: StudySpec, storage_url: str, verbose: bool, 
             except (SpecError, DataError, ModelError, StorageError, LmEvalError) as exc:
                 error(f"error: {redact(str(exc))}")
                 return 2
+            except DiskFull as exc:
+                error(f"error: {exc}")
+                return 1
             except KeyboardInterrupt:
                 error("interrupted: finished trials are kept, the running one is marked 'interrupted' and is re-run "
                       "first by the same command")

@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from prefstudy.search.storage import FINISHED, waiting
+from prefstudy.training.faults import DiskFull, is_disk_full
 
 #: errors that fail one trial, not the worker (everything else, e.g. KeyboardInterrupt, stops the loop)
 TRIAL_ERRORS = (RuntimeError, ValueError, MemoryError, ArithmeticError)
@@ -68,11 +69,30 @@ def run_trials(studies: dict[str, optuna.Study], objective_for: Callable[[str], 
         for method in todo:
             study = studies[method]
             before = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
-            study.optimize(objective_for(method), n_trials=1, catch=TRIAL_ERRORS, gc_after_trial=True,
-                           callbacks=[rule, *(callbacks or [])])
+            try:
+                study.optimize(objective_for(method), n_trials=1, catch=TRIAL_ERRORS, gc_after_trial=True,
+                               callbacks=[rule, *(callbacks or [])])
+            except OSError as exc:
+                if not is_disk_full(exc):
+                    raise
+                _requeue_after_disk_full(study, before, exc, log)
+                raise DiskFull(f"disk full ({exc.strerror}) writing {exc.filename or 'a run file'}: this worker "
+                               "stops; the failed trial is queued again with the same parameters. Free space in "
+                               "the run directory (or set runs_dir) and run the same command again") from None
             failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
             if len(failed) > before:
                 failures[method] += 1
                 gave_up[method] = target > 0 and failures[method] >= target
                 log(f"  trial {failed[-1].number} of {study.study_name} FAILED: "
                     f"{failed[-1].user_attrs.get('fail_reason')}")
+
+
+def _requeue_after_disk_full(study: optuna.Study, before: int, exc: OSError, log: Callable[[str], None]) -> None:
+    """The trial a full disk failed gets its reason and a retry with the same parameters (nothing is lost)."""
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    if len(failed) <= before:
+        return
+    trial = failed[-1]
+    reason = trial.user_attrs.get("fail_reason") or f"disk full ({exc.strerror}) writing {exc.filename or 'a file'}"
+    study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number, "retry_reason": "disk full"})
+    log(f"  trial {trial.number} of {study.study_name} FAILED: {reason}; queued again with the same parameters")

@@ -63,6 +63,16 @@ class Objective:
         }
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        from prefstudy.training.faults import failure_reason, is_disk_full
+
+        try:
+            return self._run(trial)
+        except OSError as exc:  # a full disk anywhere (the run directory's files): say so before the trial closes
+            if is_disk_full(exc) and "fail_reason" not in trial.user_attrs:
+                trial.set_user_attr("fail_reason", failure_reason(exc))
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float | tuple[float, float]:
         from prefstudy.training.faults import failure_reason, free_memory
         from prefstudy.training.trainer import train_trial
 
@@ -115,7 +125,10 @@ class Objective:
         except BaseException as exc:
             reason = failure_reason(exc)
             trial.set_user_attr("fail_reason", redact(reason)[:500])
-            write_json(run_dir / "metrics.json", {"status": "failed", "reason": redact(reason)})
+            try:
+                write_json(run_dir / "metrics.json", {"status": "failed", "reason": redact(reason)})
+            except OSError:  # the disk that just filled up: the reason is in the storage
+                pass
             if reason.startswith("out of memory"):
                 free_memory()
             raise

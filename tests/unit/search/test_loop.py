@@ -87,3 +87,34 @@ def test_progress_prints_one_line_per_finished_trial_with_an_eta() -> None:
     assert lines[0].startswith("[dpo trial 0] COMPLETE val accuracy ") and "1/4 trials of this run" in lines[0]
     assert "ETA" in lines[0] and "ETA" not in lines[-1]  # nothing left after the last one
     assert "PRUNED" in lines[2] and "4/4" in lines[3]
+
+
+def test_a_full_disk_fails_the_trial_with_its_reason_queues_it_again_and_stops_the_worker() -> None:
+    """ENOSPC while a trial writes its run directory: that trial is FAIL with 'disk full ...', a retry with the same
+    parameters waits in the queue, and the worker stops (DiskFull) instead of failing trial after trial."""
+    import errno
+
+    import pytest
+
+    from prefstudy.training.faults import DiskFull, failure_reason
+
+    studies = _studies()
+    calls: list[int] = []
+
+    def make(method: str):
+        def objective(trial: optuna.Trial) -> float:
+            calls.append(trial.number)
+            trial.suggest_float("beta", 0.1, 1.0)
+            error = OSError(errno.ENOSPC, "No space left on device", "/runs/x/curves.jsonl")
+            trial.set_user_attr("fail_reason", failure_reason(error))  # as Objective does before the trial closes
+            raise error
+        return objective
+
+    with pytest.raises(DiskFull, match="disk full .*No space left on device.*curves.jsonl.*this worker stops"):
+        run_trials(studies, make, 3, lambda line: None)
+    assert len(calls) == 1  # no spinning: one trial, then the worker stopped
+    study = studies["dpo"]
+    failed, queued = study.trials
+    assert failed.state == TrialState.FAIL and queued.state == TrialState.WAITING
+    assert failed.user_attrs["fail_reason"] == "disk full (No space left on device) writing /runs/x/curves.jsonl"
+    assert queued.system_attrs["fixed_params"] == failed.params and queued.user_attrs["retry_of"] == failed.number

@@ -1,0 +1,37 @@
+"""The chaos soak, short (tools/chaos.py; ``nox -s chaos`` is the long one): 2 workers on a private PostgreSQL,
+one SIGKILLed and replaced, PostgreSQL restarted, the run directory's disk filled and freed. Nothing may be lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from pgcluster import REQUIRE_ENV, find_bindir
+from support import ROOT, cli_env
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_short_soak_loses_no_trial(tmp_path: Path) -> None:
+    import subprocess
+
+    if find_bindir() is None:
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail("PostgreSQL server binaries are missing (install the Debian 'postgresql' package)")
+        pytest.skip("no PostgreSQL server binaries")
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "prefstudy.tools.chaos", "--workers", "2", "--trials", "3", "--steps", "4",
+         "--kill-every", "12", "16", "--restart-after", "10", "--fill-after", "20", "--full-for", "5",
+         "--tmpfs-mb", "48", "--timeout", "420", "--work", str(tmp_path / "work"), "--out", str(out)],
+        cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=600)
+    result = json.loads((out / "results.json").read_text())
+    assert done.returncode == 0 and result["passed"], (result["problems"], done.stdout[-3000:], done.stderr[-3000:])
+    assert result["trials_lost"] == 0 and result["incomplete_run_dirs"] == 0
+    assert result["kills"] >= 1 and result["database_restarts"] == 1
+    assert all(n >= 3 for n in result["finished"].values())
+    if os.geteuid() == 0:  # the tmpfs needs root
+        assert result["disk_full_events"] == 1 and result["disk_full_failures"] >= 1
