@@ -72,6 +72,13 @@ def run_trials(studies: dict[str, optuna.Study], objective_for: Callable[[str], 
             try:
                 study.optimize(objective_for(method), n_trials=1, catch=TRIAL_ERRORS, gc_after_trial=True,
                                callbacks=[rule, *(callbacks or [])])
+            except UnboundLocalError as exc:  # Optuna's tell failed on a storage error (database restarting)
+                cause = exc.__context__
+                if cause is None or "sqlalchemy" not in type(cause).__module__:
+                    raise
+                raise RuntimeError(f"the storage went away mid-trial ({type(cause).__name__}): this worker stops; "
+                                   "its running trial is failed by the heartbeat and retried with the same "
+                                   "parameters by any worker") from cause
             except OSError as exc:
                 if not is_disk_full(exc):
                     raise

@@ -62,6 +62,7 @@ class Soak:
         self.exits: list[int] = []
         self.kills = self.restarts = self.disk_full_events = 0
         self.disk_window: tuple[float, float] | None = None
+        self.mounted = False
 
     def note(self, what: str, **extra: Any) -> None:
         at = round(time.monotonic() - self.started, 1)
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     runs = work / "runs"
     soak = Soak(args)
-    mounted = _mount_tmpfs(runs, args.tmpfs_mb)
+    mounted = soak.mounted = _mount_tmpfs(runs, args.tmpfs_mb)
     soak.note("run directory on a tmpfs" if mounted else "no tmpfs (needs root): the disk-full event is skipped",
               size_mb=args.tmpfs_mb)
     spec_path, overrides = _spec(work, args.trials, args.steps)
@@ -169,38 +170,45 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 soak.note("SIGKILL", pid=victim.pid)
                 next_kill = now + soak.rng.uniform(*args.kill_every)
             if soak.restarts == 0 and now >= restart_at:
-                cluster._run("pg_ctl", "-D", str(cluster.datadir), "-m", "fast", "-w", "-t", "60", "restart",
-                             timeout=120)
+                # -l again: without it the restarted server keeps pg_ctl's output pipes open (the same options
+                # are reused from postmaster.opts)
+                cluster._run("pg_ctl", "-D", str(cluster.datadir), "-l", str(cluster.logfile), "-m", "fast", "-w",
+                             "-t", "60", "restart", timeout=120)
                 soak.restarts += 1
                 soak.note("PostgreSQL restarted")
-            if mounted and soak.disk_full_events == 0 and filler is None and now >= fill_at:
+            if mounted and soak.disk_full_events == 0 and now >= fill_at:
                 filler = _fill(runs)
+                soak.disk_full_events += 1
                 soak.disk_window = (now, now + args.full_for)
                 soak.note("run directory's file system filled", free_kb=os.statvfs(runs).f_bavail
                           * os.statvfs(runs).f_frsize // 1024)
             if filler is not None and soak.disk_window and now >= soak.disk_window[1]:
                 filler.unlink()
                 filler = None
-                soak.disk_full_events += 1
                 soak.note("file system freed")
                 while len(soak.workers) < args.workers:
                     soak.start_worker(command, env, log)
             time.sleep(0.5)
-        for w in soak.workers:
-            if w.poll() is None:
-                w.send_signal(signal.SIGTERM)
-        for w in soak.workers:
-            try:
-                w.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                w.kill()
+        _stop(soak.workers)
         result = _check(spec, studies, soak, args)
     finally:
+        _stop(soak.workers)
         cluster.stop()
         cluster.cleanup()
         if mounted:
             subprocess.run(["umount", "-l", str(runs)], capture_output=True)
     return result
+
+
+def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
+    for w in workers:
+        if w.poll() is None:
+            w.send_signal(signal.SIGTERM)
+    for w in workers:
+        try:
+            w.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            w.kill()
 
 
 def _check(spec: Any, studies: dict[str, Any], soak: Soak, args: argparse.Namespace) -> dict[str, Any]:
@@ -241,6 +249,12 @@ def _check(spec: Any, studies: dict[str, Any], soak: Soak, args: argparse.Namesp
     bound = args.workers - 1
     if any(v > bound for v in out["overshoot"].values()):
         out["problems"].append(f"overshoot {out['overshoot']} above the documented bound of workers - 1 = {bound}")
+    if soak.kills < args.min_kills:
+        out["problems"].append(f"only {soak.kills} kills (at least {args.min_kills} asked): make trials longer")
+    if soak.restarts < 1:
+        out["problems"].append("the run ended before PostgreSQL was restarted")
+    if soak.mounted and soak.disk_full_events < 1:
+        out["problems"].append("the run ended before the disk was filled")
     if soak.disk_full_events and not out["disk_full_failures"]:
         out["problems"].append("the disk filled but no trial failed with a 'disk full' reason")
     if out["disk_full_failures"] > 2 * args.workers:
@@ -254,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m prefstudy.tools.chaos", description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--trials", type=int, default=40, help="finished trials per method")
-    parser.add_argument("--steps", type=int, default=8, help="optimizer steps per trial")
+    parser.add_argument("--steps", type=int, default=120, help="optimizer steps per trial (long enough for the kills)")
+    parser.add_argument("--min-kills", type=int, default=8, help="fewer kills than this fail the soak")
     parser.add_argument("--kill-every", type=float, nargs=2, default=(20.0, 40.0), metavar=("MIN", "MAX"))
     parser.add_argument("--restart-after", type=float, default=45.0, help="seconds before PostgreSQL restarts")
     parser.add_argument("--fill-after", type=float, default=90.0, help="seconds before the disk fills")
