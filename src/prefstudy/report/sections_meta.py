@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -85,17 +86,18 @@ def _families(d: rd.ReportData, s: Section) -> None:
     solves (or fails) far from chance carries a prior or a surface cue, and its pairs say less about training."""
     from prefstudy.evaluation.power import wilson_interval
 
-    splits = [sp for sp in ("val", "test", "ood") if isinstance(d.base.get(f"{sp}/family"), dict)]
+    base: dict[str, Any] = dict(d.base)  # per-family entries are dicts (family -> value), not floats
+    splits = [sp for sp in ("val", "test", "ood") if isinstance(base.get(f"{sp}/family"), dict)]
     if not splits:
         return
-    families = sorted({f for sp in splits for f in d.base[f"{sp}/family"]})
+    families = sorted({f for sp in splits for f in base[f"{sp}/family"]})
     rows: list[list[Text]] = []
     off_chance = []
     for fam in families:
         row: list[Text] = [fam]
         for sp in splits:
-            acc = d.base[f"{sp}/family"].get(fam)
-            n = (d.base.get(f"{sp}/family_n") or {}).get(fam)
+            acc = base[f"{sp}/family"].get(fam)
+            n = (base.get(f"{sp}/family_n") or {}).get(fam)
             if acc is None:
                 row.append("–")
             elif n:
