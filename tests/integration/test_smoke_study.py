@@ -137,7 +137,7 @@ def test_run_directories_hold_config_env_curves_metrics_adapter(smoke_run) -> No
     assert config["loss_type"] == "sigmoid" and config["params"]["beta"] > 0
     assert json.loads((trial / "env.json").read_text())["packages"]["trl"] == "1.16.0"
     curves = [json.loads(line) for line in (trial / "curves.jsonl").read_text().splitlines()]
-    assert [row["step"] for row in curves] == [2, 4]
+    assert [row["step"] for row in curves] == [0, 2, 4]  # step 0: the base model, from the reference cache
     assert curves[-1]["final"] and "test/accuracy" in curves[-1] and "test/accuracy" not in curves[0]
     metrics = json.loads((trial / "metrics.json").read_text())
     assert metrics["status"] == "complete" and metrics["value"] == curves[-1]["objective"]

@@ -44,9 +44,10 @@ def overfitting(d: rd.ReportData) -> Section:
         if p.empty:
             s.verdict.append(text(name(m), ": no complete trial with curves."))
             continue
-        early = p[p["peak_step"] < p["final_step"]]
-        worst = p.loc[p["drop"].idxmax()]
         halves = bool(p["split"].all())
+        # with halves, the peak step is chosen on half a: an earlier step counts even when half b shows no drop
+        early = p[p["peak_step"] < p["final_step"]] if halves else p[p["drop"] > 0]
+        worst = p.loc[p["drop"].idxmax()]
         line = f": val peaked before the final step in {len(early)} of {len(p)} trials" + (
             f" (median drop among them {num(early['drop'].median(), '+.3f')}, largest {num(worst['drop'], '+.3f')} "
             f"at trial {int(worst['number'])}, peak at step {int(worst['peak_step'])})" if len(early)

@@ -44,7 +44,7 @@ def test_peak_step_and_drop_from_curves(built) -> None:
     assert peaks.loc[("dpo", 2), "peak_step"] == 2 and peaks.loc[("dpo", 2), "drop"] == 0.0  # ties: earliest
     assert peaks.loc[("ipo", 1), "peak_step"] == 2 and peaks.loc[("ipo", 1), "drop"] == pytest.approx(0.05)
     assert "val peaked before the final step in 1 of 5 trials" in page
-    assert "largest 0.125 at trial 1, peak at step 4" in page
+    assert "largest +0.125 at trial 1, peak at step 4" in page
 
 
 def test_best_trials_table_and_pareto_front(built) -> None:

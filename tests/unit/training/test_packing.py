@@ -138,7 +138,10 @@ def _compare(model, tokenizer, records, loss_type: str, row_tokens: int, checkpo
     assert norm_ours == pytest.approx(norm_trl, rel=1e-4)
     for key in ("rewards/chosen", "rewards/margins", "logps/chosen", "logps/rejected", "entropy",
                 "logits/chosen", "mean_token_accuracy"):  # what TRL logs per step is ours too
-        assert logged_ours[key] == pytest.approx(logged_trl[key], rel=1e-4, abs=1e-6), key
+        # a margin is a difference of two rewards of ~beta * 30 nats each: when the answers differ by one character
+        # it is ~1e-3, and fp32 summation order alone moves it by ~1e-6, so it gets an absolute floor of 1e-5
+        floor = 1e-5 if key == "rewards/margins" else 1e-6
+        assert logged_ours[key] == pytest.approx(logged_trl[key], rel=1e-4, abs=floor), key
 
 
 @pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
