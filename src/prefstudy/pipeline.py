@@ -170,7 +170,7 @@ def log_verdicts(path: Any) -> None:
 
     entries = [Verdict(**v) for v in json.loads(path.read_text())]
     for v in entries:
-        if v.primary or (" − " in v.name and "base model" not in v.name):
+        if v.kind != "vs_base":  # the primary and the paired method comparisons
             log(v.sentence() + (f" ({v.scope})" if v.measured else ""))
     secondary = sum(not v.primary for v in entries)
     log(f"verdicts: {path} (1 primary, {secondary} secondary, Holm-adjusted)")

@@ -197,9 +197,9 @@ def power_lines(plan: Plan) -> list[str]:
     if not test:
         out.append("  on test: unknown until the data is built (set data.max_heldout)")
         return out
-    out.append(f"  search, exploratory (one seed, {test} test pairs): {paired_mde(int(test), DISCORDANT):.2f}")
+    out.append(f"  search, exploratory (one seed, {test} test pairs): {paired_mde(test, DISCORDANT):.2f}")
     if plan.confirm_seeds >= 2:
-        mde = seed_mde(SEED_SD, plan.confirm_seeds, math.sqrt(DISCORDANT / int(test)))
+        mde = seed_mde(SEED_SD, plan.confirm_seeds, math.sqrt(DISCORDANT / test))
         out.append(f"  primary endpoint (confirmation, {plan.confirm_seeds} seeds x {test} test pairs): {mde:.2f}")
     else:
         out.append("  primary endpoint: needs confirm.seeds (2 or more; 5 for intervals that cover) and confirm.top_k")

@@ -40,7 +40,7 @@ def headline(d: rd.ReportData) -> Section:
             s.verdict.append("The primary endpoint is measured by the confirmation stage: "
                              f"{confirm_command(d.spec)}. Until then every comparison below is exploratory.")
         for v in verdicts:
-            if not v.primary and v.name.startswith("exploratory"):
+            if v.kind == "exploratory":
                 s.verdict.append(v.sentence() + ".")
     s.verdict.append(f"Secondary verdicts ({sum(not v.primary for v in verdicts)} in all, Holm-adjusted together; "
                      "the list is in verdicts.json next to this page) decide only at a Holm-adjusted p below 0.05.")
@@ -62,8 +62,8 @@ def headline(d: rd.ReportData) -> Section:
                      num(at(r, "generalization_gap"), "+.3f"), num(at(r, "lm_eval/mean")),
                      interval(*lm, fmt="+.3f"), num(at(r, "value"))])
         number = int(r["number"])
-        gain_verdict = next((v for v in verdicts if v.name == f"{m.upper()} trial {number} − base model, test "
-                             f"{d.metric}"), None)
+        gain_verdict = next((v for v in verdicts if v.kind == "vs_base" and v.method == m
+                             and v.metric == d.metric), None)
         decided = ("no interval" if gain_verdict is None else
                    f"Holm-adjusted p {gain_verdict.p_adjusted:.3g}: "
                    + ("decided" if gain_verdict.decided else "not decided"))

@@ -11,7 +11,8 @@ Holm-adjusted. Written to ``reports/<name>/verdicts.json`` next to the report, f
   verdict decides only when its adjusted p is below 5%. The claims issues add their verdicts to this family.
 
 Each entry: ``name``, ``primary``, ``measured``, ``estimate``, ``ci_low``, ``ci_high`` (95%, unadjusted),
-``mde`` (80% power, two-sided 5%), ``p_value``, ``p_adjusted``, ``decided``, ``scope``.
+``mde`` (80% power, two-sided 5%), ``p_value``, ``p_adjusted``, ``decided``, ``scope``, and ``kind`` (primary,
+exploratory, difference, vs_base) with ``method`` and ``metric`` for a trial against the base model.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from prefstudy.evaluation.power import from_interval, holm
 from prefstudy.report import data as rd
+from prefstudy.report.html import three
 
 ALPHA = 0.05
 
@@ -42,6 +44,9 @@ class Verdict:
     scope: str
     p_adjusted: float | None = None
     decided: bool = False
+    kind: str = "difference"  # primary | exploratory | difference (A - B) | vs_base (a method's trial - base)
+    method: str | None = None  # vs_base: whose trial
+    metric: str | None = None  # vs_base: test (the spec's metric) or lm-eval
 
     def sentence(self) -> str:
         """'<name> = +0.031 [95% −0.02, +0.08], p 0.41 (Holm 0.82): not decided; cannot detect differences
@@ -69,20 +74,15 @@ def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
-def _num(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
-def _from_stored(name: str, row: Any, keys: tuple[str, str, str], scope: str) -> Verdict | None:
-    estimate, low, high = (_num(row.get(k)) for k in keys)
+def _from_stored(name: str, row: Any, keys: tuple[str, str, str], scope: str, method: str,
+                 metric: str) -> Verdict | None:
+    estimate, low, high = three(row, *keys)
     if estimate is None or low is None or high is None:
         return None
+    estimate, low, high = float(estimate), float(low), float(high)
     implied = from_interval(estimate, low, high)
-    return Verdict(name, False, True, estimate, low, high, implied["mde"], implied["p_value"], scope)
+    return Verdict(name, False, True, estimate, low, high, implied["mde"], implied["p_value"], scope,
+                   kind="vs_base", method=method, metric=metric)
 
 
 def family(d: rd.ReportData) -> list[Verdict]:
@@ -95,13 +95,13 @@ def family(d: rd.ReportData) -> list[Verdict]:
         a, b = (m.upper() for m in methods)
         name = f"primary: confirmation {a} − {b}, test {metric}"
         if c is not None and c.source == "confirm":
-            out.append(Verdict(name, True, True, *c.heldout, c.heldout_mde, c.heldout_p, c.scope()))
+            out.append(Verdict(name, True, True, *c.heldout, c.heldout_mde, c.heldout_p, c.scope(), kind="primary"))
         else:
             out.append(Verdict(name, True, False, None, None, None, c.heldout_mde if c is not None else None,
-                               None, f"no confirmation runs yet: {confirm_command(spec)}"))
+                               None, f"no confirmation runs yet: {confirm_command(spec)}", kind="primary"))
             if c is not None:
                 out.append(Verdict(f"exploratory: search {a} − {b}, test {metric}", False, True, *c.heldout,
-                                   c.heldout_mde, c.heldout_p, c.scope()))
+                                   c.heldout_mde, c.heldout_p, c.scope(), kind="exploratory"))
         if c is not None and c.lm_eval is not None:
             out.append(Verdict(f"{c.source} {a} − {b}, lm-eval mean", False, True, *c.lm_eval, c.lm_eval_mde,
                                c.lm_eval_p, c.scope()))
@@ -113,10 +113,11 @@ def family(d: rd.ReportData) -> list[Verdict]:
         for verdict in (
             _from_stored(f"{trial} − base model, test {metric}", row,
                          ("test_gain_vs_base", "test_gain_ci_low", "test_gain_ci_high"),
-                         "the search's best trial (one seed) vs the base model on the same test pairs"),
+                         "the search's best trial (one seed) vs the base model on the same test pairs", m, metric),
             _from_stored(f"{trial} − base model, lm-eval mean", row,
                          ("lm_eval/delta_vs_base", "lm_eval/delta_ci_low", "lm_eval/delta_ci_high"),
-                         "the search's best trial (one seed) vs the base model on the same documents"),
+                         "the search's best trial (one seed) vs the base model on the same documents", m,
+                         "lm-eval"),
         ):
             if verdict is not None:
                 out.append(verdict)

@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from prefstudy.search.storage import FINISHED, waiting
-from prefstudy.training.faults import DiskFull, is_disk_full
+from prefstudy.training.faults import DiskFull, failure_reason, is_disk_full
 
 #: errors that fail one trial, not the worker (everything else, e.g. KeyboardInterrupt, stops the loop)
 TRIAL_ERRORS = (RuntimeError, ValueError, MemoryError, ArithmeticError)
@@ -83,9 +83,9 @@ def run_trials(studies: dict[str, optuna.Study], objective_for: Callable[[str], 
                 if not is_disk_full(exc):
                     raise
                 _requeue_after_disk_full(study, before, exc, log)
-                raise DiskFull(f"disk full ({exc.strerror}) writing {exc.filename or 'a run file'}: this worker "
-                               "stops; the failed trial is queued again with the same parameters. Free space in "
-                               "the run directory (or set runs_dir) and run the same command again") from None
+                raise DiskFull(f"{failure_reason(exc)}: this worker stops; the failed trial is queued again with "
+                               "the same parameters. Free space in the run directory (or set runs_dir) and run the "
+                               "same command again") from None
             failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
             if len(failed) > before:
                 failures[method] += 1
@@ -100,6 +100,6 @@ def _requeue_after_disk_full(study: optuna.Study, before: int, exc: OSError, log
     if len(failed) <= before:
         return
     trial = failed[-1]
-    reason = trial.user_attrs.get("fail_reason") or f"disk full ({exc.strerror}) writing {exc.filename or 'a file'}"
+    reason = trial.user_attrs.get("fail_reason") or failure_reason(exc)
     study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number, "retry_reason": "disk full"})
     log(f"  trial {trial.number} of {study.study_name} FAILED: {reason}; queued again with the same parameters")
