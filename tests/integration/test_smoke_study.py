@@ -324,7 +324,7 @@ def test_base_accuracy_is_reported_per_family(smoke_run) -> None:
     assert "test per family: " in result.stdout
     study = optuna.load_study(study_name="smoke/dpo", storage=storage)
     families = study.user_attrs["base/ood/family"]
-    assert set(families) == {"subtraction"} and 0.0 <= families["subtraction"] <= 1.0
+    assert set(families) == {"subtraction", "multiplication"} and all(0.0 <= v <= 1.0 for v in families.values())
     val = study.user_attrs["base/val/family"]
     assert len(val) >= 4 and all(0.0 <= v <= 1.0 for v in val.values())
 

@@ -5,7 +5,7 @@ Every pair is one user turn plus one short assistant answer. ``chosen`` and
 (or, for ``answer_format``, only in how the same value is written), so that no
 surface cue (length, word overlap with the question, a fixed word) separates them:
 
-* ``addition``, ``letter_count``, ``unit_conversion`` and ``subtraction`` pairs are
+* ``addition``, ``letter_count``, ``unit_conversion``, ``subtraction`` and ``multiplication`` pairs are
   built so chosen and rejected have equal character length, equal word count and
   equal word overlap with the question (candidates that break this are redrawn).
 * ``comparison`` and ``answer_format`` cannot be exactly equal; there the length
@@ -41,7 +41,7 @@ IN_DISTRIBUTION: tuple[str, ...] = (
     "unit_conversion",
     "answer_format",
 )
-OUT_OF_DISTRIBUTION: tuple[str, ...] = ("subtraction",)
+OUT_OF_DISTRIBUTION: tuple[str, ...] = ("subtraction", "multiplication")
 _SPLITS: tuple[str, ...] = ("train", "val", "test", "ood")
 _GENERATION_ORDER: tuple[str, ...] = ("test", "val", "ood", "train")
 _MAX_ATTEMPTS = 20_000  # redraws allowed per item before giving up
@@ -166,6 +166,22 @@ def _gen_subtraction(rng: random.Random, k: int) -> _Draw:
     return q, q, f"{a} - {b} = {a - b}.", f"{a} - {b} = {wrong}."
 
 
+def _gen_multiplication(rng: random.Random, k: int) -> _Draw:
+    """A 2-3 digit number times a digit 3-9 with a carry; rejected drops a carry (even k) or adds one (odd k)."""
+    a, b = _operand(rng), rng.randint(3, 9)
+    carries, carry, col, x = [], 0, 0, a
+    while x:
+        carry = (x % 10 * b + carry) // 10
+        if carry:
+            carries.append(col)
+        x, col = x // 10, col + 1
+    if not carries or carries == [col - 1]:  # a carry only out of the top digit changes the answer's length
+        return None
+    wrong = a * b + (1 if k % 2 else -1) * 10 ** (rng.choice([c for c in carries if c < col - 1]) + 1)
+    q = f"What is {a} times {b}?"
+    return f"multiplication:{a}*{b}", q, f"{a} times {b} is {a * b}.", f"{a} times {b} is {wrong}."
+
+
 def _gen_comparison(rng: random.Random, k: int) -> _Draw:
     """Two close decimals; the larger has equal (k%3==0), fewer (1) or more (2) decimal digits."""
     whole, pattern = rng.randint(0, 9), k % 3
@@ -244,8 +260,9 @@ _GENERATORS: dict[str, Callable[[random.Random, int], _Draw]] = {
     "unit_conversion": _gen_unit_conversion,
     "answer_format": _gen_answer_format,
     "subtraction": _gen_subtraction,
+    "multiplication": _gen_multiplication,
 }
-_EXACTLY_BALANCED = frozenset({"addition", "letter_count", "unit_conversion", "subtraction"})
+_EXACTLY_BALANCED = frozenset({"addition", "letter_count", "unit_conversion", "subtraction", "multiplication"})
 
 
 def _draw(family: str, rng: random.Random, k: int, seen: set[str]) -> tuple[str, str, str]:

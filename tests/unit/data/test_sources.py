@@ -110,5 +110,5 @@ def test_synthetic_splits_are_conversations_with_a_system_turn() -> None:
     assert splits.sizes() == {"train": 64, "val": 64, "test": 64, "ood": 32}
     record = splits["val"][0]
     assert [m["role"] for m in record["prompt"]] == ["system", "user"]
-    assert {r["family"] for r in splits["ood"]} == {"subtraction"}
-    assert "subtraction" not in {r["family"] for r in splits["train"]}
+    assert {r["family"] for r in splits["ood"]} == {"subtraction", "multiplication"}
+    assert not {"subtraction", "multiplication"} & {r["family"] for r in splits["train"]}

@@ -26,7 +26,7 @@ def _all(data: dict[str, list[Pair]]) -> list[Pair]:
 
 def test_api_constants() -> None:
     assert SYSTEM_PROMPT.strip() and len(SYSTEM_PROMPT.split()) <= 20
-    assert len(IN_DISTRIBUTION) == 5 and OUT_OF_DISTRIBUTION == ("subtraction",)
+    assert len(IN_DISTRIBUTION) == 5 and OUT_OF_DISTRIBUTION == ("subtraction", "multiplication")
     assert not set(IN_DISTRIBUTION) & set(OUT_OF_DISTRIBUTION)
 
 
@@ -105,6 +105,11 @@ def test_answers_correct(data: dict[str, list[Pair]]) -> None:
     for p in _all(data):
         if p.family in ("addition", "subtraction"):
             _arith(p, "+" if p.family == "addition" else "-")
+        elif p.family == "multiplication":
+            a, b = map(int, re.fullmatch(r"What is (\d+) times (\d)\?", p.question).groups())
+            assert p.chosen == f"{a} times {b} is {a * b}."
+            wrong = int(re.fullmatch(rf"{a} times {b} is (\d+)\.", p.rejected).group(1))
+            assert abs(wrong - a * b) in (10, 100, 1000) and wrong % 10 == a * b % 10  # a carry slip
         elif p.family == "comparison":
             x, y = re.fullmatch(r"Which is larger, ([\d.]+) or ([\d.]+)\?", p.question).groups()
             assert p.chosen == f"{max(x, y, key=float)} is larger."

@@ -117,6 +117,22 @@ def test_trl_reference_pass_equals_ours(tiny, records) -> None:
         peft_model.unload().__dict__.pop("forward", None)
 
 
+def test_length_sorted_batches_return_rows_in_their_own_order(tiny, records) -> None:
+    """Scoring batches rows by length; each row's numbers must come back at its own index, whatever the order."""
+    from prefstudy.evaluation.logprobs import length_order
+
+    tokenizer, model = tiny
+    dataset, _ = tokenize_records(records, tokenizer, MAX_LENGTH)
+    order = length_order(list(dataset["prompt_ids"]), list(dataset["chosen_ids"]), list(dataset["rejected_ids"]))
+    assert order != list(range(len(dataset)))  # the fixture's rows are not already sorted: the test can fail
+    forward = sequence_logps(model, dataset, tokenizer.pad_token_id, 3, "fp32", MAX_LENGTH)
+    backward = sequence_logps(model, dataset.select(range(len(dataset) - 1, -1, -1)), tokenizer.pad_token_id, 3,
+                              "fp32", MAX_LENGTH)
+    for key in ("chosen", "rejected", "chosen_tokens", "rejected_tokens"):
+        np.testing.assert_allclose(backward[key][::-1], forward[key], rtol=0, atol=1e-4)
+    assert forward["chosen_tokens"].tolist() == [len(ids) for ids in dataset["chosen_ids"]]
+
+
 @pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
 def test_cached_reference_trainer_optimises_the_loss_on_our_numbers(tiny, records, loss_type: str) -> None:
     """CachedRefDPOTrainer's loss equals the DPO/IPO formula applied to our policy and cached reference."""
