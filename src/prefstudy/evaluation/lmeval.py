@@ -11,12 +11,14 @@ unreachable dataset fails in seconds, not after training.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import gc
 import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
 from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,7 +126,6 @@ def evaluate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, spec: S
              manager: TaskManager | None) -> dict[str, Any]:
     """Score ``model`` on every task of ``spec.evaluation.lm_eval``; per task: value, stderr, per-doc scores."""
     import torch
-    from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
     lm_spec = spec.evaluation.lm_eval
@@ -136,39 +137,69 @@ def evaluate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, spec: S
         check_wrapper_applies_adapter(lm, model, tokenizer)
     out: dict[str, Any] = {"tasks": {}, "raw": {}, "tasks_digest": tasks_digest(lm_spec.tasks)}
     try:
-        for task in lm_spec.tasks:
-            result = simple_evaluate(
-                model=lm, tasks=[task.name], num_fewshot=task.num_fewshot, limit=task.limit,
-                task_manager=manager, log_samples=True, bootstrap_iters=0, random_seed=seed,
-                numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-            )
-            values = result["results"][task.name]
-            key = _metric_key(values, task.metric)
-            metric_name, _, filter_name = key.partition(",")
-            samples = [s for s in result["samples"][task.name] if s.get("filter", filter_name) == filter_name]
-            samples.sort(key=lambda s: s["doc_id"])
-            stderr = values.get(f"{metric_name}_stderr,{filter_name}")
-            per_doc = np.asarray([float(s[metric_name]) for s in samples])
-            if not isinstance(stderr, (int, float)) and len(per_doc) > 1:  # lm-eval skips it with bootstrap_iters=0
-                stderr = float(per_doc.std(ddof=1) / np.sqrt(len(per_doc)))
-            out["tasks"][task.name] = {
-                "metric": metric_name, "filter": filter_name, "value": float(values[key]),
-                "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
-                "doc_ids": [int(s["doc_id"]) for s in samples],
-                "per_doc": per_doc.tolist(),
-                "loglikelihoods": [[float(r[0]) for r in s.get("filtered_resps", [])]
-                                   if task_is_loglikelihood(s) else None for s in samples],
-            }
-            out["raw"][task.name] = json.loads(json.dumps(
-                {k: v for k, v in result.items() if k != "samples"}, default=str))
-            if lm_spec.log_samples:
-                out.setdefault("samples", {})[task.name] = json.loads(json.dumps(samples, default=str))
+        with no_env_probe():
+            _evaluate_tasks(lm, lm_spec, manager, seed, out)
     finally:
         del lm
         gc.collect()
         model.train(was_training)
     out["mean"] = float(np.mean([t["value"] for t in out["tasks"].values()])) if out["tasks"] else None
     return out
+
+
+@contextlib.contextmanager
+def no_env_probe() -> Iterator[None]:
+    """lm-eval's ``simple_evaluate`` ends with ``add_env_info``: torch's ``collect_env``, which runs pip, conda and
+    nvidia-smi in subprocesses, 3-12 s on this CPU, on every call (4 a trial). Every run directory's env.json already
+    has the versions, so that probe is replaced for the length of the block by one that records lm-eval's own."""
+    from lm_eval import evaluator
+
+    original = evaluator.add_env_info
+
+    def versions_only(storage: dict[str, Any]) -> None:
+        from importlib.metadata import version
+
+        storage.update({"pretty_env_info": "not collected (prefstudy: see the run directory's env.json)",
+                        "lm_eval_version": version("lm_eval")})
+
+    evaluator.add_env_info = versions_only
+    try:
+        yield
+    finally:
+        evaluator.add_env_info = original
+
+
+def _evaluate_tasks(lm: Any, lm_spec: Any, manager: TaskManager | None, seed: int, out: dict[str, Any]) -> None:
+    """One ``simple_evaluate`` per task (each its own few-shot count and limit) into ``out``."""
+    from lm_eval import simple_evaluate
+
+    for task in lm_spec.tasks:
+        result = simple_evaluate(
+            model=lm, tasks=[task.name], num_fewshot=task.num_fewshot, limit=task.limit,
+            task_manager=manager, log_samples=True, bootstrap_iters=0, random_seed=seed,
+            numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+        )
+        values = result["results"][task.name]
+        key = _metric_key(values, task.metric)
+        metric_name, _, filter_name = key.partition(",")
+        samples = [s for s in result["samples"][task.name] if s.get("filter", filter_name) == filter_name]
+        samples.sort(key=lambda s: s["doc_id"])
+        stderr = values.get(f"{metric_name}_stderr,{filter_name}")
+        per_doc = np.asarray([float(s[metric_name]) for s in samples])
+        if not isinstance(stderr, (int, float)) and len(per_doc) > 1:  # lm-eval skips it with bootstrap_iters=0
+            stderr = float(per_doc.std(ddof=1) / np.sqrt(len(per_doc)))
+        out["tasks"][task.name] = {
+            "metric": metric_name, "filter": filter_name, "value": float(values[key]),
+            "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
+            "doc_ids": [int(s["doc_id"]) for s in samples],
+            "per_doc": per_doc.tolist(),
+            "loglikelihoods": [[float(r[0]) for r in s.get("filtered_resps", [])]
+                               if task_is_loglikelihood(s) else None for s in samples],
+        }
+        out["raw"][task.name] = json.loads(json.dumps(
+            {k: v for k, v in result.items() if k != "samples"}, default=str))
+        if lm_spec.log_samples:
+            out.setdefault("samples", {})[task.name] = json.loads(json.dumps(samples, default=str))
 
 
 def check_wrapper_applies_adapter(lm: Any, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase) -> None:
