@@ -92,6 +92,8 @@ def run(spec: StudySpec, storage_url: str, confirm: bool = False, role: str = "m
             failures = run_trials(studies, lambda method: Objective(search_worker, method), target, log,
                                   callbacks, poll)
             log(f"search finished in {(time.perf_counter() - started) / 60:.1f} min")
+    if role == "main":
+        worker = score_chosen_trials(spec, storage_url, studies, lm_eval_manager, worker)
     if confirm or role == "confirm":
         if role == "confirm":  # the parent enqueued the runs; only run them
             confirm_studies = confirmation.load(spec, storage, studies)
@@ -122,11 +124,13 @@ def run_workers(spec: StudySpec, storage_url: str, n: int, command: list[str], c
     from prefstudy.search.storage import finished, waiting
 
     confirm = confirm or spec.confirm.auto
-    storage, studies, _ = prepare(spec, storage_url, confirm)
+    storage, studies, lm_eval_manager = prepare(spec, storage_url, confirm)
     gpus = workers.visible_gpus()
     log(f"study '{spec.name}': {n} workers on this machine" + (f", GPUs {gpus}" if gpus else " (no GPU)"))
     codes = workers.wait(workers.start(command, "search", n, gpus, storage_url))
     interrupted = any(c in workers.INTERRUPTED for c in codes)
+    if not interrupted:  # the chosen trials' test/OOD, here: the workers have exited
+        score_chosen_trials(spec, storage_url, studies, lm_eval_manager, None)
     if confirm and not interrupted:
         runs = {m: todo for m, (_, todo) in confirmation.create(spec, storage, studies).items()}
         log(f"confirmation: runs to do per method: {runs}")
@@ -142,6 +146,20 @@ def run_workers(spec: StudySpec, storage_url: str, n: int, command: list[str], c
         return 130
     complete = all(done[m] >= target and not waiting(s) for m, s in studies.items())
     return 0 if complete else 1
+
+
+def score_chosen_trials(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Study],
+                        lm_eval_manager: Any, worker: Any) -> Any:
+    """Test and OOD for each method's chosen trial that lacks them (``search.chosen``); loads the model only when
+    there is one to score. Returns the worker (loaded here or given)."""
+    from prefstudy.search.chosen import needs_scoring, score_chosen
+    from prefstudy.search.session import load_worker
+
+    if not needs_scoring(spec, studies):
+        return worker
+    worker = worker or load_worker(spec, storage_url, studies, lm_eval_manager)
+    score_chosen(worker, studies)
+    return worker
 
 
 def finish(spec: StudySpec, storage_url: str, storage: optuna.storages.BaseStorage,

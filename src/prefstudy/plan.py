@@ -8,12 +8,21 @@ Work per trial
   steps        = max_steps, or ceil(num_epochs * ceil(n_train / (batch_size * accumulation))); n_train = data.max_train
                  (a cap: over-length pairs are dropped later) or data.synthetic.n_train
   tokens/step  = 2 sequences per pair * max_length * batch_size * accumulation
-  eval pairs   = k * (min(val_subset, n_val) + min(train_subset, n_train)) + (n_val + n_test + n_ood
-                 + min(train_subset, n_train)), with k = eval points before the last step (multiples of eval_steps);
-                 the last one scores every held-out split fully and the same train subset
+  eval pairs   = k * (min(val_subset, n_val) + min(train_subset, n_train)) + n_val + min(train_subset, n_train)
+                 [+ n_test + n_ood with evaluation.test_scoring 'every'], with k = eval points before the last step
+                 (multiples of eval_steps); the last one scores val fully and the same train subset. With 'chosen'
+                 (default) test and OOD are scored once per method, for its chosen trial: n_test + n_ood pairs each
   seconds      = tokens/step * steps / throughput + eval pairs * 2 * max_length / (3 * throughput); throughput =
                  tokens/step / measured seconds per step (the padding bound cancels); a forward-only eval costs ~1/3
                  of a forward + backward (~1/4 with checkpointing recompute, so 3 is conservative)
+
+CPU wall time, for the embedded SmolLM2-135M only: costs measured on the reference machine (2-core AMD EPYC, 2 torch
+threads, LoRA r16 on every projection, the default data's ~38-token prompts and ~13-token answers), CPU_COSTS:
+  search       trials * (steps * pairs/step * train + eval pairs * score + lm-eval docs * lm_eval), every trial
+               complete (pruning only shortens it) + once: load, the reference pass (every pair * ref), the base
+               model's lm-eval, the chosen trials' test + OOD
+  confirmation top_k * methods * seeds * (steps * pairs/step * train + (n_val + train subset + n_test + n_ood) *
+               score) + lm-eval on the first confirm.lm_eval_seeds seeds + load
 
 Power (80%, two-sided 5%), projected from the split sizes under stated assumptions (the verdicts print the MDE
 from the observed data): DISCORDANT = 0.30 of the pairs ranked differently by the two configurations compared
@@ -60,6 +69,21 @@ TRL_TOKEN_TILE, TRL_VOCAB_TILE = 4096, 32768  # trl TOKEN_CHUNK_SIZE, _CHUNKED_L
 DISCORDANT = 0.30  # share of pairs two compared configurations rank differently (default study: ~0.3)
 SEED_SD = 0.03  # assumed seed-to-seed SD of a paired test difference
 EVAL_SPEEDUP = 3.0  # forward-only tokens per second relative to training tokens per second
+
+
+@dataclass(frozen=True)
+class CpuCosts:
+    """Seconds per unit of work on the reference CPU (see the module docstring), measured on the default study."""
+
+    train_per_pair_step: float = 0.37  # one pair in one optimizer step: packed forward + backward (1.4-1.6 s a step)
+    score_per_pair: float = 0.155  # one held-out pair through the policy (LoRA attached), length-sorted batches of 32
+    ref_per_pair: float = 0.14  # one pair of the reference pass (tokenizing included)
+    lm_eval_per_doc: float = 0.075  # one lm-eval document of the default tasks (a forward, or a short generation)
+    load: float = 30.0  # converting the embedded model once and loading it
+
+
+CPU_COSTS = CpuCosts()
+CPU_COST_MODELS = ("embedded:smollm2-135m-instruct",)  # the models CPU_COSTS was measured on
 
 
 @dataclass(frozen=True)
@@ -181,6 +205,8 @@ class Plan:
     seconds_per_trial: float | None
     confirm_seeds: int = 0
     val_subset: int = 0  # val pairs scored at the intermediate evals (0: no intermediate eval)
+    chosen_pairs: int = 0  # test + OOD pairs scored once per method for its chosen trial (test_scoring: chosen)
+    cpu_minutes: tuple[float, float] | None = None  # (search upper bound, confirmation) on the reference CPU
 
 
 def power_lines(plan: Plan) -> list[str]:
@@ -224,12 +250,20 @@ def build_plan(spec: StudySpec, throughput_tokens_per_s: float | None = None,
         if None not in sizes.values():
             n = {k: int(value or 0) for k, value in sizes.items()}
             subsets = min(ev.val_subset, n["val"]) + min(ev.train_subset, n["train"])
-            eval_pairs = before_last * subsets + n["val"] + n["test"] + n["ood"] + min(ev.train_subset, n["train"])
+            eval_pairs = before_last * subsets + n["val"] + min(ev.train_subset, n["train"])
+            if ev.test_scoring == "every":
+                eval_pairs += n["test"] + n["ood"]
     tokens_per_trial = None if steps is None else steps * tokens_per_step
     eval_tokens = None if eval_pairs is None else eval_pairs * 2 * t.max_length
     shape, speed, seconds = model_shape or shape_for(spec.model.name_or_path), throughput_tokens_per_s, None
     if speed and tokens_per_trial is not None and eval_tokens is not None:
         seconds = tokens_per_trial / speed + eval_tokens / (EVAL_SPEEDUP * speed)
+    chosen = 0
+    if ev.test_scoring == "chosen" and sizes["test"] is not None and sizes["ood"] is not None:
+        chosen = int(sizes["test"]) + int(sizes["ood"])
+    cpu = None
+    if spec.model.name_or_path in CPU_COST_MODELS and steps is not None and eval_pairs is not None:
+        cpu = cpu_minutes(spec, steps, eval_pairs, chosen)
     return Plan(
         name=spec.name, methods=tuple(spec.methods), trials_per_method=spec.search.n_trials,
         trials_total=spec.search.n_trials * len(spec.methods), splits=sizes,
@@ -240,7 +274,26 @@ def build_plan(spec: StudySpec, throughput_tokens_per_s: float | None = None,
         throughput=throughput_tokens_per_s, seconds_per_trial=seconds,
         confirm_seeds=len(spec.confirm.seeds) if spec.confirm.top_k else 0,
         val_subset=min(ev.val_subset, int(sizes["val"])) if sizes["val"] and points and points > 1 else 0,
+        chosen_pairs=chosen, cpu_minutes=cpu,
     )
+
+
+def cpu_minutes(spec: StudySpec, steps: int, eval_pairs: int, chosen: int,
+                costs: CpuCosts = CPU_COSTS) -> tuple[float, float]:
+    """(search with every trial complete, confirmation) in minutes on the reference CPU (module docstring)."""
+    t, ev, n = spec.training, spec.evaluation, {k: int(v or 0) for k, v in split_sizes(spec).items()}
+    methods, docs = len(spec.methods), sum(int(task.limit or 0) for task in ev.lm_eval.tasks)
+    train = steps * t.batch_size * t.gradient_accumulation_steps * costs.train_per_pair_step
+    per_trial = train + eval_pairs * costs.score_per_pair + docs * costs.lm_eval_per_doc
+    once = (costs.load + sum(n.values()) * costs.ref_per_pair + docs * costs.lm_eval_per_doc
+            + methods * chosen * costs.score_per_pair)
+    search = spec.search.n_trials * methods * per_trial + once
+    runs = spec.confirm.top_k * methods * len(spec.confirm.seeds)
+    lm_runs = spec.confirm.top_k * methods * min(spec.confirm.lm_eval_seeds, len(spec.confirm.seeds))
+    final = n["val"] + min(ev.train_subset, n["train"]) + n["test"] + n["ood"]
+    confirm = (runs * (train + final * costs.score_per_pair) + lm_runs * docs * costs.lm_eval_per_doc
+               + costs.load) if runs else 0.0
+    return search / 60, confirm / 60
 
 
 def _n(value: int | None, unit: str = "") -> str:
@@ -265,15 +318,22 @@ def format_plan(plan: Plan) -> str:
            + ("" if None not in plan.splits.values() else " (set data.max_train / data.max_heldout to know)")]
     out.append(f"training per trial: {_n(plan.steps_per_trial)} optimizer steps x {plan.pairs_per_step} pairs, "
                f"{plan.tokens_per_step:,} tokens/step -> {_n(plan.tokens_per_trial)} tokens")
-    out.append(f"eval per trial: {_n(plan.eval_points)} eval points (subsets, then every split at the last step) = "
-               f"{_n(plan.eval_pairs_per_trial, ' pairs')}, {_n(plan.eval_tokens_per_trial)} forward tokens")
+    out.append(f"eval per trial: {_n(plan.eval_points)} eval points (subsets, then all of val at the last step) = "
+               f"{_n(plan.eval_pairs_per_trial, ' pairs')}, {_n(plan.eval_tokens_per_trial)} forward tokens"
+               + (f"; test + OOD once per method, for its chosen trial: {plan.chosen_pairs:,} pairs"
+                  if plan.chosen_pairs else ""))
     limits = [t.limit for t in plan.lm_eval_tasks if isinstance(t.limit, int)]
     total = f" ({sum(limits):,} docs)" if limits and len(limits) == len(plan.lm_eval_tasks) else ""
     tasks = "; ".join(f"{t.name} {t.num_fewshot}-shot, {_limit(t)}, {t.metric}" for t in plan.lm_eval_tasks)
     out.append(f"lm-eval per trial{total}: {tasks or 'none'}")
     out.extend(power_lines(plan))
+    if plan.cpu_minutes is not None:
+        search, confirm = plan.cpu_minutes
+        out.append(f"estimated CPU wall time (reference 2-core CPU, costs in prefstudy.plan.CPU_COSTS; install not "
+                   f"included): search <= {search:.0f} min with every trial complete (pruning shortens it)"
+                   + (f"; confirmation (--confirm) ~{confirm:.0f} min" if confirm else ""))
     if plan.seconds_per_trial is None:
-        out.append("time per trial: pass --throughput (training tokens per second, counted as above)")
+        out.append("time per trial on other hardware: pass --throughput (training tokens per second, counted as above)")
     else:
         study = _duration(plan.seconds_per_trial * plan.trials_total)
         out.append(f"time per trial at {plan.throughput:,.0f} tokens/s: {_duration(plan.seconds_per_trial)} (eval "

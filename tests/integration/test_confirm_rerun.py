@@ -41,8 +41,11 @@ def test_confirm_reruns_the_best_configuration_with_fresh_seeds(confirmed) -> No
             assert trial.user_attrs["sampling"] == "confirm"
             run_dir = Path(trial.user_attrs["run_dir"])
             assert run_dir == runs / "smoke" / method / "confirm" / f"trial-{trial.number:04d}"
-            for name in ("config.json", "env.json", "curves.jsonl", "metrics.json", "heldout.json", "lm_eval.json"):
+            for name in ("config.json", "env.json", "curves.jsonl", "metrics.json", "heldout.json"):
                 assert (run_dir / name).is_file(), name
+            # confirm.lm_eval_seeds 1: lm-eval on the first seed's run only
+            assert (run_dir / "lm_eval.json").is_file() == (trial.user_attrs["confirm_seed"] == 1)
+            assert "test" in json.loads((run_dir / "heldout.json").read_text())  # every confirmation run: test
             assert json.loads((run_dir / "config.json").read_text())["stage"] == "confirm"
         curves = [json.loads(x) for x in (Path(done[0].user_attrs["run_dir"]) / "curves.jsonl").open()]
         other = [json.loads(x) for x in (Path(done[1].user_attrs["run_dir"]) / "curves.jsonl").open()]
@@ -82,6 +85,7 @@ def test_paired_verdict_matches_a_hand_computation_from_the_run_dirs(confirmed) 
     assert (low, high) == pytest.approx((hand["ci_low"], hand["ci_high"]), abs=1e-12)
     assert result.heldout_p == pytest.approx(hand["p_value"]) and result.heldout_mde == pytest.approx(hand["mde"])
     assert result.lm_eval is not None and result.lm_eval[1] <= result.lm_eval[0] <= result.lm_eval[2]
+    assert any("lm-eval ran on 1 of the 2 seeds" in note for note in result.notes)  # confirm.lm_eval_seeds 1
     report = run_cli("report", "study/smoke.yaml", f"runs_dir={runs}", *CONFIRM, "--storage", storage)
     assert report.returncode == 0, report.stderr[-2000:]
     index = Path(report.stdout.split("report:")[-1].strip())
@@ -113,7 +117,9 @@ def test_rerun_reproduces_the_curves(confirmed, study_name: str) -> None:
     trial = optuna.load_study(study_name=study_name, storage=storage).trials[1]
     summary = json.loads((Path(trial.user_attrs["run_dir"]) / "rerun" / "rerun.json").read_text())
     assert summary["max_abs_difference"] <= 1e-6
-    assert {"loss", "val/accuracy", "test/accuracy", "val/chosen_log_ratio"} <= set(summary["per_column"])
+    # test is in a curve only where the trial itself scored it: confirmation runs (search: the chosen trial, later)
+    scored = {"test/accuracy"} if study_name.endswith("/confirm") else set()
+    assert {"loss", "val/accuracy", "val/chosen_log_ratio", *scored} <= set(summary["per_column"])
 
 
 def test_rerun_of_a_missing_trial_exits_2(confirmed) -> None:

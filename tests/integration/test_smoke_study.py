@@ -13,6 +13,9 @@ import pytest
 from optuna.trial import TrialState
 from support import ROOT, cli_env, free_port, run_cli, wait_for_json
 
+from prefstudy.search.chosen import trial_attrs
+from prefstudy.search.selection import best_trial
+
 pytestmark = pytest.mark.slow
 
 
@@ -117,16 +120,25 @@ def test_smoke_study_finishes_with_trials_in_storage(smoke_run) -> None:
         assert study.user_attrs["spec_fingerprint"]
         assert "name: smoke" in study.user_attrs["spec_yaml"]
         assert 0.0 <= study.user_attrs["base/test/accuracy"] <= 1.0
+        chosen = best_trial(study)
+        assert chosen is not None
         for trial in finished:
-            attrs = trial.user_attrs
+            attrs = trial_attrs(study.user_attrs, trial)
             assert set(trial.params) == {"beta", "learning_rate"}
             assert Path(attrs["run_dir"]).is_dir()
             if trial.state == TrialState.COMPLETE:
                 assert trial.value == attrs["val/accuracy"]
-                for key in ("test/accuracy", "ood/accuracy", "train/accuracy", "generalization_gap",
-                            "test_gain_ci_low", "val/kl_proxy", "val/chosen_log_ratio"):
+                for key in ("train/accuracy", "generalization_gap", "val/kl_proxy", "val/chosen_log_ratio"):
                     assert key in attrs, key
-                assert attrs["test_gain_ci_low"] <= attrs["test_gain_vs_base"] <= attrs["test_gain_ci_high"]
+            # choose on val, report on test: only the chosen trial is scored on test and OOD (after the search)
+            assert ("test/accuracy" in attrs) == (trial.number == chosen.number), trial.number
+        attrs = trial_attrs(study.user_attrs, chosen)
+        assert attrs["test_gain_ci_low"] <= attrs["test_gain_vs_base"] <= attrs["test_gain_ci_high"]
+        assert 0.0 <= attrs["ood/accuracy"] <= 1.0 and attrs["test_scored"] == "chosen"
+        heldout = json.loads((Path(attrs["run_dir"]) / "heldout.json").read_text())
+        assert len(heldout["test"]["chosen"]) == 8 and len(heldout["val"]["chosen"]) == 8
+        stored = json.loads((Path(attrs["run_dir"]) / "metrics.json").read_text())
+        assert stored["metrics"]["test"]["accuracy"] == attrs["test/accuracy"]
     assert "method" in result.stdout and "dpo" in result.stdout and "ipo" in result.stdout
 
 
@@ -138,7 +150,7 @@ def test_run_directories_hold_config_env_curves_metrics_adapter(smoke_run) -> No
     assert json.loads((trial / "env.json").read_text())["packages"]["trl"] == "1.16.0"
     curves = [json.loads(line) for line in (trial / "curves.jsonl").read_text().splitlines()]
     assert [row["step"] for row in curves] == [0, 2, 4]  # step 0: the base model, from the reference cache
-    assert curves[-1]["final"] and "test/accuracy" in curves[-1] and "test/accuracy" not in curves[0]
+    assert curves[-1]["final"] and "val/accuracy" in curves[-1] and "test/accuracy" not in curves[-1]
     metrics = json.loads((trial / "metrics.json").read_text())
     assert metrics["status"] == "complete" and metrics["value"] == curves[-1]["objective"]
     assert (trial / "adapter" / "adapter_config.json").exists()
@@ -210,7 +222,7 @@ def test_dashboard_serves_the_smoke_storage_on_loopback_with_notes(smoke_run) ->
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{names['smoke/dpo']}", timeout=5) as r:
             detail = json.loads(r.read())
         notes = [t["note"]["body"] for t in detail["trials"] if t.get("note", {}).get("body")]
-        assert notes and "test gain over the base model" in notes[0]
+        assert notes and "generalization gap" in notes[0] and "scored once the search has chosen" in notes[0]
         assert detail["objective_names"] == ["val accuracy"]
         import socket
 
@@ -351,18 +363,21 @@ def test_a_per_token_study_uses_its_metric_in_every_stored_and_printed_number(tm
     for method in ("dpo", "ipo"):
         study = optuna.load_study(study_name=f"smoke/{method}", storage=storage)
         base = study.user_attrs
+        top = max(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: (t.values[0], -t.number))
         for t in study.get_trials(states=(TrialState.COMPLETE,)):
             heldout = json.loads((Path(t.user_attrs["run_dir"]) / "heldout.json").read_text())
-            val, test = _wins(heldout["val"], True), _wins(heldout["test"], True)
+            val = _wins(heldout["val"], True)
             assert t.values[0] == pytest.approx(sum(val) / len(val))
             assert t.user_attrs["val/accuracy_per_token"] == pytest.approx(sum(val) / len(val))
-            assert t.user_attrs["test/accuracy_per_token"] == pytest.approx(sum(test) / len(test))
-            assert (t.user_attrs["test_accuracy_ci_low"], t.user_attrs["test_accuracy_ci_high"]) == pytest.approx(
-                wilson_interval(sum(test), len(test)))
-            gain = sum(test) / len(test) - base["base/test/accuracy_per_token"]
-            assert t.user_attrs["test_gain_vs_base"] == pytest.approx(gain)
             assert f"val accuracy_per_token {t.values[0]:.3f}" in result.stdout
-        top = max(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: (t.values[0], -t.number))
+            assert ("test" in heldout) == (t.number == top.number)  # test: the chosen trial only
+        attrs = trial_attrs(base, top)
+        test = _wins(json.loads((Path(top.user_attrs["run_dir"]) / "heldout.json").read_text())["test"], True)
+        assert attrs["test/accuracy_per_token"] == pytest.approx(sum(test) / len(test))
+        assert (attrs["test_accuracy_ci_low"], attrs["test_accuracy_ci_high"]) == pytest.approx(
+            wilson_interval(sum(test), len(test)))
+        gain = sum(test) / len(test) - base["base/test/accuracy_per_token"]
+        assert attrs["test_gain_vs_base"] == pytest.approx(gain)
         best[method] = _wins(json.loads((Path(top.user_attrs["run_dir"]) / "heldout.json").read_text())["test"], True)
     verdicts = json.loads((tmp_path / "reports" / "smoke" / "verdicts.json").read_text())
     exploratory = next(v for v in verdicts if v["name"] == "exploratory: search DPO − IPO, test accuracy_per_token")

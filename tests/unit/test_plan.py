@@ -105,10 +105,10 @@ def test_shipped_mistral_plan_arithmetic() -> None:
     # 1 epoch * ceil(2000 / (4 * 4)) = 125 steps of 16 pairs; 2 * 1024 * 16 = 32,768 tokens per step
     assert (plan.steps_per_trial, plan.pairs_per_step, plan.tokens_per_step) == (125, 16, 32_768)
     assert plan.tokens_per_trial == 125 * 32_768 == 4_096_000
-    # eval at 50 and 100 on 200 val + 200 train pairs, at 125 on every split: 2 * 400 + (500 + 2000 + 500 + 0)
-    # eval at 50 and 100 on 200 val + 200 train pairs, at 125 on val 500 + test 500 + the 200 train pairs
-    assert (plan.eval_points, plan.eval_pairs_per_trial) == (3, 2 * 400 + 1_200)
-    assert plan.eval_tokens_per_trial == 2_000 * 2 * 1024
+    # eval at 50 and 100 on 200 val + 200 train pairs, at 125 on val 500 + the 200 train pairs; test (500) once,
+    # for the chosen trial
+    assert (plan.eval_points, plan.eval_pairs_per_trial, plan.chosen_pairs) == (3, 2 * 400 + 700, 500)
+    assert plan.eval_tokens_per_trial == 1_500 * 2 * 1024
     assert [(t.name, t.num_fewshot) for t in plan.lm_eval_tasks] == [
         ("arc_challenge", 25), ("hellaswag", 10), ("truthfulqa_mc2", 0), ("winogrande", 5)]
     assert all(t.limit is not None for t in plan.lm_eval_tasks)
@@ -145,25 +145,32 @@ def test_shipped_mistral_total_is_sane_for_one_80gb_gpu() -> None:
 def test_default_spec_plan_arithmetic() -> None:
     plan = build_plan(load_spec(DEFAULT_SPEC))
     assert (plan.trials_per_method, plan.trials_total) == (6, 12)
-    assert plan.splits == {"train": 24, "val": 32, "test": 64, "ood": 16}
+    assert plan.splits == {"train": 24, "val": 128, "test": 384, "ood": 96}
     # max_steps 24 at batch 4, no accumulation, max_length 128: 2 * 128 * 4 = 1,024 tokens per step
     assert (plan.steps_per_trial, plan.tokens_per_step, plan.tokens_per_trial) == (24, 1_024, 24_576)
-    # eval at 6, 12, 18 on 16 val + 16 train, at 24 on val, test, ood and the 16 train: 3 * 32 + 128 = 224
-    assert (plan.eval_points, plan.eval_pairs_per_trial, plan.eval_tokens_per_trial) == (4, 224, 224 * 256)
+    # eval at 8, 16 on 64 val + 16 train, at 24 on all 128 val and the 16 train: 2 * 80 + 144 = 304; test and OOD
+    # once per method for its chosen trial: 384 + 96 = 480
+    assert (plan.eval_points, plan.eval_pairs_per_trial, plan.eval_tokens_per_trial) == (3, 304, 304 * 256)
+    assert plan.chosen_pairs == 480
+    every = build_plan(load_spec(DEFAULT_SPEC, ["evaluation.test_scoring=every"]))
+    assert (every.eval_pairs_per_trial, every.chosen_pairs) == (304 + 480, 0)
     assert plan.memory is None  # the embedded SmolLM2 has no shape here
     assert "cannot be estimated without a model shape" in format_plan(plan)
 
 
 def test_the_plan_prints_the_mde_its_sizes_give() -> None:
-    """By hand, 30% discordant pairs, 2.801585 = z(0.975) + z(0.8): val 32 -> 2.801585 * sqrt(0.3/32) = 0.271;
-    the 16 pairs pruning decides on -> 0.384; test 64 -> 0.192. Confirmation over 2 seeds, seed SD 0.03:
-    se^2 = 0.03^2/2 + 0.3/64 = 0.00045 + 0.0046875, se 0.071677; df = 0.0051375^2 / 0.00045^2 = 130.3;
-    (t(0.975, 130.3) + t(0.8, 130.3)) * se = (1.9783 + 0.8442) * 0.071677 = 0.202."""
+    """By hand, 30% discordant pairs, 2.801585 = z(0.975) + z(0.8): val 128 -> 2.801585 * sqrt(0.3/128) = 0.136;
+    the 64 pairs pruning decides on -> 0.192; test 384 -> 0.078. Confirmation over 2 seeds, seed SD 0.03:
+    se^2 = 0.03^2/2 + 0.3/384 = 0.00045 + 0.00078125, se 0.035089; df = 0.00123125^2 / 0.00045^2 = 7.486;
+    (t(0.975, 7.486) + t(0.8, 7.486)) * se = (2.3338 + 0.8923) * 0.035089 = 0.113. Over 5 seeds (the default):
+    se^2 = 0.00018 + 0.00078125, se 0.031004, df 114.1: (1.9810 + 0.8448) * 0.031004 = 0.088."""
     text = format_plan(build_plan(load_spec(DEFAULT_SPEC, ["confirm.seeds=[1,2]"])))
-    assert "between two trials on val (32 pairs): 0.27; at the intermediate evals (16 pairs" in text
-    assert "what pruning decides on): 0.38" in text
-    assert "search, exploratory (one seed, 64 test pairs): 0.19" in text
-    assert "primary endpoint (confirmation, 2 seeds x 64 test pairs): 0.20" in text
+    assert "between two trials on val (128 pairs): 0.14; at the intermediate evals (64 pairs" in text
+    assert "what pruning decides on): 0.19" in text
+    assert "search, exploratory (one seed, 384 test pairs): 0.08" in text
+    assert "primary endpoint (confirmation, 2 seeds x 384 test pairs): 0.11" in text
+    assert "primary endpoint (confirmation, 5 seeds x 384 test pairs): 0.09" in format_plan(
+        build_plan(load_spec(DEFAULT_SPEC)))
     no_confirm = format_plan(build_plan(load_spec(DEFAULT_SPEC, ["confirm.top_k=0"])))
     assert "primary endpoint: needs confirm.seeds" in no_confirm
 
@@ -174,11 +181,11 @@ def test_epoch_steps_round_up() -> None:
     assert build_plan(load_spec(MISTRAL_SPEC, ["data.max_train=2001", "training.num_epochs=0.5"])).steps_per_trial == 63
     assert build_plan(load_spec(MISTRAL_SPEC, ["training.num_epochs=2"])).steps_per_trial == 250
     fixed = ["training.num_epochs=null", "training.max_steps=40"]
-    # eval_steps 50 > 40 steps: only the last step: val 500 + test 500 + train subset 200
-    assert build_plan(load_spec(MISTRAL_SPEC, fixed)).eval_pairs_per_trial == 1_200
-    # eval at 10, 20, 30 on 200 val + 200 train pairs, then 40 on the full held-out splits: 3 * 400 + 1200
+    # eval_steps 50 > 40 steps: only the last step: val 500 + train subset 200 (test: the chosen trial only)
+    assert build_plan(load_spec(MISTRAL_SPEC, fixed)).eval_pairs_per_trial == 700
+    # eval at 10, 20, 30 on 200 val + 200 train pairs, then 40 on all of val and the train subset: 3 * 400 + 700
     over = build_plan(load_spec(MISTRAL_SPEC, [*fixed, "evaluation.eval_steps=10"]))
-    assert (over.steps_per_trial, over.eval_points, over.eval_pairs_per_trial) == (40, 4, 2_400)
+    assert (over.steps_per_trial, over.eval_points, over.eval_pairs_per_trial) == (40, 4, 1_900)
 
 
 def test_unknown_sizes_are_said_not_guessed() -> None:
@@ -197,8 +204,8 @@ def test_time_needs_a_throughput() -> None:
     spec = load_spec(MISTRAL_SPEC)
     assert "pass --throughput" in format_plan(build_plan(spec))
     plan = build_plan(spec, 1000.0)
-    # 4,096,000 training tokens at 1,000/s + 4,096,000 eval tokens at 3,000/s
-    assert plan.seconds_per_trial == pytest.approx(4_096 + 4_096_000 / 3_000)
+    # 4,096,000 training tokens at 1,000/s + 1,500 eval pairs * 2,048 tokens = 3,072,000 eval tokens at 3,000/s
+    assert plan.seconds_per_trial == pytest.approx(4_096 + 3_072_000 / 3_000)
     assert "tokens/s" in format_plan(plan)
     for bad in (0.0, -5.0, float("nan")):
         with pytest.raises(ValueError, match="throughput"):
@@ -215,7 +222,7 @@ def test_format_plan_mentions_gib_and_every_part() -> None:
     for name in names:
         assert name in text, name
     assert "GiB" in text and "15.23 GiB" in text
-    for word in ("125 optimizer steps", "4,096,000 tokens", "2,000 pairs", "arc_challenge 25-shot", "250 docs",
+    for word in ("125 optimizer steps", "4,096,000 tokens", "1,500 pairs", "arc_challenge 25-shot", "250 docs",
                  "1,750 docs", "24"):
         assert word in text, word
 
@@ -231,3 +238,19 @@ def test_importing_plan_does_not_import_torch() -> None:
         env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
     ).stdout.strip()
     assert out == "[]", f"prefstudy.plan must not import heavy libraries: {out}"
+
+
+def test_cpu_wall_time_by_hand() -> None:
+    """Default spec, costs 0.5 s a pair-step, 0.1 s a scored pair, a reference pair and an lm-eval doc, 30 s load:
+    a trial = 24 * 4 * 0.5 + 304 * 0.1 + 320 * 0.1 = 110.4 s; once = 30 + 632 * 0.1 + 320 * 0.1 + 2 * 480 * 0.1 =
+    221.2 s; search = 12 * 110.4 + 221.2 = 1546 s = 25.77 min. Confirmation: 10 runs * (48 + 624 * 0.1) + lm-eval on
+    2 runs (the first seed of each method) * 32 + 30 = 1198 s = 19.97 min."""
+    from prefstudy.plan import CpuCosts, cpu_minutes
+
+    spec = load_spec(DEFAULT_SPEC)
+    costs = CpuCosts(train_per_pair_step=0.5, score_per_pair=0.1, ref_per_pair=0.1, lm_eval_per_doc=0.1, load=30.0)
+    search, confirm = cpu_minutes(spec, 24, 304, 480, costs)
+    assert search == pytest.approx(1546 / 60) and confirm == pytest.approx(1198 / 60)
+    text = format_plan(build_plan(spec))
+    assert "estimated CPU wall time" in text and "confirmation (--confirm) ~" in text
+    assert "estimated CPU wall time" not in format_plan(build_plan(load_spec(MISTRAL_SPEC)))  # no cost model there

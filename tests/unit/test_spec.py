@@ -109,6 +109,16 @@ def test_fingerprint_ignores_size_but_not_search_space() -> None:
     assert load_spec(path, ["data.seed=1"]).fingerprint() != base
 
 
+def test_test_scoring_chosen_needs_a_saved_adapter_and_leaves_the_fingerprint() -> None:
+    path = ROOT / "study" / "smoke.yaml"
+    assert load_spec(path).evaluation.test_scoring == "chosen"
+    with pytest.raises(SpecError, match="save_adapter to 'best' or 'all'"):
+        load_spec(path, ["training.save_adapter=none"])
+    every = load_spec(path, ["training.save_adapter=none", "evaluation.test_scoring=every"])
+    assert every.evaluation.test_scoring == "every" and every.training.save_adapter == "none"
+    assert load_spec(path, ["evaluation.test_scoring=every"]).fingerprint() == load_spec(path).fingerprint()
+
+
 def test_validation_is_fast_and_loads_no_torch() -> None:
     code = (
         "import sys, time; t = time.perf_counter(); from prefstudy.spec import load_spec; "

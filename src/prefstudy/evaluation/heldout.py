@@ -124,21 +124,28 @@ def metric_wins(arrays: Arrays, metric: str) -> np.ndarray:
 
 def derived_metrics(final: dict[str, dict[str, float]], arrays: dict[str, Arrays], prepared: Prepared,
                     seed: int, metric: str = "accuracy") -> dict[str, float]:
-    """In the spec's ``metric``: a finished trial's generalization gap, the 95% Wilson intervals of its val and test
-    values (a percentile bootstrap under-covers near 0 and 1), and its paired gain over the base model on the same
-    test pairs (``power.paired_difference``: the per-pair t interval, coverage checked by simulation). The keys keep
-    their ``accuracy`` names whichever metric fills them."""
-    test_wins = metric_wins(arrays["test"], metric)
-    paired = paired_difference(test_wins, metric_wins(prepared.ref["test"], metric))  # t over pairs (one seed)
-    gain = (paired["estimate"], paired["ci_low"], paired["ci_high"])
+    """In the spec's ``metric``: a finished trial's generalization gap, the 95% Wilson interval of its val value (a
+    percentile bootstrap under-covers near 0 and 1) and, when test was scored, :func:`heldout_test_metrics`. The
+    keys keep their ``accuracy`` names whichever metric fills them."""
     val_wins = metric_wins(arrays["val"], metric)
     val_ci = wilson_interval(float(val_wins.sum()), len(val_wins))
-    test_ci = wilson_interval(float(test_wins.sum()), len(test_wins))
-    return {
+    out = {
         "generalization_gap": final["train"][metric] - final["val"][metric],
         "val_accuracy_ci_low": val_ci[0], "val_accuracy_ci_high": val_ci[1],
+    }
+    return {**out, **heldout_test_metrics(arrays, prepared, metric)} if "test" in arrays else out
+
+
+def heldout_test_metrics(arrays: dict[str, Arrays], prepared: Prepared, metric: str = "accuracy") -> dict[str, float]:
+    """The test value's 95% Wilson interval and the paired gain over the base model on the same test pairs
+    (``power.paired_difference``: the per-pair t interval, coverage checked by simulation), in ``metric``."""
+    test_wins = metric_wins(arrays["test"], metric)
+    paired = paired_difference(test_wins, metric_wins(prepared.ref["test"], metric))  # t over pairs (one seed)
+    test_ci = wilson_interval(float(test_wins.sum()), len(test_wins))
+    return {
         "test_accuracy_ci_low": test_ci[0], "test_accuracy_ci_high": test_ci[1],
-        "test_gain_vs_base": gain[0], "test_gain_ci_low": gain[1], "test_gain_ci_high": gain[2],
+        "test_gain_vs_base": paired["estimate"], "test_gain_ci_low": paired["ci_low"],
+        "test_gain_ci_high": paired["ci_high"],
     }
 
 

@@ -107,7 +107,7 @@ def _runs_of(spec: StudySpec, method: str, trials: list[Any], source: str, trial
             lm_rows.append(vector)
     if not rows:
         return None
-    lm_matrix = np.vstack(lm_rows) if len(lm_rows) == len(rows) else None
+    lm_matrix = np.vstack(lm_rows) if lm_rows else None  # confirm.lm_eval_seeds: lm-eval on the first seeds only
     return MethodRuns(method, source, trial, params, seeds, float(np.mean(vals)), np.vstack(rows), ids,
                       lm_matrix, docs if lm_matrix is not None else None)
 
@@ -180,6 +180,9 @@ def compare(spec: StudySpec, storage: Any, a: str | None = None, b: str | None =
     if (runs_a.lm_eval is not None and runs_b.lm_eval is not None and runs_a.lm_docs is not None
             and runs_a.lm_docs == runs_b.lm_docs):
         la, lb = _align(runs_a.lm_eval, runs_b.lm_eval)
+        if len(la) < len(wa):
+            notes.append(f"lm-eval ran on {len(la)} of the {len(wa)} seeds (confirm.lm_eval_seeds): its interval "
+                         "resamples documents" + (" and those seeds" if len(la) > 1 else " only"))
         lm = metrics.clustered_paired_bootstrap_diff(la, lb, seed=boot_seed, strata=task_strata(runs_a.lm_docs))
         lm_mde = difference_mde(la, lb)
         lm_p = from_interval(*lm)["p_value"]

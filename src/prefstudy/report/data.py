@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from prefstudy.core.rundir import read_jsonl, trial_dir
 from prefstudy.core.secrets import redact
+from prefstudy.search.chosen import trial_attrs
 from prefstudy.search.selection import best_trial
 from prefstudy.spec import StudySpec, spec_text
 
@@ -87,8 +88,9 @@ def _resolve_run_dir(spec: StudySpec, method: str, trial: FrozenTrial) -> Path |
     return None
 
 
-def _trial_row(spec: StudySpec, method: str, trial: FrozenTrial) -> dict[str, Any]:
-    row = {k: v for k, v in trial.user_attrs.items() if _scalar(v)}
+def _trial_row(spec: StudySpec, method: str, trial: FrozenTrial,
+               study_attrs: dict[str, Any] | None = None) -> dict[str, Any]:
+    row = {k: v for k, v in trial_attrs(study_attrs or {}, trial).items() if _scalar(v)}
     constraint = trial.user_attrs.get("constraint", [0.0])
     run_dir = _resolve_run_dir(spec, method, trial)
     complete = trial.state == TrialState.COMPLETE
@@ -167,7 +169,7 @@ def load(spec: StudySpec, storage_url: str, storage: BaseStorage | str | None = 
         chosen = best_trial(study)
         best[method] = chosen.number if chosen else None
         for trial in study.get_trials(deepcopy=False):
-            row = _trial_row(spec, method, trial)
+            row = _trial_row(spec, method, trial, study_attrs.get(method))
             rows.append(row)
             if row["run_path"]:
                 for curve in read_jsonl(Path(row["run_path"]) / "curves.jsonl"):

@@ -179,10 +179,13 @@ def all_trials(d: rd.ReportData, out_dir: Path) -> Section:
         if "fail_reason" in t and t["fail_reason"].notna().any():
             reasons = t["fail_reason"].dropna().str.split(":").str[0].value_counts()
             s.verdict.append("failure reasons: " + ", ".join(f"{k} ×{v}" for k, v in reasons.items()))
+        if d.spec.evaluation.test_scoring == "chosen":
+            s.verdict.append("test and OOD are scored for each method's chosen trial only (choose on val, report on "
+                             "test: evaluation.test_scoring 'chosen'); the other trials show –")
         rows = [_trial_cells(r, out_dir, d.metric) for _, r in t.iterrows()]
         s.body.append(table(["method", "trial", "state", "sampling", "β", "learning rate", f"val {d.metric}",
-                             "test acc", "OOD acc", "gap", "lm-eval Δ", "clipped", "steps", "train s", "run dir",
-                             "note"], rows, "sortable"))
+                             f"test {d.metric}", f"OOD {d.metric}", "gap", "lm-eval Δ", "clipped", "steps",
+                             "train s", "run dir", "note"], rows, "sortable"))
     s.body.append(details_pre("Spec (resolved YAML, as stored with the study)", d.spec_yaml))
     if d.env:
         info: list[tuple[object, object]] = [(k, d.env.get(k, "–")) for k in

@@ -7,6 +7,7 @@ from typing import Any, TextIO
 import optuna
 
 from prefstudy.core.secrets import redact
+from prefstudy.search.chosen import trial_attrs
 from prefstudy.search.selection import best_trial
 from prefstudy.spec import StudySpec
 
@@ -17,7 +18,7 @@ def summary_rows(spec: StudySpec, studies: dict[str, optuna.Study]) -> list[dict
     rows = []
     for method, study in studies.items():
         best = best_trial(study)
-        attrs = best.user_attrs if best else {}
+        attrs = trial_attrs(study.user_attrs, best) if best else {}
         rows.append({
             "method": method, "loss_type": spec.methods[method].loss_type, **counts(study),
             "best_trial": best.number if best else None,

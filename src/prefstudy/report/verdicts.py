@@ -52,7 +52,8 @@ class Verdict:
         """'<name> = +0.031 [95% −0.02, +0.08], p 0.41 (Holm 0.82): not decided; cannot detect differences
         below 0.09 (80% power)'."""
         if not self.measured or self.estimate is None:
-            mde = f"; the search projects an MDE of {self.mde:.2f}" if _finite(self.mde) else ""
+            mde = (f"; the search projects an MDE of {self.mde:.2f} for it ({self.scope})"
+                   if _finite(self.mde) else "")
             return f"{self.name}: not yet measured{mde}"
         p = "" if self.p_value is None else f", p {self.p_value:.3g}"
         if not self.primary and self.p_adjusted is not None:
@@ -85,6 +86,21 @@ def _from_stored(name: str, row: Any, keys: tuple[str, str, str], scope: str, me
                    kind="vs_base", method=method, metric=metric)
 
 
+def projected_primary_mde(spec: Any, c: Any) -> tuple[float | None, str]:
+    """The primary endpoint's MDE before its confirmation: the search comparison's pair-level SE (read back from its
+    interval) with the seed variance of ``confirm.seeds`` added at the planning assumption ``plan.SEED_SD``."""
+    from prefstudy.evaluation.power import seed_mde
+    from prefstudy.plan import SEED_SD
+
+    seeds = len(spec.confirm.seeds)
+    if c is None or not all(_finite(v) for v in c.heldout[1:]):
+        return None, "no search comparison yet to project from"
+    pair_se = (c.heldout[2] - c.heldout[1]) / 3.92
+    if seeds < 2:
+        return c.heldout_mde, "confirm.seeds has fewer than 2 seeds: projected without seed variance"
+    return seed_mde(SEED_SD, seeds, pair_se), f"{seeds} seeds at an assumed seed SD of {SEED_SD}"
+
+
 def family(d: rd.ReportData) -> list[Verdict]:
     """Every verdict of the study, the primary first; Holm-adjusted and decided."""
     spec, c = d.spec, d.comparison
@@ -97,8 +113,9 @@ def family(d: rd.ReportData) -> list[Verdict]:
         if c is not None and c.source == "confirm":
             out.append(Verdict(name, True, True, *c.heldout, c.heldout_mde, c.heldout_p, c.scope(), kind="primary"))
         else:
-            out.append(Verdict(name, True, False, None, None, None, c.heldout_mde if c is not None else None,
-                               None, f"no confirmation runs yet: {confirm_command(spec)}", kind="primary"))
+            projected, how = projected_primary_mde(spec, c)
+            out.append(Verdict(name, True, False, None, None, None, projected, None,
+                               f"{how}; no confirmation runs yet: {confirm_command(spec)}", kind="primary"))
             if c is not None:
                 out.append(Verdict(f"exploratory: search {a} − {b}, test {metric}", False, True, *c.heldout,
                                    c.heldout_mde, c.heldout_p, c.scope(), kind="exploratory"))

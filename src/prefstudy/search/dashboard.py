@@ -33,12 +33,13 @@ def note_markdown(method: str, loss_type: str, params: dict[str, float], final: 
             f"| {split} | {m['accuracy']:.3f} | {m['accuracy_per_token']:.3f} | {m['implicit_accuracy']:.3f} | "
             f"{m['margin']:.2f} | {m['chosen_log_ratio']:.2f} | {m['kl_proxy']:.3f} |"
         )
-    lines += [
-        "",
-        f"test gain over the base model: {derived['test_gain_vs_base']:+.3f} "
-        f"[{derived['test_gain_ci_low']:+.3f}, {derived['test_gain_ci_high']:+.3f}] (paired t, 95%)",
-        f"generalization gap (train − val accuracy): {derived['generalization_gap']:+.3f}",
-    ]
+    lines += [""]
+    if "test_gain_vs_base" in derived:
+        lines.append(f"test gain over the base model: {derived['test_gain_vs_base']:+.3f} "
+                     f"[{derived['test_gain_ci_low']:+.3f}, {derived['test_gain_ci_high']:+.3f}] (paired t, 95%)")
+    else:
+        lines.append("test and OOD: scored once the search has chosen its trial (evaluation.test_scoring: chosen)")
+    lines.append(f"generalization gap (train − val accuracy): {derived['generalization_gap']:+.3f}")
     if lm_eval:
         lines += ["", "| lm-eval | value |", "| --- | --- |"]
         lines += [f"| {key.removeprefix('lm_eval/')} | {value:.4f} |" for key, value in sorted(lm_eval.items())]

@@ -118,9 +118,11 @@ class Objective:
 
             return evaluate(model, worker.tokenizer, spec, seed, worker.lm_eval_manager)
 
+        with_lm_eval = bool(spec.evaluation.lm_eval.tasks) and (
+            not confirm or int(trial.user_attrs["confirm_seed"]) in spec.confirm.seeds[: spec.confirm.lm_eval_seeds])
         try:
             outcome = train_trial(worker, method, params, seed, run_dir, reporter,
-                                  after_training=lm_eval if spec.evaluation.lm_eval.tasks else None,
+                                  after_training=lm_eval if with_lm_eval else None,
                                   final_only=confirm)
         except BaseException as exc:
             reason = failure_reason(exc)

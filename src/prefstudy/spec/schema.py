@@ -166,6 +166,9 @@ class EvaluationSpec(_Frozen):
     # the primary endpoint: the confirmation's paired difference first - second on test, in ``metric``
     # (default: the first two methods); every other comparison is secondary and Holm-adjusted
     primary: tuple[str, str] | None = None
+    # where a search trial's test and OOD pairs are scored: 'chosen' (once, for each method's chosen trial after
+    # the search, from its saved adapter: choose on val, report on test) or 'every' complete trial
+    test_scoring: Literal["chosen", "every"] = "chosen"
 
 
 class SamplerSpec(_Frozen):
@@ -195,6 +198,7 @@ class ConfirmSpec(_Frozen):
     top_k: int = Field(0, ge=0)
     seeds: tuple[int, ...] = ()
     auto: bool = False  # run the confirmation right after the search (else only with --confirm)
+    lm_eval_seeds: int = Field(1, ge=0)  # lm-eval on the runs of the first N seeds (it measures a capability cost)
 
     @field_validator("seeds")
     @classmethod
@@ -237,6 +241,9 @@ class StudySpec(_Frozen):
         if primary is not None and (primary[0] == primary[1] or not set(primary) <= set(self.methods)):
             raise ValueError(f"evaluation.primary must name two different methods of 'methods' "
                              f"({', '.join(self.methods)}); got {list(primary)}")
+        if self.evaluation.test_scoring == "chosen" and self.training.save_adapter == "none":
+            raise ValueError("evaluation.test_scoring 'chosen' scores the chosen trial from its saved adapter: set "
+                             "training.save_adapter to 'best' or 'all', or evaluation.test_scoring to 'every'")
         for label, points in self.search.enqueue.items():
             if label not in self.methods:
                 raise ValueError(f"search.enqueue names unknown method '{label}'")
@@ -273,5 +280,6 @@ class StudySpec(_Frozen):
             data.pop(key, None)
         data["data"].pop("leakage", None)  # a check on the data, not part of what the study is
         data["evaluation"].pop("primary", None)  # how the results are read, not what the trials are
+        data["evaluation"].pop("test_scoring", None)  # when test is scored, not what a trial is
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

@@ -46,7 +46,7 @@ def bench_spec(spec_path: str, runs_dir: str, overrides: list[str]) -> Any:
     return load_spec(spec_path, [
         "name=bench", f"runs_dir={runs_dir}", "search.n_trials=2", "search.pruner={type: none}",
         "search.sampler={type: random, seed: 0}", f"search.enqueue={enqueue}", "training.save_adapter=none",
-        *overrides,
+        "evaluation.test_scoring=every", *overrides,
     ])
 
 

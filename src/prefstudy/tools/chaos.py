@@ -48,7 +48,8 @@ def _spec(folder: Path, target: int, steps: int) -> tuple[Path, list[str]]:
     path.write_text(text.replace("name: smoke", "name: chaos", 1))
     return path, [
         f"search.n_trials={target}", f"training.max_steps={steps}", "evaluation.eval_steps=4",
-        "evaluation.lm_eval.tasks=[]", "training.save_adapter=none", "workers.heartbeat_interval=1",
+        "evaluation.lm_eval.tasks=[]", "training.save_adapter=none", "evaluation.test_scoring=every",
+        "workers.heartbeat_interval=1",
         "workers.grace_period=5", "workers.max_retry=50"]
 
 

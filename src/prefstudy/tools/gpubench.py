@@ -84,7 +84,7 @@ def run(shape: str, spec_path: str, steps: int, out: Path, batch_size: int | Non
     work = Path(tempfile.mkdtemp(prefix="prefstudy-gpubench-"))
     overrides = [f"training.max_steps={steps}", "training.num_epochs=null", f"evaluation.eval_steps={steps}",
                  "evaluation.val_subset=2", "evaluation.train_subset=2", "evaluation.batch_size=2",
-                 "training.save_adapter=none", f"runs_dir={work / 'runs'}"]
+                 "training.save_adapter=none", "evaluation.test_scoring=every", f"runs_dir={work / 'runs'}"]
     if batch_size:
         overrides.append(f"training.batch_size={batch_size}")
     if max_length:

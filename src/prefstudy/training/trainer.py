@@ -86,6 +86,7 @@ class _Evaluator:
                  final_only: bool = False) -> None:
         self.ctx, self.prepared, self.run_dir, self.reporter = ctx, prepared, run_dir, reporter
         self.points = {n_steps} if final_only else set(eval_points(n_steps, ctx.spec.evaluation.eval_steps))
+        self.final_only = final_only
         self.n_steps = n_steps
         self.outcome = TrialOutcome()
         self.eval_seconds = 0.0
@@ -122,7 +123,8 @@ class _Evaluator:
         evaluation = self.ctx.spec.evaluation
         subsets = {"train": evaluation.train_subset} if final else {
             "val": evaluation.val_subset, "train": evaluation.train_subset}
-        names = ["val", "train"] + (["test", "ood"] if final else [])
+        held_out = final and (self.final_only or evaluation.test_scoring == "every")  # else: chosen trial only
+        names = ["val", "train"] + (["test", "ood"] if held_out else [])
         logs = [entry for entry in state.log_history if "loss" in entry]
         loss = logs[-1]["loss"] if logs else float("nan")
         if not math.isfinite(loss):
@@ -152,7 +154,7 @@ class _Evaluator:
         self.ctx.log(
             f"  trial {self.ctx.trial_label} step {step:>3}/{self.n_steps} loss {loss:8.4f} "
             f"val acc {metrics['val']['accuracy']:.3f} train acc {metrics['train']['accuracy']:.3f}"
-            + (f" test acc {metrics['test']['accuracy']:.3f}" if final else "")
+            + (f" test acc {metrics['test']['accuracy']:.3f}" if "test" in metrics else "")
         )
         self.outcome.clipped_fraction = clipped
         if final:

@@ -114,3 +114,21 @@ def test_the_peak_is_chosen_on_one_half_and_the_drop_read_on_the_other() -> None
     row = rd.peaks(SimpleNamespace(curves=curves, metric="accuracy")).iloc[0]  # type: ignore[arg-type]
     assert (row["peak_step"], row["final_step"], bool(row["split"])) == (12, 24, True)
     assert row["peak"] == pytest.approx(0.65) and row["drop"] == pytest.approx(0.05)
+
+
+def test_the_primary_mde_before_confirmation_adds_seed_variance_by_hand() -> None:
+    """Search interval ±0.0196 -> pair SE 0.0392 / 3.92 = 0.01; 5 seeds at seed SD 0.03: SE^2 = 0.00018 + 0.0001,
+    SE 0.016733; df = 0.00028^2 / (0.00018^2 / 4) = 9.679; (t(0.975) 2.2382 + t(0.8) 0.8804) * 0.016733 = 0.0522.
+    Without seed variance (one seed) it would be the search's own MDE."""
+    from types import SimpleNamespace
+
+    from prefstudy.report.verdicts import projected_primary_mde
+    from prefstudy.spec import load_spec
+
+    spec = load_spec("default")
+    c = SimpleNamespace(heldout=(0.01, 0.01 - 0.0196, 0.01 + 0.0196), heldout_mde=0.028)
+    mde, how = projected_primary_mde(spec, c)
+    assert mde == pytest.approx(0.05218, abs=2e-5) and "5 seeds" in how
+    one = load_spec("default", ["confirm.seeds=[1]"])
+    assert projected_primary_mde(one, c)[0] == 0.028
+    assert projected_primary_mde(spec, None) == (None, "no search comparison yet to project from")
