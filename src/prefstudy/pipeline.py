@@ -187,8 +187,7 @@ def log_verdicts(path: Any) -> None:
     from prefstudy.report.verdicts import Verdict
 
     entries = [Verdict(**v) for v in json.loads(path.read_text())]
-    for v in entries:
-        if v.kind != "vs_base":  # the primary and the paired method comparisons
-            log(v.sentence() + (f" ({v.scope})" if v.measured else ""))
+    for v in entries:  # every comparison with its interval, and its MDE where it does not decide
+        log(v.sentence() + (f" ({v.scope})" if v.measured and v.kind != "vs_base" else ""))
     secondary = sum(not v.primary for v in entries)
     log(f"verdicts: {path} (1 primary, {secondary} secondary, Holm-adjusted)")

@@ -140,6 +140,8 @@ def test_smoke_study_finishes_with_trials_in_storage(smoke_run) -> None:
         stored = json.loads((Path(attrs["run_dir"]) / "metrics.json").read_text())
         assert stored["metrics"]["test"]["accuracy"] == attrs["test/accuracy"]
     assert "method" in result.stdout and "dpo" in result.stdout and "ipo" in result.stdout
+    # every comparison is printed with its interval: the chosen trials against the base model too
+    assert "DPO trial" in result.stdout and "− base model, test accuracy = " in result.stdout
 
 
 def test_run_directories_hold_config_env_curves_metrics_adapter(smoke_run) -> None:

@@ -55,15 +55,20 @@ class Verdict:
             mde = (f"; the search projects an MDE of {self.mde:.2f} for it ({self.scope})"
                    if _finite(self.mde) else "")
             return f"{self.name}: not yet measured{mde}"
-        p = "" if self.p_value is None else f", p {self.p_value:.3g}"
+        p = "" if self.p_value is None else f", p {_p(self.p_value)}"
         if not self.primary and self.p_adjusted is not None:
-            p += f" (Holm {self.p_adjusted:.3g})"
+            p += f" (Holm {_p(self.p_adjusted)})"
         side = "above" if (self.ci_low or 0) > 0 else "below"
         verdict = f"decided: the interval lies {side} 0" if self.decided else "not decided"
         if not self.decided and _finite(self.mde):
             verdict += f"; this design cannot detect differences below {self.mde:.2f} (80% power, two-sided 5%)"
         return (f"{self.name} = {self.estimate:+.3f} [95% {self.ci_low:+.3f}, {self.ci_high:+.3f}]{p}: "
                 f"{verdict}")
+
+
+def _p(value: float) -> str:
+    """A p-value as printed: three significant digits, '< 0.001' below that (never a bare 0)."""
+    return "< 0.001" if value < 0.001 else f"{value:.3g}"
 
 
 def confirm_command(spec: Any) -> str:

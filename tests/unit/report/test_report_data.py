@@ -132,3 +132,14 @@ def test_the_primary_mde_before_confirmation_adds_seed_variance_by_hand() -> Non
     one = load_spec("default", ["confirm.seeds=[1]"])
     assert projected_primary_mde(one, c)[0] == 0.028
     assert projected_primary_mde(spec, None) == (None, "no search comparison yet to project from")
+
+
+def test_a_verdict_sentence_never_prints_a_bare_zero_p() -> None:
+    from prefstudy.report.verdicts import Verdict
+
+    decided = Verdict("DPO − IPO, lm-eval mean", False, True, -0.21, -0.26, -0.17, 0.1, 1e-9, "s", 4e-9, True)
+    assert decided.sentence() == ("DPO − IPO, lm-eval mean = -0.210 [95% -0.260, -0.170], p < 0.001 (Holm < 0.001): "
+                                  "decided: the interval lies below 0")
+    open_one = Verdict("x", False, True, 0.0, -0.05, 0.05, 0.07, 1.0, "s", 1.0, False)
+    assert open_one.sentence().endswith("p 1 (Holm 1): not decided; this design cannot detect differences below "
+                                        "0.07 (80% power, two-sided 5%)")
