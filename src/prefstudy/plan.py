@@ -59,7 +59,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from prefstudy.evaluation.power import paired_mde, seed_mde
+from prefstudy.evaluation.power import SEED_SD, paired_mde, seed_mde
 from prefstudy.spec import LmEvalTask, StudySpec, TrainingSpec
 
 GIB = 1024**3
@@ -67,7 +67,6 @@ NF4_BITS_PER_PARAM = 4.127  # 4-bit NF4 codes + double-quantized block constants
 LORA_BYTES = 4  # PEFT's autocast_adapter_dtype keeps LoRA A/B (and so their gradients) in fp32
 TRL_TOKEN_TILE, TRL_VOCAB_TILE = 4096, 32768  # trl TOKEN_CHUNK_SIZE, _CHUNKED_LOGPROB_CHUNK_SIZE
 DISCORDANT = 0.30  # share of pairs two compared configurations rank differently (default study: ~0.3)
-SEED_SD = 0.03  # assumed seed-to-seed SD of a paired test difference
 EVAL_SPEEDUP = 3.0  # forward-only tokens per second relative to training tokens per second
 
 

@@ -23,6 +23,9 @@ from statistics import NormalDist
 from typing import Any
 
 _NORMAL = NormalDist()
+#: the planning assumption for the seed-to-seed SD of a paired test difference (plan, and the primary endpoint's
+#: projected MDE before its confirmation runs); the verdicts use the observed seed variance once there is one
+SEED_SD = 0.03
 
 
 def z(quantile: float) -> float:

@@ -93,9 +93,8 @@ def _from_stored(name: str, row: Any, keys: tuple[str, str, str], scope: str, me
 
 def projected_primary_mde(spec: Any, c: Any) -> tuple[float | None, str]:
     """The primary endpoint's MDE before its confirmation: the search comparison's pair-level SE (read back from its
-    interval) with the seed variance of ``confirm.seeds`` added at the planning assumption ``plan.SEED_SD``."""
-    from prefstudy.evaluation.power import seed_mde
-    from prefstudy.plan import SEED_SD
+    interval) with the seed variance of ``confirm.seeds`` added at the planning assumption ``power.SEED_SD``."""
+    from prefstudy.evaluation.power import SEED_SD, seed_mde
 
     seeds = len(spec.confirm.seeds)
     if c is None or not all(_finite(v) for v in c.heldout[1:]):
