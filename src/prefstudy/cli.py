@@ -25,6 +25,7 @@ EPILOG = """examples:
   python -m prefstudy validate study/mistral7b_qlora.yaml
   python -m prefstudy study study/mistral7b_qlora.yaml --dry-run --throughput 2500
   python -m prefstudy study study/default.yaml --confirm       # + top-k configurations re-run with fresh seeds
+  python -m prefstudy study study/default.yaml --stage drift   # + claim (a): beta grid, long runs -> claims.json
   python -m prefstudy summary study/default.yaml
   python -m prefstudy rerun default/dpo 3                        # re-train trial 3, compare its curves
   python -m prefstudy report study/default.yaml                  # reports/default/index.html
@@ -74,7 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--workers", type=int, default=None, metavar="N",
                              help="N worker processes on this machine, one GPU each when there are GPUs "
                                   "(default workers.count of the spec, 1)")
-            sub.add_argument("--role", choices=("search", "confirm"), help=argparse.SUPPRESS)  # set by --workers
+            sub.add_argument("--role", choices=("search", "confirm", "drift"), help=argparse.SUPPRESS)  # --workers
+            sub.add_argument("--stage", choices=("drift",), default=None,
+                             help="after the search (run first if needed), the fixed-design stage: 'drift' tests "
+                                  "claim (a), a beta grid per method in long runs (studies <name>/<method>/drift; "
+                                  "docs/claims.md)")
             sub.add_argument("--confirm", action="store_true",
                              help="after the search, re-train the top confirm.top_k configurations of each method "
                                   "with the seeds in confirm.seeds (studies <name>/<method>/confirm)")
@@ -130,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         from prefstudy.plan import build_plan, format_plan
 
         print(format_plan(build_plan(spec, args.throughput)))
+        if getattr(args, "stage", None):
+            from prefstudy.plan_stages import stage_lines
+
+            print("\n".join(stage_lines(spec, args.stage, args.throughput)))
         return 0
     role = getattr(args, "role", None)
     if role:  # a worker started by --workers: the URL comes through the environment, not the command line
@@ -147,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             command.append("--verbose")
         return _run_guarded("workers", spec, storage_url, args.verbose, confirm=args.confirm, workers=workers,
-                            command=command)
+                            command=command, stage=args.stage)
     return _run_guarded(args.command, spec, storage_url, args.verbose, confirm=getattr(args, "confirm", False),
-                        role=role)
+                        role=role, stage=getattr(args, "stage", None))
 
 
 def _rerun(study: str, trial: int, storage: str | None, tolerance: float, verbose: bool) -> int:
@@ -181,7 +190,8 @@ def _dashboard(target: str, host: str, port: int) -> int:
 
 
 def _run_guarded(action: str, spec: StudySpec, storage_url: str, verbose: bool, confirm: bool = False,
-                 role: str | None = None, workers: int = 1, command: list[str] | None = None) -> int:
+                 role: str | None = None, workers: int = 1, command: list[str] | None = None,
+                 stage: str | None = None) -> int:
     """Run one command with other libraries' output diverted to runs/<name>/study.log; map errors to exit codes."""
     from prefstudy.core.console import diverted, error, log, stdout
     from prefstudy.core.secrets import redact
@@ -212,8 +222,8 @@ def _run_guarded(action: str, spec: StudySpec, storage_url: str, verbose: bool, 
                 from prefstudy import pipeline
 
                 if action == "workers":
-                    return pipeline.run_workers(spec, storage_url, workers, command or [], confirm)
-                return pipeline.run(spec, storage_url, confirm=confirm, role=role or "main")
+                    return pipeline.run_workers(spec, storage_url, workers, command or [], confirm, stage)
+                return pipeline.run(spec, storage_url, confirm=confirm, role=role or "main", stage=stage)
             except (SpecError, DataError, ModelError, StorageError, LmEvalError) as exc:
                 error(f"error: {redact(str(exc))}")
                 return 2

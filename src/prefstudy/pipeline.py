@@ -54,12 +54,13 @@ def prepare(spec: StudySpec, storage_url: str, confirm: bool,
     return storage, studies, lm_eval_manager
 
 
-def run(spec: StudySpec, storage_url: str, confirm: bool = False, role: str = "main") -> int:
+def run(spec: StudySpec, storage_url: str, confirm: bool = False, role: str = "main", stage: str | None = None) -> int:
     """Top up every method's study to spec.search.n_trials finished trials, then (``confirm`` or
-    ``confirm.auto``) the confirmation runs. Returns the process exit code.
+    ``confirm.auto``) the confirmation runs, then the fixed-design ``stage`` (search.stages) when one is named.
+    Returns the process exit code.
 
-    ``role`` is 'main' (one process does everything), or, under ``--workers N``, 'search' / 'confirm' for a worker
-    process that only runs trials (its parent prepared the storage, enqueues the confirmation and reports).
+    ``role`` is 'main' (one process does everything), or, under ``--workers N``, 'search' / 'confirm' / a stage's
+    name for a worker process that only runs trials (its parent prepared the storage, enqueues the runs, reports).
     """
     from prefstudy.search import confirm as confirmation
     from prefstudy.search.loop import run_trials
@@ -111,13 +112,53 @@ def run(spec: StudySpec, storage_url: str, confirm: bool = False, role: str = "m
                                           0, log, [progress], poll)
             failures = {m: failures.get(m, 0) + confirm_failures.get(m, 0) for m in studies}
             log(f"confirmation finished in {(time.perf_counter() - started) / 60:.1f} min")
+    if (stage and role == "main") or role in STAGE_ROLES:
+        stage_failures = run_stage(spec, storage_url, storage, studies, stage or role, lm_eval_manager, worker,
+                                   enqueue=role == "main")
+        confirm_failures = {m: confirm_failures.get(m, 0) + stage_failures.get(m, 0) for m in studies}
+        failures = {m: failures.get(m, 0) + stage_failures.get(m, 0) for m in studies}
     if role == "main":
         finish(spec, storage_url, storage, studies)
     incomplete = any(finished(s) < target for s in studies.values()) or any(confirm_failures.values())
     return 1 if any(failures.values()) and incomplete else 0
 
 
-def run_workers(spec: StudySpec, storage_url: str, n: int, command: list[str], confirm: bool) -> int:
+STAGE_ROLES = ("drift",)
+
+
+def run_stage(spec: StudySpec, storage_url: str, storage: Any, studies: dict[str, optuna.Study], stage: str,
+              lm_eval_manager: Any, worker: Any, enqueue: bool = True) -> dict[str, int]:
+    """Enqueue (``enqueue``) and run the stage's missing runs through the trial loop; returns failures per method."""
+    from prefstudy.search import stages
+    from prefstudy.search.loop import run_trials
+    from prefstudy.search.objective import Objective
+    from prefstudy.search.progress import Progress
+    from prefstudy.search.session import load_worker
+    from prefstudy.search.storage import waiting
+
+    if enqueue:
+        created = stages.create(spec, storage, studies, stage)
+        lr, source = stages.drift_learning_rate(spec, studies)
+        log(f"{stage}: learning_rate {lr:.3g} ({source}); betas "
+            + "; ".join(f"{m} {list(stages.drift_betas(spec, m))}" for m in spec.methods)
+            + f"; seeds {list(stages.seeds_of(spec, stage))}; {stages.drift_steps(spec)} steps a run; "
+            f"runs to do per method: { {m: todo for m, (_, todo) in created.items()} }")
+    else:
+        created = stages.load(spec, storage, stage)
+    queued = {m: s for m, (s, _) in created.items()}
+    if not any(waiting(s) for s in queued.values()):
+        return {}
+    started = time.perf_counter()
+    stage_worker = worker or load_worker(spec, storage_url, studies, lm_eval_manager)
+    progress = Progress(sum(waiting(s) for s in queued.values()), spec.evaluation.metric, log, f"{stage} runs")
+    failures = run_trials(queued, lambda method: Objective(stage_worker, method, stage=stage), 0, log, [progress],
+                          float(spec.workers.heartbeat_interval))
+    log(f"{stage} finished in {(time.perf_counter() - started) / 60:.1f} min")
+    return failures
+
+
+def run_workers(spec: StudySpec, storage_url: str, n: int, command: list[str], confirm: bool,
+                stage: str | None = None) -> int:
     """Run ``command`` (this CLI call without --workers) as ``n`` worker processes; returns the exit code."""
     from prefstudy.search import confirm as confirmation
     from prefstudy.search import workers
@@ -136,6 +177,15 @@ def run_workers(spec: StudySpec, storage_url: str, n: int, command: list[str], c
         log(f"confirmation: runs to do per method: {runs}")
         if any(runs.values()):
             codes += workers.wait(workers.start(command, "confirm", n, gpus, storage_url))
+    interrupted = any(c in workers.INTERRUPTED for c in codes)
+    if stage and not interrupted:
+        from prefstudy.search import stages
+
+        created = stages.create(spec, storage, studies, stage)
+        runs = {m: todo for m, (_, todo) in created.items()}
+        log(f"{stage}: runs to do per method: {runs}")
+        if any(runs.values()):
+            codes += workers.wait(workers.start(command, stage, n, gpus, storage_url))
     finish(spec, storage_url, storage, studies)
     target = spec.search.n_trials
     done = {m: finished(s) for m, s in studies.items()}
@@ -191,3 +241,10 @@ def log_verdicts(path: Any) -> None:
         log(v.sentence() + (f" ({v.scope})" if v.measured and v.kind != "vs_base" else ""))
     secondary = sum(not v.primary for v in entries)
     log(f"verdicts: {path} (1 primary, {secondary} secondary, Holm-adjusted)")
+    claims = path.parent / "claims.json"
+    if claims.is_file():
+        from prefstudy.report.claims import sentence
+
+        for entry in json.loads(claims.read_text()):
+            log(sentence(entry))
+        log(f"claims: {claims}")

@@ -1,8 +1,7 @@
 """What a study will cost: trials, steps, tokens, eval and lm-eval work per trial, time, and peak GPU memory.
 
-Imports only the standard library, ``prefstudy.spec`` and ``evaluation.power`` (scipy for t quantiles; no torch).
-Every number is an upper bound for one finished trial: a pruned trial stops early and real pairs are shorter than
-max_length.
+Imports the standard library, ``prefstudy.spec`` and ``evaluation.power`` (scipy); no torch (``plan_stages`` adds a
+stage's lines). Every number is an upper bound for a finished trial (pruned ones stop early; real pairs are shorter).
 
 Work per trial
   steps        = max_steps, or ceil(num_epochs * ceil(n_train / (batch_size * accumulation))); n_train = data.max_train
@@ -19,8 +18,7 @@ Work per trial
 CPU wall time, for the embedded SmolLM2-135M only: costs measured on the reference machine (2-core AMD EPYC, 2 torch
 threads, LoRA r16 on every projection, the default data's ~38-token prompts and ~13-token answers), CPU_COSTS:
   search       trials * (steps * pairs/step * train + eval pairs * score + lm-eval docs * lm_eval), every trial
-               complete (pruning only shortens it) + once: load, the reference pass (every pair * ref), the base
-               model's lm-eval, the chosen trials' test + OOD
+               complete (pruning shortens it) + once: load, reference pass (pairs * ref), base lm-eval, chosen test+OOD
   confirmation top_k * methods * seeds * (steps * pairs/step * train + (n_val + train subset + n_test + n_ood) *
                score) + lm-eval on the first confirm.lm_eval_seeds seeds + load
 
@@ -299,8 +297,8 @@ def _n(value: int | None, unit: str = "") -> str:
     return "unknown" if value is None else f"{value:,}{unit}"
 
 
-def _duration(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+def _duration(s: float) -> str:
+    return f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
 
 def _limit(task: LmEvalTask) -> str:

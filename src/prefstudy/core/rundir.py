@@ -81,7 +81,7 @@ def trial_dir(run_root: Path, method: str, number: int) -> Path:
 
 
 #: files of an earlier attempt at the same trial number: a retried trial starts without them
-RESULT_FILES = ("curves.jsonl", "heldout.json", "lm_eval.json")
+RESULT_FILES = ("curves.jsonl", "heldout.json", "lm_eval.json", "pairs.jsonl")
 
 
 def start_trial_dir(run_root: Path, stage_path: str, number: int, config: dict[str, Any], seed: int) -> Path:

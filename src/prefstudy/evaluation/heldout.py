@@ -157,7 +157,8 @@ def heldout_record(prepared: Prepared, arrays: dict[str, Arrays]) -> dict[str, A
             continue
         policy = arrays[split]
         out[split] = {
-            "ids": list(prepared.tokenized[split]["id"]) if "id" in prepared.tokenized[split].column_names else None,
+            "ids": (list(prepared.tokenized[split]["id"])[: len(policy["chosen"])]  # a subset: its first rows
+                    if "id" in prepared.tokenized[split].column_names else None),
             **{key: [float(v) for v in policy[key]] for key in ("chosen", "rejected", "chosen_tokens",
                                                                 "rejected_tokens")},
         }

@@ -47,7 +47,9 @@ def sampling_kind(trial: optuna.Trial, spec: StudySpec) -> str:
 
 class Objective:
     """``stage`` 'search' suggests (beta, lr) and may be pruned; 'confirm' re-trains an enqueued configuration
-    with the seed in its ``confirm_seed`` user attribute, to the end, under ``<method>/confirm/trial-NNNN``."""
+    with the seed in its ``confirm_seed`` user attribute, to the end, under ``<method>/confirm/trial-NNNN``; a
+    fixed-design stage ('drift', search.stages) trains its enqueued point (``stage_params``, ``stage_seed``) on the
+    stage's schedule with the stage's probe, under ``<method>/<stage>/trial-NNNN``."""
 
     def __init__(self, worker: Worker, method: str, stage: str = "search") -> None:
         self.worker = worker
@@ -56,6 +58,9 @@ class Objective:
 
     def _params(self, trial: optuna.Trial) -> dict[str, float]:
         spec = self.worker.spec
+        if self.stage not in ("search", "confirm"):  # a fixed design point: exactly the enqueued values
+            fixed = trial.user_attrs["stage_params"]
+            return {k: trial.suggest_float(k, float(fixed[k]), float(fixed[k])) for k in ("beta", "learning_rate")}
         beta, lr = spec.methods[self.method].beta, spec.learning_rate
         return {
             "beta": trial.suggest_float("beta", beta.low, beta.high, log=beta.log),
@@ -73,22 +78,30 @@ class Objective:
             raise
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        from prefstudy.search import stages
         from prefstudy.training.faults import failure_reason, free_memory
         from prefstudy.training.trainer import train_trial
 
         confirm = self.stage == "confirm"
-        if confirm and "confirm_seed" not in trial.user_attrs:
+        fixed = self.stage in stages.STAGES
+        needed = "confirm_seed" if confirm else "stage_seed" if fixed else None
+        if needed and needed not in trial.user_attrs:
             # With several workers, another one can take the last enqueued run between this worker's check and
-            # its optimize(): Optuna then hands out a fresh trial, which is not a confirmation run. Close it
+            # its optimize(): Optuna then hands out a fresh trial, which is not an enqueued run. Close it
             # without training (PRUNED, so no ranking or verdict ever reads it) instead of failing the worker.
-            trial.set_user_attr("note", "no enqueued confirmation run was left (another worker took it)")
-            raise optuna.TrialPruned("no enqueued confirmation run left")
+            trial.set_user_attr("note", f"no enqueued {self.stage} run was left (another worker took it)")
+            raise optuna.TrialPruned(f"no enqueued {self.stage} run left")
         spec, worker = self.worker.spec, self.worker
         method = spec.methods[self.method]
         params = self._params(trial)
-        seed = confirm_seed(spec, int(trial.user_attrs["confirm_seed"])) if confirm else trial_seed(spec, trial.number)
-        run_dir = start_trial_dir(spec.run_root(), f"{self.method}/confirm" if confirm else self.method,
-                                  trial.number, {
+        if confirm:
+            seed = confirm_seed(spec, int(trial.user_attrs["confirm_seed"]))
+        elif fixed:
+            seed = stages.stage_seed(spec, self.stage, int(trial.user_attrs["stage_seed"]))
+        else:
+            seed = trial_seed(spec, trial.number)
+        folder = self.method if self.stage == "search" else f"{self.method}/{self.stage}"
+        run_dir = start_trial_dir(spec.run_root(), folder, trial.number, {
             "study": trial.study.study_name, "study_uuid": trial.study.user_attrs.get("study_uuid"),
             "stage": self.stage, "trial": trial.number, "method": self.method,
             "loss_type": method.loss_type, "params": params, "seed": seed,
@@ -100,12 +113,12 @@ class Objective:
         for key, value in {"run_dir": str(run_dir.resolve()), "seed": seed, "worker_pid": os.getpid(),
                            "hostname": socket.gethostname(),
                            "prefix_sharing": "on" if worker.prefix_sharing else "off",
-                           "sampling": "confirm" if confirm else sampling_kind(trial, spec)}.items():
+                           "sampling": self.stage if self.stage != "search" else sampling_kind(trial, spec)}.items():
             trial.set_user_attr(key, value)
         worker.trial_label = f"{self.method}#{trial.number}"
         worker.log(f"[{trial.study.study_name} trial {trial.number}] beta={params['beta']:.4g} "
                    f"learning_rate={params['learning_rate']:.3g} seed={seed}")
-        prunable = not confirm and spec.search.objective != "pareto"  # Optuna prunes single-objective studies only
+        prunable = self.stage == "search" and spec.search.objective != "pareto"  # Optuna prunes single-objective only
 
         def reporter(step: int, value: float) -> bool:
             if not prunable:
@@ -118,12 +131,15 @@ class Objective:
 
             return evaluate(model, worker.tokenizer, spec, seed, worker.lm_eval_manager)
 
-        with_lm_eval = bool(spec.evaluation.lm_eval.tasks) and (
+        with_lm_eval = bool(spec.evaluation.lm_eval.tasks) and not fixed and (
             not confirm or int(trial.user_attrs["confirm_seed"]) in spec.confirm.seeds[: spec.confirm.lm_eval_seeds])
+        schedule = probe = None
+        if fixed:
+            schedule, probe = stages.schedule_and_probe(worker, self.stage, run_dir)
         try:
             outcome = train_trial(worker, method, params, seed, run_dir, reporter,
                                   after_training=lm_eval if with_lm_eval else None,
-                                  final_only=confirm)
+                                  final_only=confirm, schedule=schedule, probe=probe)
         except BaseException as exc:
             reason = failure_reason(exc)
             trial.set_user_attr("fail_reason", redact(reason)[:500])

@@ -70,6 +70,7 @@ def locate(study_name: str, number: int, storage_url: str | None) -> tuple[Path,
 def rerun(study_name: str, number: int, storage_url: str | None = None, tolerance: float = 1e-6) -> int:
     from prefstudy.core.console import log
     from prefstudy.search.session import load_worker, offline_if_local, quiet_libraries
+    from prefstudy.search.stages import STAGES, schedule_and_probe
     from prefstudy.training.trainer import train_trial
 
     run_dir, config, result = locate(study_name, number, storage_url)
@@ -87,10 +88,14 @@ def rerun(study_name: str, number: int, storage_url: str | None = None, toleranc
     worker.trial_label = f"{config['method']}#{number} (re-run)"
     log(f"re-running trial {number} of {study_name}: params {config['params']} seed {config['seed']}"
         + (f", stopping at step {stop_at} where it was pruned" if stop_at else ""))
+    schedule = probe = None
+    if config.get("stage") in STAGES:  # a fixed-design run: its own length, eval points and per-pair probe
+        (out / "pairs.jsonl").unlink(missing_ok=True)
+        schedule, probe = schedule_and_probe(worker, config["stage"], out)
     started = time.perf_counter()
     train_trial(worker, spec.methods[config["method"]], config["params"], config["seed"], out,
                 lambda step, _value: stop_at is not None and step >= stop_at,
-                final_only=config.get("stage") == "confirm")
+                final_only=config.get("stage") == "confirm", schedule=schedule, probe=probe)
     diffs = curve_differences(read_jsonl(run_dir / "curves.jsonl"), read_jsonl(out / "curves.jsonl"))
     worst = max(diffs.values(), default=math.inf)
     write_json(out / "rerun.json", {"study": study_name, "trial": number, "tolerance": tolerance,

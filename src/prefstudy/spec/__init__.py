@@ -11,7 +11,9 @@ from prefstudy.spec.schema import (
     Columns,
     ConfirmSpec,
     DataSpec,
+    DriftSpec,
     EvaluationSpec,
+    GenerationSpec,
     LmEvalSpec,
     LmEvalTask,
     LogRange,
@@ -29,8 +31,9 @@ from prefstudy.spec.schema import (
 )
 
 __all__ = [
-    "INPUT_PATHS", "TRL_LOSS_TYPES", "Columns", "ConfirmSpec", "DataSpec", "EvaluationSpec", "LmEvalSpec",
-    "LmEvalTask", "LogRange", "LoraSpec", "MethodSpec", "ModelSpec", "PrunerSpec", "SamplerSpec", "SearchSpec",
+    "INPUT_PATHS", "TRL_LOSS_TYPES", "Columns", "ConfirmSpec", "DataSpec", "DriftSpec", "EvaluationSpec",
+    "GenerationSpec", "LmEvalSpec", "LmEvalTask", "LogRange", "LoraSpec", "MethodSpec", "ModelSpec", "PrunerSpec",
+    "SamplerSpec", "SearchSpec",
     "SpecError", "StudySpec", "SyntheticData", "TrainingSpec", "WorkersSpec", "apply_overrides", "load_spec",
     "spec_text",
 ]

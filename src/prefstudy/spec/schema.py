@@ -156,6 +156,31 @@ class LmEvalSpec(_Frozen):
     log_samples: bool = False
 
 
+class GenerationSpec(_Frozen):
+    """Generation accuracy (evaluation.generation): greedy answers to val prompts, checked against the chosen one."""
+
+    pairs: int = Field(0, ge=0)  # val prompts answered at the last eval point of every search trial (0: off)
+    max_new_tokens: int = Field(24, ge=1)
+    batch_size: int = Field(32, ge=1)
+    # auto (numeric for the built-in generator's data, else none) | numeric | none | a local folder holding a
+    # sequence-classification reward model (a generation wins when it outscores the rejected answer)
+    scorer: str = "auto"
+
+    def resolved_scorer(self, source: str) -> str:
+        """'numeric', 'none' or a reward model's path, for data of ``source``."""
+        if self.scorer == "auto":
+            return "numeric" if source == "synthetic" else "none"
+        return self.scorer
+
+    @field_validator("scorer")
+    @classmethod
+    def _scorer(cls, value: str) -> str:
+        if value not in ("auto", "numeric", "none") and not Path(value).expanduser().is_dir():
+            raise ValueError(f"evaluation.generation.scorer '{value}': use auto, numeric, none or the folder of a "
+                             f"local sequence-classification reward model (no such folder)")
+        return value
+
+
 class EvaluationSpec(_Frozen):
     eval_steps: int = Field(4, ge=1)
     val_subset: int = Field(32, ge=1)
@@ -169,6 +194,7 @@ class EvaluationSpec(_Frozen):
     # where a search trial's test and OOD pairs are scored: 'chosen' (once, for each method's chosen trial after
     # the search, from its saved adapter: choose on val, report on test) or 'every' complete trial
     test_scoring: Literal["chosen", "every"] = "chosen"
+    generation: GenerationSpec = GenerationSpec()
 
 
 class SamplerSpec(_Frozen):
@@ -208,6 +234,36 @@ class ConfirmSpec(_Frozen):
         return value
 
 
+class DriftSpec(_Frozen):
+    """The ``drift`` stage (claim (a)): a beta grid per method at one learning rate, long runs, several seeds."""
+
+    learning_rate: float | None = Field(None, gt=0)  # None: geometric mean of the methods' best search trials' lr
+    betas: dict[str, tuple[float, ...]] = {}  # per method; a method left out gets grid_points across its beta range
+    grid_points: int = Field(3, ge=3)  # betas per method when not listed, log-spaced from the range's low to high
+    steps_factor: float = Field(3.0, ge=3.0)  # a run lasts this many times a search trial's optimizer steps
+    eval_points: int = Field(6, ge=5)  # scored points after step 0, evenly spaced (step 0 comes from the cache)
+    seeds: tuple[int, ...] = (1, 2)  # training seeds per design point (>= 2: the interval carries seed variance)
+    val_pairs: int | None = Field(None, ge=2)  # the fixed val pairs scored at every point (None: val_subset)
+    generation_pairs: int = Field(32, ge=0)  # val prompts answered at every point (0: no generation accuracy)
+    flat_margin: float = Field(0.5, gt=0)  # TOST margin: DPO's log-log slope counts as flat inside +-this
+    n_boot: int = Field(1000, ge=100)  # pair bootstrap resamples of the clustered intervals
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if len(value) < 2 or len(set(value)) != len(value) or any(s < 0 for s in value):
+            raise ValueError("drift.seeds needs at least 2 distinct non-negative integers (seed variance)")
+        return value
+
+    @field_validator("betas")
+    @classmethod
+    def _grid(cls, value: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
+        for method, betas in value.items():
+            if len(betas) < 3 or len(set(betas)) != len(betas) or any(b <= 0 for b in betas):
+                raise ValueError(f"drift.betas.{method}: at least 3 distinct positive values (a slope needs them)")
+        return value
+
+
 class WorkersSpec(_Frozen):
     count: int = Field(1, ge=1)
     heartbeat_interval: int = Field(30, ge=1)
@@ -226,6 +282,7 @@ class StudySpec(_Frozen):
     evaluation: EvaluationSpec = EvaluationSpec()
     search: SearchSpec = SearchSpec()
     confirm: ConfirmSpec = ConfirmSpec()
+    drift: DriftSpec = DriftSpec()
     workers: WorkersSpec = WorkersSpec()
     storage: str | None = None
     runs_dir: str = "runs"
@@ -244,6 +301,9 @@ class StudySpec(_Frozen):
         if self.evaluation.test_scoring == "chosen" and self.training.save_adapter == "none":
             raise ValueError("evaluation.test_scoring 'chosen' scores the chosen trial from its saved adapter: set "
                              "training.save_adapter to 'best' or 'all', or evaluation.test_scoring to 'every'")
+        for label in self.drift.betas:
+            if label not in self.methods:
+                raise ValueError(f"drift.betas names unknown method '{label}'")
         for label, points in self.search.enqueue.items():
             if label not in self.methods:
                 raise ValueError(f"search.enqueue names unknown method '{label}'")
@@ -276,10 +336,11 @@ class StudySpec(_Frozen):
         """Hash of the fields that define a study (not its size, workers or storage)."""
         data = self.model_dump(mode="json")
         data["search"].pop("n_trials", None)
-        for key in ("workers", "storage", "runs_dir", "confirm"):
+        for key in ("workers", "storage", "runs_dir", "confirm", "drift"):
             data.pop(key, None)
         data["data"].pop("leakage", None)  # a check on the data, not part of what the study is
         data["evaluation"].pop("primary", None)  # how the results are read, not what the trials are
         data["evaluation"].pop("test_scoring", None)  # when test is scored, not what a trial is
+        data["evaluation"].pop("generation", None)  # an extra measurement of a trained adapter, not the training
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

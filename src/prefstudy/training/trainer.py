@@ -35,6 +35,25 @@ UNPAGED = {"paged_adamw_32bit": "adamw_torch", "paged_adamw": "adamw_torch", "pa
 
 # Called with (step, val objective value) -> True when the trial should stop (pruned).
 Reporter = Callable[[int, float], bool]
+# Called at every eval point (step 0 too, with arrays None: the base model) with (model, step, the scored splits'
+# per-pair arrays); what it returns joins that point's curves.jsonl row. A fixed-design stage's extra measurements.
+Probe = Callable[[Any, int, "dict[str, Arrays] | None"], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A run's length and eval points when they are not the search's (a fixed-design stage): every point scores the
+    same first ``val_pairs`` val pairs; train pairs only at the last; test and OOD never."""
+
+    n_steps: int
+    points: tuple[int, ...]
+    val_pairs: int
+
+    @classmethod
+    def even(cls, n_steps: int, n_points: int, val_pairs: int) -> Schedule:
+        """At least ``n_points`` eval points evenly spaced up to ``n_steps`` (the last at ``n_steps``)."""
+        every = max(1, n_steps // n_points)
+        return cls(n_steps, tuple(eval_points(n_steps, every)), val_pairs)
 
 
 class TrialContext(Protocol):
@@ -83,9 +102,13 @@ class _Evaluator:
     """TrainerCallback body: our metrics at each eval step, curves.jsonl, report/prune, timings."""
 
     def __init__(self, ctx: TrialContext, prepared: Prepared, run_dir: Path, reporter: Reporter, n_steps: int,
-                 final_only: bool = False) -> None:
+                 final_only: bool = False, schedule: Schedule | None = None, probe: Probe | None = None) -> None:
         self.ctx, self.prepared, self.run_dir, self.reporter = ctx, prepared, run_dir, reporter
-        self.points = {n_steps} if final_only else set(eval_points(n_steps, ctx.spec.evaluation.eval_steps))
+        self.schedule, self.probe = schedule, probe
+        if schedule is not None:
+            self.points = set(schedule.points)
+        else:
+            self.points = {n_steps} if final_only else set(eval_points(n_steps, ctx.spec.evaluation.eval_steps))
         self.final_only = final_only
         self.n_steps = n_steps
         self.outcome = TrialOutcome()
@@ -95,13 +118,15 @@ class _Evaluator:
         self.adapter_checked = False
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                      **_: Any) -> None:
+                      model: torch.nn.Module | None = None, **_: Any) -> None:
         if state.global_step == 0 and "val" in self.prepared.ref and not (self.run_dir / "curves.jsonl").exists():
             # step 0 is the base model (the adapter starts at zero): its curve values come free from the cache
             evaluation = self.ctx.spec.evaluation
+            n = self.schedule.val_pairs if self.schedule is not None else evaluation.val_subset
+            extra = self.probe(model, 0, None) if self.probe is not None else {}
             append_jsonl(self.run_dir / "curves.jsonl", {
                 "step": 0, "final": False, "base": True,
-                **curve_metrics(self.prepared.ref["val"], evaluation.metric, evaluation.val_subset)})
+                **curve_metrics(self.prepared.ref["val"], evaluation.metric, n), **extra})
         self.step_started = time.perf_counter()
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
@@ -121,10 +146,14 @@ class _Evaluator:
         started = time.perf_counter()
         final = step == self.n_steps
         evaluation = self.ctx.spec.evaluation
-        subsets = {"train": evaluation.train_subset} if final else {
-            "val": evaluation.val_subset, "train": evaluation.train_subset}
-        held_out = final and (self.final_only or evaluation.test_scoring == "every")  # else: chosen trial only
-        names = ["val", "train"] + (["test", "ood"] if held_out else [])
+        if self.schedule is not None:  # a fixed design: the same val pairs at every point, train at the last
+            subsets = {"val": self.schedule.val_pairs, "train": evaluation.train_subset}
+            names = ["val", "train"] if final else ["val"]
+        else:
+            subsets = {"train": evaluation.train_subset} if final else {
+                "val": evaluation.val_subset, "train": evaluation.train_subset}
+            held_out = final and (self.final_only or evaluation.test_scoring == "every")  # else: chosen trial only
+            names = ["val", "train"] + (["test", "ood"] if held_out else [])
         logs = [entry for entry in state.log_history if "loss" in entry]
         loss = logs[-1]["loss"] if logs else float("nan")
         if not math.isfinite(loss):
@@ -139,6 +168,11 @@ class _Evaluator:
             if "NaN" not in str(exc):
                 raise
             raise NonFiniteLoss(f"held-out log-probs are NaN at step {step}: the weights diverged") from None
+        if final and self.schedule is None:
+            generated = self._generation(model)
+            if generated:
+                metrics["val"].update(generated)
+        extra = self.probe(model, step, arrays) if self.probe is not None else {}
         norms = [entry["grad_norm"] for entry in logs if "grad_norm" in entry]
         clipped = sum(1 for n in norms if n > self.ctx.spec.training.max_grad_norm) / max(1, len(norms))
         self.eval_seconds += time.perf_counter() - started
@@ -148,13 +182,19 @@ class _Evaluator:
             "clipped_fraction": clipped, "final": final, "objective": objective,
             "train_seconds": round(self.train_seconds, 3), "eval_seconds": round(self.eval_seconds, 3),
             **{f"{split}/{key}": value for split, values in metrics.items() for key, value in values.items()},
-            **curve_metrics(arrays["val"], evaluation.metric, evaluation.val_subset),
+            **curve_metrics(arrays["val"], evaluation.metric,
+                            self.schedule.val_pairs if self.schedule is not None else evaluation.val_subset),
+            **extra,
         }
         append_jsonl(self.run_dir / "curves.jsonl", row)
         self.ctx.log(
             f"  trial {self.ctx.trial_label} step {step:>3}/{self.n_steps} loss {loss:8.4f} "
-            f"val acc {metrics['val']['accuracy']:.3f} train acc {metrics['train']['accuracy']:.3f}"
+            f"val acc {metrics['val']['accuracy']:.3f}"
+            + (f" train acc {metrics['train']['accuracy']:.3f}" if "train" in metrics else "")
             + (f" test acc {metrics['test']['accuracy']:.3f}" if "test" in metrics else "")
+            + (f" generation acc {row['generation/accuracy']:.3f}" if "generation/accuracy" in row else "")
+            + (f" generation acc {metrics['val']['generation_accuracy']:.3f}"
+               if "generation_accuracy" in metrics["val"] else "")
         )
         self.outcome.clipped_fraction = clipped
         if final:
@@ -162,6 +202,21 @@ class _Evaluator:
         elif self.reporter(step, objective):
             self.outcome.pruned_at = step
             control.should_training_stop = True
+
+
+    def _generation(self, model: Any) -> dict[str, float] | None:
+        """Generation accuracy on the first evaluation.generation.pairs val prompts (search trials' last point)."""
+        from prefstudy.evaluation.generation import generation_metrics
+
+        spec = self.ctx.spec
+        gen = spec.evaluation.generation
+        if gen.pairs <= 0 or "val" not in self.prepared.tokenized:
+            return None
+        started = time.perf_counter()
+        out = generation_metrics(model, self.ctx.tokenizer, self.prepared.tokenized["val"], gen.pairs,
+                                 gen.max_new_tokens, gen.batch_size, gen.resolved_scorer(spec.data.source))
+        self.eval_seconds += time.perf_counter() - started
+        return out[0] if out else None
 
 
 def _callback(evaluator: _Evaluator) -> TrainerCallback:
@@ -249,17 +304,19 @@ def build_trainer(ctx: TrialContext, peft_model: Any, method: MethodSpec, params
 def train_trial(
     ctx: TrialContext, method: MethodSpec, params: dict[str, float], seed: int, run_dir: Path, reporter: Reporter,
     after_training: Callable[[Any], Any] | None = None, final_only: bool = False,
+    schedule: Schedule | None = None, probe: Probe | None = None,
 ) -> TrialOutcome:
     """Train one adapter on ``ctx.base_model``; the base model is left exactly as it was.
 
     ``after_training(peft_model)`` runs on the trained, still-attached adapter of a trial that was not pruned
     (lm-eval); its result lands in ``outcome.extra``. ``final_only`` scores the held-out splits at the last step
-    only (confirmation runs: nothing to prune, the search already recorded the dynamics).
+    only (confirmation runs: nothing to prune, the search already recorded the dynamics). ``schedule`` replaces the
+    spec's length and eval points (a fixed-design stage); ``probe`` adds measurements at every eval point.
     """
     prepared: Prepared = ctx.prepared
     training = ctx.spec.training
-    n_steps = total_steps(training, len(prepared.tokenized["train"]))
-    evaluator = _Evaluator(ctx, prepared, run_dir, reporter, n_steps, final_only)
+    n_steps = schedule.n_steps if schedule is not None else total_steps(training, len(prepared.tokenized["train"]))
+    evaluator = _Evaluator(ctx, prepared, run_dir, reporter, n_steps, final_only, schedule, probe)
     peft_model = attach_adapter(ctx.base_model, training, seed)
     trainer = None
     try:

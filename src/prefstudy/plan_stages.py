@@ -1,0 +1,48 @@
+"""The ``--dry-run`` lines of a fixed-design stage (``--stage drift``): runs, steps, tokens, time.
+
+Costs as in ``prefstudy.plan``: on the reference CPU from ``plan.CPU_COSTS`` (embedded model only) plus
+GENERATION_PER_PROMPT per generated answer; on a GPU from ``--throughput`` training tokens per second, eval forwards
+at ``plan.EVAL_SPEEDUP`` times that, generation not included. The stage's learning rate comes from the search when
+``drift.learning_rate`` is unset, so the dry run shows the grid without it.
+"""
+
+from __future__ import annotations
+
+from prefstudy.plan import CPU_COST_MODELS, CPU_COSTS, EVAL_SPEEDUP, split_sizes
+from prefstudy.search.stages import drift_betas, drift_steps
+from prefstudy.spec import StudySpec
+
+GENERATION_PER_PROMPT = 0.09  # seconds per greedy answer (batches of 32, <= 24 new tokens), SmolLM2-135M, 2 threads
+
+
+def stage_lines(spec: StudySpec, stage: str, throughput: float | None) -> tuple[str, ...]:
+    """The ``--dry-run`` lines of ``stage`` (module docstring)."""
+    sizes = split_sizes(spec)
+    if stage != "drift":
+        return (f"stage '{stage}': unknown",)
+    d, t, ev = spec.drift, spec.training, spec.evaluation
+    betas = {m: drift_betas(spec, m) for m in spec.methods}
+    runs = sum(len(b) for b in betas.values()) * len(d.seeds)
+    steps = drift_steps(spec, sizes.get("train"))
+    pairs_per_step = t.batch_size * t.gradient_accumulation_steps
+    tokens = steps * 2 * t.max_length * pairs_per_step
+    val = min(d.val_pairs or ev.val_subset, int(sizes.get("val") or 0) or (d.val_pairs or ev.val_subset))
+    train_subset = min(ev.train_subset, int(sizes.get("train") or ev.train_subset))
+    scored = d.eval_points * val + train_subset
+    prompts = (d.eval_points + 1) * min(d.generation_pairs, val if sizes.get("val") else d.generation_pairs)
+    lr = f"{d.learning_rate:g}" if d.learning_rate is not None else "from the search (geometric mean of the best)"
+    out = [f"stage drift: {runs} runs = betas " + "; ".join(f"{m} {list(b)}" for m, b in betas.items())
+           + f" x seeds {list(d.seeds)}, learning_rate {lr}",
+           f"  per run: {steps} optimizer steps ({d.steps_factor:g}x a search trial), {tokens:,} training tokens; "
+           f"{d.eval_points} eval points + step 0 on the same {val} val pairs ({scored} pairs scored), "
+           f"{prompts} greedy answers; no lm-eval",
+           f"  stage total: {runs * tokens:,} training tokens, {runs * scored * 2 * t.max_length:,} eval tokens"]
+    if spec.model.name_or_path in CPU_COST_MODELS:
+        c = CPU_COSTS
+        seconds = runs * (steps * pairs_per_step * c.train_per_pair_step + scored * c.score_per_pair
+                          + prompts * GENERATION_PER_PROMPT) + c.load
+        out.append(f"  estimated CPU wall time (reference 2-core CPU, 1 worker): ~{seconds / 60:.0f} min")
+    if throughput:
+        gpu = runs * (tokens / throughput + scored * 2 * t.max_length / (EVAL_SPEEDUP * throughput))
+        out.append(f"  at {throughput:,.0f} tokens/s: {gpu / 3600:.2f} GPU-hours (generation not included)")
+    return tuple(out)
