@@ -16,12 +16,13 @@ from pathlib import Path
 from optuna.storages import BaseStorage
 
 from prefstudy.core.secrets import redact
+from prefstudy.report import claims, verdicts
 from prefstudy.report import data as rd
 from prefstudy.report import figures as fg
+from prefstudy.report import sections_claims as sc
 from prefstudy.report import sections_dynamics as dyn
 from prefstudy.report import sections_meta as meta
 from prefstudy.report import sections_results as res
-from prefstudy.report import verdicts
 from prefstudy.report.html import Section, environment
 from prefstudy.spec import StudySpec
 
@@ -29,7 +30,7 @@ PLOTLY_JS = "plotly.min.js"
 
 #: the page's sections, in order
 SECTIONS: tuple[Callable[[rd.ReportData, Path], Section], ...] = (
-    lambda d, _: res.headline(d), lambda d, _: res.versus(d), lambda d, _: res.landscape(d),
+    lambda d, _: res.headline(d), sc.claims, lambda d, _: res.versus(d), lambda d, _: res.landscape(d),
     lambda d, _: res.forgiving(d), lambda d, _: dyn.overfitting(d), lambda d, _: dyn.capability(d),
     lambda d, _: meta.diagnostics(d), meta.theory, meta.all_trials)
 
@@ -65,7 +66,9 @@ def build_report(spec: StudySpec, storage_url: str, out_dir: Path | None = None,
     out_dir = Path(out_dir) if out_dir is not None else Path("reports") / spec.name
     out_dir.mkdir(parents=True, exist_ok=True)
     data = rd.load(spec, storage_url, storage=storage, toy_results=toy_results)
-    verdicts.write(verdicts.family(data), out_dir)
+    verdicts.write(verdicts.family(data), out_dir)  # fills the claims' Holm-adjusted secondary p-values
+    if data.claims:
+        claims.write(data.claims, out_dir)
     write_plotly_js(out_dir)
     index = out_dir / "index.html"
     tmp = out_dir / f".index.html.{os.getpid()}.tmp"

@@ -51,6 +51,8 @@ class ReportData:
     toy_path: Path | None = None
     notes: list[str] = field(default_factory=list)
     comparison: Comparison | None = None  # of the first two methods, when both have scored runs
+    claims: list[dict[str, Any]] = field(default_factory=list)  # claims.json entries (report.claims)
+    claim_runs: dict[str, Any] = field(default_factory=dict)  # method -> report.claims.MethodRuns of the drift stage
 
     @property
     def metric(self) -> str:
@@ -196,6 +198,12 @@ def load(spec: StudySpec, storage_url: str, storage: BaseStorage | str | None = 
             data.comparison = compare(spec, storage)
         except (OSError, ValueError, KeyError) as exc:
             notes.append(f"paired comparison not possible: {type(exc).__name__}: {exc}")
+    from prefstudy.report import claims
+
+    try:
+        data.claims, data.claim_runs = claims.build(spec, storage)
+    except (OSError, ValueError, KeyError) as exc:
+        notes.append(f"claims could not be computed: {type(exc).__name__}: {exc}")
     if toy_results is not None and Path(toy_results).is_file():
         data.toy, data.toy_path = _read_json(Path(toy_results)), Path(toy_results).resolve()
     return data

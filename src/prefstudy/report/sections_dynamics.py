@@ -27,7 +27,7 @@ from prefstudy.report.html import (
 # --------------------------------------------------------------------------- 5. overfitting
 def overfitting(d: rd.ReportData) -> Section:
     ev = d.spec.evaluation
-    s = Section("overfitting", "5. Overfitting and likelihood displacement",
+    s = Section("overfitting", "6. Overfitting and likelihood displacement",
                 f"From each trial's curves.jsonl: where val accuracy peaked and how much was lost by the final step; "
                 f"train vs val accuracy for the three best trials of each method; the generalization gap (train − "
                 f"val) against β and learning rate; and on val the chosen log-ratio (negative = the preferred answer "
@@ -75,7 +75,7 @@ def overfitting(d: rd.ReportData) -> Section:
 # --------------------------------------------------------------------------- 6. capability
 def capability(d: rd.ReportData) -> Section:
     tasks = ", ".join(t.name for t in d.spec.evaluation.lm_eval.tasks) or "none"
-    s = Section("capability", "6. Capability cost (lm-evaluation-harness)",
+    s = Section("capability", "7. Capability cost (lm-evaluation-harness)",
                 f"General capability measured by lm-evaluation-harness (tasks: {tasks}) on the base model and on "
                 f"every finished trial's adapter. Left: per task, the base model against each method's best trial. "
                 f"Right: every complete trial's val accuracy against its lm-eval mean change from the base, with "

@@ -40,7 +40,7 @@ def diagnostics(d: rd.ReportData) -> Section:
     import optuna.visualization as vis
     from optuna.importance import get_param_importances
 
-    s = Section("diagnostics", "7. Search diagnostics (Optuna)",
+    s = Section("diagnostics", "8. Search diagnostics (Optuna)",
                 "Per method, Optuna's own views of the search: the objective of every trial in order with the best so "
                 "far, the importance of β and learning rate for the val objective (seeded fANOVA), and parallel "
                 "coordinates of the parameters against the objective.")
@@ -131,7 +131,7 @@ def _importance_evaluator() -> tuple[str, Callable[[], optuna.importance.BaseImp
 
 # --------------------------------------------------------------------------- 8. theory check (IPO toy)
 def theory(d: rd.ReportData, out_dir: Path) -> Section:
-    s = Section("theory", "8. Theory check: the IPO paper's toy bandit",
+    s = Section("theory", "9. Theory check: the IPO paper's toy bandit",
                 "The IPO paper's Figure 1 experiment (three actions, preferences a > b > c, Adam): DPO should drive "
                 "p(a) towards 1 whatever τ (β), IPO should settle on its closed-form fixed point, which keeps every "
                 "action's mass and flattens as τ grows. Bars: final mean probabilities; black ticks: IPO's fixed "
@@ -166,7 +166,7 @@ def _rel(path: str | Path, out_dir: Path) -> str:
 
 
 def all_trials(d: rd.ReportData, out_dir: Path) -> Section:
-    s = Section("trials", "9. All trials",
+    s = Section("trials", "10. All trials",
                 "Every trial of every method; click a column header to sort. The run directory link holds the "
                 "trial's config.json, env.json, curves.jsonl, metrics.json and adapter.")
     if d.trials.empty:

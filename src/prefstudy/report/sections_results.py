@@ -116,7 +116,7 @@ def _gap(base: dict[str, float], metric: str) -> float | None:
 # --------------------------------------------------------------------------- 2. DPO vs IPO, paired
 def versus(d: rd.ReportData) -> Section:
     c = d.comparison
-    title = "2. " + " vs ".join(fg.label(m) for m in d.methods[:2]) + ", paired on the same test pairs"
+    title = "3. " + " vs ".join(fg.label(m) for m in d.methods[:2]) + ", paired on the same test pairs"
     s = Section("versus", title,
                 "Each method's configuration is chosen on val only: the confirmed one with the best mean val over its "
                 "seeds when the confirmation stage ran (nox -s study -- SPEC --confirm), else the best search trial. "
@@ -154,7 +154,7 @@ def versus(d: rd.ReportData) -> Section:
 
 # --------------------------------------------------------------------------- 3. landscape
 def landscape(d: rd.ReportData) -> Section:
-    s = Section("landscape", "3. The (β, learning rate) landscape",
+    s = Section("landscape", "4. The (β, learning rate) landscape",
                 "Every trial at its β and learning rate, both on log axes, one panel per method. Colour is the final "
                 "val accuracy on one scale shared by all panels, so colours compare across methods. Crosses are "
                 "pruned trials, red triangles failed ones, the star is the best trial.")
@@ -180,7 +180,7 @@ def landscape(d: rd.ReportData) -> Section:
 
 # --------------------------------------------------------------------------- 4. forgiveness
 def forgiving(d: rd.ReportData) -> Section:
-    s = Section("forgiveness", "4. How forgiving each method is",
+    s = Section("forgiveness", "5. How forgiving each method is",
                 "Only randomly sampled trials (sampling = random: neither the enqueued defaults nor TPE's adaptive "
                 "picks) estimate how much of the searched space lands within noise of the method's best: the share "
                 "whose final val accuracy lies inside the best trial's 95% val bootstrap interval (pruned and failed "

@@ -7,8 +7,8 @@ Holm-adjusted. Written to ``reports/<name>/verdicts.json`` next to the report, f
   comparison projects for it.
 - **Secondary**: without a confirmation, the search's paired test difference (exploratory: one seed, chosen on
   val); the paired lm-eval mean difference; each method's chosen trial's test gain over the base model and its
-  lm-eval change from the base. Their p-values are Holm-adjusted together (family-wise 5%), and a secondary
-  verdict decides only when its adjusted p is below 5%. The claims issues add their verdicts to this family.
+  lm-eval change from the base; the claims' secondary statistics (``report.claims``, kind ``claim``). Their p-values
+  are Holm-adjusted together (family-wise 5%), and a secondary verdict decides only when its adjusted p is below 5%.
 
 Each entry: ``name``, ``primary``, ``measured``, ``estimate``, ``ci_low``, ``ci_high`` (95%, unadjusted),
 ``mde`` (80% power, two-sided 5%), ``p_value``, ``p_adjusted``, ``decided``, ``scope``, and ``kind`` (primary,
@@ -44,7 +44,7 @@ class Verdict:
     scope: str
     p_adjusted: float | None = None
     decided: bool = False
-    kind: str = "difference"  # primary | exploratory | difference (A - B) | vs_base (a method's trial - base)
+    kind: str = "difference"  # primary | exploratory | difference (A - B) | vs_base (trial - base) | claim
     method: str | None = None  # vs_base: whose trial
     metric: str | None = None  # vs_base: test (the spec's metric) or lm-eval
 
@@ -142,10 +142,21 @@ def family(d: rd.ReportData) -> list[Verdict]:
         ):
             if verdict is not None:
                 out.append(verdict)
+    claimed: list[tuple[Verdict, dict[str, Any]]] = []
+    for entry in d.claims:  # the claims' secondary statistics join the family (their primary is tested alone)
+        for sec in entry.get("secondary", []):
+            if sec.get("estimate") is None or sec.get("p_value") is None:
+                continue
+            claimed.append((Verdict(f"claim {entry['id']}: {sec['name']}", False, True, sec["estimate"],
+                                    sec["ci_low"], sec["ci_high"], sec.get("mde"), sec["p_value"],
+                                    f"{entry['id']} stage, clustered over seeds and pairs", kind="claim"), sec))
+    out.extend(v for v, _ in claimed)
     secondary = [v for v in out if not v.primary and v.p_value is not None]
     for v, adjusted in zip(secondary, holm([float(v.p_value) for v in secondary]), strict=True):  # type: ignore[arg-type]
         v.p_adjusted = adjusted
         v.decided = adjusted < ALPHA
+    for v, sec in claimed:
+        sec["p_adjusted"], sec["decided"] = v.p_adjusted, v.decided
     for v in out:
         if v.primary:
             v.p_adjusted = v.p_value

@@ -16,8 +16,8 @@ from prefstudy.report import data as rd
 from prefstudy.report.build import render
 from prefstudy.report.html import name, table, text
 
-SECTION_IDS = ["headline", "versus", "landscape", "forgiveness", "overfitting", "capability", "diagnostics", "theory",
-               "trials"]
+SECTION_IDS = ["headline", "claims", "versus", "landscape", "forgiveness", "overfitting", "capability", "diagnostics",
+               "theory", "trials"]
 #: a study name and a method label the spec would refuse: tags, quotes, an entity and a bare ampersand
 HOSTILE_NAME = 'smoke<script>alert("name")</script>&amp;'
 HOSTILE_METHOD = "dpo<img src=x onerror=alert(1)>&\"'"
@@ -95,8 +95,8 @@ def test_section_titles_and_nav_links_are_plain_text(page: Page) -> None:
     for shown in page.h2 + page.nav:
         for bad in ("<", ">", "&lt;", "&amp;lt;", "&gt;"):
             assert bad not in shown, f"{bad!r} shown in {shown!r}"
-    assert page.h2[1] == "2. DPO vs IPO, paired on the same test pairs"
-    assert page.nav[1] == "2. DPO vs IPO, paired on the same test pairs"
+    assert page.h2[2] == "3. DPO vs IPO, paired on the same test pairs"
+    assert page.nav[2] == "3. DPO vs IPO, paired on the same test pairs"
     assert page.h2[0] == "1. Headline: the primary endpoint, and the best trial per method"
     assert page.nav[0] == "1. Headline"
     assert [a["href"] for tag, a in page.tags if tag == "a"][:len(SECTION_IDS)] == [f"#{i}" for i in SECTION_IDS]

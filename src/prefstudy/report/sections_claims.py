@@ -1,0 +1,66 @@
+"""2. Claims: the verdicts of the stages built to test the IPO paper's claims (``claims.json``), with figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from markupsafe import Markup
+
+from prefstudy.report import claims as cl
+from prefstudy.report import data as rd
+from prefstudy.report import figures_claims as fc
+from prefstudy.report.html import Section, code, figure, interval, missing, num, table, text
+
+
+def claims(d: rd.ReportData, _: Path) -> Section:
+    s = Section("claims", "2. Claims: does DPO drift whatever β is, while IPO stops at 1/(2β)?",
+                "Claim (a) tested head on by its own stage (nox -s study -- --stage drift): one learning rate, a β "
+                "grid per method, runs three times a search trial's length, several seeds, the same val pairs at "
+                "every eval point. Primary statistic, declared before the data (docs/claims.md): the difference "
+                "slope(IPO) − slope(DPO) of log(final drift) against log(β), drift = the KL proxy on the val chosen "
+                "answers, with a 95% interval clustered over seeds and pairs. Supported when the interval lies below "
+                "0 and IPO's slope is negative; contradicted when it lies above 0; otherwise inconclusive, with the "
+                "smallest difference the design could detect. Secondary statistics are Holm-adjusted with the "
+                "study's other secondary verdicts.")
+    entry = next((e for e in d.claims if e["id"] == "drift"), None)
+    if entry is None:
+        s.verdict.append(text("Claim (a) has not been tested yet: ", code("nox -s study -- --stage drift"),
+                              " (after the search; it runs the search first if needed)."))
+        s.body.append(missing("no drift stage runs in the storage"))
+        return s
+    s.verdict.append(cl.sentence(entry) + ".")
+    if entry.get("estimate") is not None and entry["verdict"] == "inconclusive":
+        s.verdict.append("Inconclusive: on this model and data the stage cannot tell the methods' slopes apart; "
+                         "more seeds narrow the interval most (the seed component dominates with 2 seeds).")
+    rows = []
+    for sec in entry.get("secondary", []):
+        if sec.get("estimate") is None:
+            rows.append([sec["name"], "–", "–", "–", "–", sec.get("reason", "")])
+            continue
+        decided = "decided" if sec.get("decided") else "not decided"
+        rows.append([sec["name"], interval(sec["estimate"], sec["ci_low"], sec["ci_high"]),
+                     num(sec.get("p_value"), ".3g"), num(sec.get("p_adjusted"), ".3g"), num(sec.get("mde"), ".3f"),
+                     decided])
+    if rows:
+        s.body.append(table(["secondary statistic", "estimate [95%]", "p", "p (Holm)", "MDE", ""], rows))
+    runs = d.claim_runs
+    if runs:
+        s.body.append(figure(fc.per_step(runs, "margin_per_token", "Per-token margin per step (dashed: IPO's target "
+                                         "1/(2β))", "r(y_w)/|y_w| − r(y_l)/|y_l| (nats/token)", targets=True),
+                             "fig-claim-margin"))
+        s.body.append(figure(fc.drift_vs_beta(runs), "fig-claim-drift"))
+        s.body.append(figure(fc.per_step(runs, "wins", "Val preference accuracy per step",
+                                         "preference accuracy (fraction of pairs)"), "fig-claim-val"))
+        if any("generated" in r.values for r in runs.values()):
+            s.body.append(figure(fc.per_step(runs, "generated", "Generation accuracy per step (greedy answers to "
+                                             "val prompts, checked against the chosen answer)",
+                                             "generation accuracy"), "fig-claim-generation"))
+        else:
+            s.body.append(missing("generation accuracy: not available for this data (no scorer)"))
+    design = entry.get("design", {})
+    if design:
+        s.body.append(Markup('<p class="note">{}</p>').format(
+            "Design: " + "; ".join(f"{m.upper()}: β {r['betas']}, {r['runs']} runs, steps {r['steps'][-1]}, "
+                                   f"{r['pairs']} val pairs" for m, r in design.items())
+            + ". Numbers: claims.json next to this page."))
+    return s
