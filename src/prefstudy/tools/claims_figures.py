@@ -1,0 +1,67 @@
+"""The claims section's figures as PNG files (kaleido, headless Chromium), for a results page.
+
+    python -m prefstudy.tools.claims_figures [SPEC] [--storage URL] --out docs/results
+
+Reads the drift stage's runs from the storage and run directories (as the report does), writes
+``<out>/claims-<figure>.png`` and copies ``reports/<name>/claims.json`` (built by the report, with the
+Holm-adjusted secondary p-values) to ``<out>/claims.json``. Kaleido needs a Chromium: it finds Debian's
+``/usr/bin/chromium`` (``BROWSER_PATH`` names another).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from prefstudy.core.paths import DEFAULT_SPEC, find_spec
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m prefstudy.tools.claims_figures", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("spec", nargs="?", default=DEFAULT_SPEC)
+    parser.add_argument("--storage", default=None)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    from prefstudy.report import claims
+    from prefstudy.report import figures_claims as fc
+    from prefstudy.search.storage import open_storage
+    from prefstudy.spec import load_spec
+
+    spec = load_spec(find_spec(args.spec))
+    url = args.storage or spec.storage or spec.default_storage()
+    _, runs = claims.build(spec, open_storage(url, spec))
+    if not runs:
+        print(f"error: no drift runs in {url}: nox -s study -- --stage drift", file=sys.stderr)
+        return 2
+    for browser in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
+        if "BROWSER_PATH" not in os.environ and Path(browser).exists():
+            os.environ["BROWSER_PATH"] = browser
+    figures = {
+        "margin": fc.per_step(runs, "margin_per_token", "Per-token margin per step (dashed: IPO's target 1/(2β))",
+                              "r(y_w)/|y_w| − r(y_l)/|y_l| (nats/token)", targets=True),
+        "drift": fc.drift_vs_beta(runs),
+        "val": fc.per_step(runs, "wins", "Val preference accuracy per step", "preference accuracy"),
+    }
+    if any("generated" in r.values for r in runs.values()):
+        figures["generation"] = fc.per_step(runs, "generated", "Generation accuracy per step (greedy, val prompts)",
+                                            "generation accuracy")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, fig in figures.items():
+        target = args.out / f"claims-{name}.png"
+        fig.write_image(str(target), width=1100, height=440)
+        print(f"wrote {target}")
+    report_claims = Path("reports") / spec.name / "claims.json"
+    if report_claims.is_file():
+        shutil.copyfile(report_claims, args.out / "claims.json")
+        print(f"wrote {args.out / 'claims.json'} (from {report_claims})")
+    else:
+        print(f"note: {report_claims} not found: build the report first (nox -s report)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
