@@ -39,12 +39,10 @@ def stage_seed(spec: StudySpec, stage: str, seed: int) -> int:
 
 
 def search_steps(spec: StudySpec, n_train: int | None = None) -> int:
-    """A search trial's optimizer steps."""
-    t = spec.training
-    if t.max_steps is not None:
-        return t.max_steps
-    per_epoch = math.ceil((n_train or 1) / (t.batch_size * t.gradient_accumulation_steps))
-    return max(1, math.ceil(per_epoch * (t.num_epochs or 1)))
+    """A search trial's optimizer steps (training.trainer.total_steps)."""
+    from prefstudy.training.trainer import total_steps
+
+    return total_steps(spec.training, n_train or 1)
 
 
 def drift_steps(spec: StudySpec, n_train: int | None = None) -> int:
