@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prefstudy.core.paths import DEFAULT_SPEC, find_spec
+from prefstudy.spec.stages import STAGES
 
 if TYPE_CHECKING:
     from prefstudy.spec import StudySpec
@@ -26,6 +27,7 @@ EPILOG = """examples:
   python -m prefstudy study study/mistral7b_qlora.yaml --dry-run --throughput 2500
   python -m prefstudy study study/default.yaml --confirm       # + top-k configurations re-run with fresh seeds
   python -m prefstudy study study/default.yaml --stage drift   # + claim (a): beta grid, long runs -> claims.json
+  python -m prefstudy study study/default.yaml --stage lr-profile  # + claim (b): learning-rate grid -> claims.json
   python -m prefstudy summary study/default.yaml
   python -m prefstudy rerun default/dpo 3                        # re-train trial 3, compare its curves
   python -m prefstudy report study/default.yaml                  # reports/default/index.html
@@ -75,11 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--workers", type=int, default=None, metavar="N",
                              help="N worker processes on this machine, one GPU each when there are GPUs "
                                   "(default workers.count of the spec, 1)")
-            sub.add_argument("--role", choices=("search", "confirm", "drift"), help=argparse.SUPPRESS)  # --workers
-            sub.add_argument("--stage", choices=("drift",), default=None,
-                             help="after the search (run first if needed), the fixed-design stage: 'drift' tests "
-                                  "claim (a), a beta grid per method in long runs (studies <name>/<method>/drift; "
-                                  "docs/claims.md)")
+            sub.add_argument("--role", choices=("search", "confirm", *STAGES), help=argparse.SUPPRESS)  # --workers
+            sub.add_argument("--stage", choices=STAGES, default=None,
+                             help="after the search (run first if needed), a fixed-design stage: 'drift' tests "
+                                  "claim (a), a beta grid per method in long runs; 'lr-profile' tests claim (b), a "
+                                  "learning-rate grid per method, beta re-tuned at the highest (studies "
+                                  "<name>/<method>/<stage>; docs/claims.md)")
             sub.add_argument("--confirm", action="store_true",
                              help="after the search, re-train the top confirm.top_k configurations of each method "
                                   "with the seeds in confirm.seeds (studies <name>/<method>/confirm)")

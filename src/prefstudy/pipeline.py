@@ -13,6 +13,7 @@ import optuna
 from prefstudy.core.console import log, settle, stdout
 from prefstudy.core.secrets import redact
 from prefstudy.spec import StudySpec
+from prefstudy.spec.stages import STAGES
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -123,7 +124,7 @@ def run(spec: StudySpec, storage_url: str, confirm: bool = False, role: str = "m
     return 1 if any(failures.values()) and incomplete else 0
 
 
-STAGE_ROLES = ("drift",)
+STAGE_ROLES = STAGES
 
 
 def run_stage(spec: StudySpec, storage_url: str, storage: Any, studies: dict[str, optuna.Study], stage: str,
@@ -138,11 +139,8 @@ def run_stage(spec: StudySpec, storage_url: str, storage: Any, studies: dict[str
 
     if enqueue:
         created = stages.create(spec, storage, studies, stage)
-        lr, source = stages.drift_learning_rate(spec, studies)
-        log(f"{stage}: learning_rate {lr:.3g} ({source}); betas "
-            + "; ".join(f"{m} {list(stages.drift_betas(spec, m))}" for m in spec.methods)
-            + f"; seeds {list(stages.seeds_of(spec, stage))}; {stages.drift_steps(spec)} steps a run; "
-            f"runs to do per method: { {m: todo for m, (_, todo) in created.items()} }")
+        log(stages.describe(spec, stage, studies)
+            + f"; runs to do per method: { {m: todo for m, (_, todo) in created.items()} }")
     else:
         created = stages.load(spec, storage, stage)
     queued = {m: s for m, (s, _) in created.items()}

@@ -18,7 +18,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.slow
 
 #: figures every section must draw on the smoke study (importances need trials that differ, smoke's may not)
-FIGURES = ("fig-headline", "fig-landscape", "fig-forgiveness", "fig-peaks", "fig-trainval", "fig-gap",
+FIGURES = ("fig-headline", "fig-landscape", "fig-peaks", "fig-trainval", "fig-gap",
            "fig-dynamics", "fig-lmeval", "fig-pareto", "fig-history-dpo", "fig-history-ipo", "fig-parallel-dpo",
            "fig-parallel-ipo", "fig-toy")
 
@@ -46,7 +46,7 @@ def test_report_builds_fast_offline_and_links_run_dirs(report) -> None:
     assert "cdn.plot.ly" not in page and "https://cdn" not in page
     links = re.findall(r'href="([^"#]+trial-\d{4}/)"', page)
     assert len(links) == 4 and all((index.parent / link).is_dir() for link in links)
-    for section in ("headline", "landscape", "forgiveness", "overfitting", "capability", "diagnostics", "theory",
+    for section in ("headline", "landscape", "lr-profile", "overfitting", "capability", "diagnostics", "theory",
                     "trials"):
         assert f'<section id="{section}">' in page
 

@@ -21,6 +21,7 @@ from prefstudy.report import data as rd
 from prefstudy.report import figures as fg
 from prefstudy.report import sections_claims as sc
 from prefstudy.report import sections_dynamics as dyn
+from prefstudy.report import sections_lr as lr
 from prefstudy.report import sections_meta as meta
 from prefstudy.report import sections_results as res
 from prefstudy.report.html import Section, environment
@@ -31,7 +32,7 @@ PLOTLY_JS = "plotly.min.js"
 #: the page's sections, in order
 SECTIONS: tuple[Callable[[rd.ReportData, Path], Section], ...] = (
     lambda d, _: res.headline(d), sc.claims, lambda d, _: res.versus(d), lambda d, _: res.landscape(d),
-    lambda d, _: res.forgiving(d), lambda d, _: dyn.overfitting(d), lambda d, _: dyn.capability(d),
+    lambda d, _: lr.lr_profile(d), lambda d, _: dyn.overfitting(d), lambda d, _: dyn.capability(d),
     lambda d, _: meta.diagnostics(d), meta.theory, meta.all_trials)
 
 

@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import optuna
-from optuna.trial import TrialState
 
-from prefstudy.core.rundir import read_jsonl, trial_dir
 from prefstudy.evaluation import drift as dr
-from prefstudy.evaluation.clustered import ClusteredEstimate, tost
+from prefstudy.evaluation.clustered import tost
+from prefstudy.report.stage_runs import entry_of, finite, roles, run_folder, stage_trials
 from prefstudy.spec import StudySpec
 
 CLAIM_A = ("With deterministic preferences DPO keeps drifting from the reference whatever beta is, while IPO "
@@ -42,29 +40,13 @@ class MethodRuns:
     texts: dict[tuple[int, int], list[str]] = field(default_factory=dict)  # (beta index, seed index) -> last answers
 
 
-def _stage_trials(spec: StudySpec, storage: Any, method: str, stage: str) -> list[Any]:
-    try:
-        study = optuna.load_study(study_name=f"{spec.study_name(method)}/{stage}", storage=storage)
-    except KeyError:
-        return []
-    return [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and "stage_params"
-            in t.user_attrs]
-
-
-def _rows(spec: StudySpec, method: str, stage: str, trial: Any) -> list[dict[str, Any]]:
-    for folder in (trial.user_attrs.get("run_dir"), trial_dir(spec.run_root(), f"{method}/{stage}", trial.number)):
-        if folder and (Path(folder) / "pairs.jsonl").is_file():
-            return read_jsonl(Path(folder) / "pairs.jsonl")
-    return []
-
-
 def load_drift(spec: StudySpec, storage: Any) -> dict[str, MethodRuns]:
     """Every method's complete drift runs, aligned on betas, eval steps, seeds (``drift.seeds`` order) and pairs."""
     seeds = list(spec.drift.seeds)
     out: dict[str, MethodRuns] = {}
     for method, m in spec.methods.items():
-        trials = _stage_trials(spec, storage, method, "drift")
-        loaded = [(t, _rows(spec, method, "drift", t)) for t in trials]
+        trials = stage_trials(spec, storage, method, "drift")
+        loaded = [(t, _rows(run_folder(spec, method, "drift", t))) for t in trials]
         loaded = [(t, rows) for t, rows in loaded if rows and int(t.user_attrs["stage_seed"]) in seeds]
         if not loaded:
             continue
@@ -91,23 +73,6 @@ def load_drift(spec: StudySpec, storage: Any) -> dict[str, MethodRuns]:
     return out
 
 
-def _entry(name: str, est: ClusteredEstimate, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "estimate": _f(est.estimate), "ci_low": _f(est.ci_low), "ci_high": _f(est.ci_high),
-            "mde": _f(est.mde), "p_value": _f(est.p_value), "df": _f(est.df), "seeds": est.seeds,
-            "pairs": est.pairs, **extra}
-
-
-def _f(value: float) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None
-
-
-def _roles(spec: StudySpec, runs: dict[str, MethodRuns]) -> tuple[str, str] | None:
-    """(IPO method, DPO method) labels: the first of each loss type that has runs."""
-    ipo = next((m for m, r in runs.items() if r.loss_type == "ipo"), None)
-    dpo = next((m for m, r in runs.items() if r.loss_type == "sigmoid"), None)
-    return (ipo, dpo) if ipo and dpo else None
-
-
 def drift_claim(spec: StudySpec, runs: dict[str, MethodRuns]) -> dict[str, Any]:
     """The ``drift`` entry of claims.json (module docstring); 'inconclusive' with a reason when data are missing."""
     d = spec.drift
@@ -118,12 +83,12 @@ def drift_claim(spec: StudySpec, runs: dict[str, MethodRuns]) -> dict[str, Any]:
                      "seeds; 95% t interval clustered over seeds and pairs",
         "estimate": None, "ci_low": None, "ci_high": None, "mde": None, "p_value": None,
         "verdict": "inconclusive", "secondary": [], "design": {}}
-    roles = _roles(spec, runs)
-    if roles is None:
+    pair = roles(runs)
+    if pair is None:
         entry["reason"] = ("no drift runs of both an IPO (loss_type ipo) and a DPO (sigmoid) method yet: "
                            "nox -s study -- --stage drift")
         return entry
-    ipo, dpo = roles
+    ipo, dpo = pair
     a, b = runs[ipo], runs[dpo]
     entry["design"] = {m: {"betas": r.betas, "steps": r.steps, "runs": r.runs, "seeds": list(d.seeds),
                            "pairs": int(r.values["drift"].shape[-1])} for m, r in ((ipo, a), (dpo, b))}
@@ -137,10 +102,10 @@ def drift_claim(spec: StudySpec, runs: dict[str, MethodRuns]) -> dict[str, Any]:
     verdict = dr.verdict(diff, slopes[ipo].estimate)
     se, df = slopes[dpo].se, slopes[dpo].df
     flat, p_flat = tost(slopes[dpo].estimate, se, df, d.flat_margin)
-    entry.update({"estimate": _f(diff.estimate), "ci_low": _f(diff.ci_low), "ci_high": _f(diff.ci_high),
-                  "mde": _f(diff.mde), "p_value": _f(diff.p_value), "df": _f(diff.df), "verdict": verdict,
-                  "slopes": {m: _entry(f"{m} slope of log drift vs log beta", e) for m, e in slopes.items()},
-                  "dpo_flat": {"margin": d.flat_margin, "equivalent": bool(flat), "p_tost": _f(p_flat),
+    entry.update({"estimate": finite(diff.estimate), "ci_low": finite(diff.ci_low), "ci_high": finite(diff.ci_high),
+                  "mde": finite(diff.mde), "p_value": finite(diff.p_value), "df": finite(diff.df), "verdict": verdict,
+                  "slopes": {m: entry_of(f"{m} slope of log drift vs log beta", e) for m, e in slopes.items()},
+                  "dpo_flat": {"margin": d.flat_margin, "equivalent": bool(flat), "p_tost": finite(p_flat),
                                "rule": f"DPO's slope within +-{d.flat_margin} (TOST, 5%)"},
                   "methods": {"ipo": ipo, "dpo": dpo}})
     entry["secondary"] = secondary(spec, a, b, logs, ipo, dpo)
@@ -154,7 +119,7 @@ def secondary(spec: StudySpec, a: MethodRuns, b: MethodRuns, logs: dict[str, np.
 
     def add(name: str, statistic: Any, data: dict[str, np.ndarray], **extra: Any) -> None:
         try:
-            out.append(_entry(name, dr.estimate(statistic, data, d.n_boot, spec.seed), **extra))
+            out.append(entry_of(name, dr.estimate(statistic, data, d.n_boot, spec.seed), **extra))
         except ValueError as exc:
             out.append({"name": name, "estimate": None, "reason": str(exc)})
 
@@ -183,17 +148,24 @@ def _per_100(statistic: Any) -> Any:
     return lambda data: 100.0 * statistic(data)
 
 
-def build(spec: StudySpec, storage: Any) -> tuple[list[dict[str, Any]], dict[str, MethodRuns]]:
-    """Every claim entry (one per claim stage that has runs) and the loaded runs (for the figures)."""
+def build(spec: StudySpec, storage: Any) -> tuple[list[dict[str, Any]], dict[str, MethodRuns], dict[str, Any]]:
+    """Every claim entry (one per claim stage that has runs) and the loaded runs of each stage (for the figures)."""
+    from prefstudy.report import claims_lr
+
     runs = load_drift(spec, storage)
-    return ([drift_claim(spec, runs)] if runs else []), runs
+    profile = claims_lr.load_profile(spec, storage)
+    entries = ([drift_claim(spec, runs)] if runs else []) + ([claims_lr.lr_claim(spec, profile)] if profile else [])
+    return entries, runs, profile
 
 
 def sentence(entry: dict[str, Any]) -> str:
     """One line: 'claim (a) drift: supported: slope(IPO) - slope(DPO) = -1.20 [95% -1.9, -0.5], MDE 0.6'."""
+    if entry["id"] == "lr_tolerance":
+        from prefstudy.report.claims_lr import sentence as lr_sentence
+
+        return lr_sentence(entry)
     if entry.get("estimate") is None:
-        return f"claim ({'a' if entry['id'] == 'drift' else entry['id']}) {entry['id']}: {entry['verdict']}" + (
-            f" ({entry['reason']})" if entry.get("reason") else "")
+        return f"claim (a) drift: {entry['verdict']}" + (f" ({entry['reason']})" if entry.get("reason") else "")
     line = (f"claim (a) drift: {entry['verdict'].upper()}: slope(IPO) - slope(DPO) of log drift vs log beta = "
             f"{entry['estimate']:+.2f} [95% {entry['ci_low']:+.2f}, {entry['ci_high']:+.2f}]")
     if entry["verdict"] == "inconclusive" and entry.get("mde") is not None:
@@ -215,3 +187,9 @@ def write(entries: list[dict[str, Any]], out_dir: Path) -> Path:
     tmp.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def _rows(folder: Path | None) -> list[dict[str, Any]]:
+    from prefstudy.core.rundir import read_jsonl
+
+    return read_jsonl(folder / "pairs.jsonl") if folder is not None else []

@@ -53,6 +53,7 @@ class ReportData:
     comparison: Comparison | None = None  # of the first two methods, when both have scored runs
     claims: list[dict[str, Any]] = field(default_factory=list)  # claims.json entries (report.claims)
     claim_runs: dict[str, Any] = field(default_factory=dict)  # method -> report.claims.MethodRuns of the drift stage
+    profile_runs: dict[str, Any] = field(default_factory=dict)  # method -> report.claims_lr.ProfileRuns (lr-profile)
 
     @property
     def metric(self) -> str:
@@ -201,7 +202,7 @@ def load(spec: StudySpec, storage_url: str, storage: BaseStorage | str | None = 
     from prefstudy.report import claims
 
     try:
-        data.claims, data.claim_runs = claims.build(spec, storage)
+        data.claims, data.claim_runs, data.profile_runs = claims.build(spec, storage)
     except (OSError, ValueError, KeyError) as exc:
         notes.append(f"claims could not be computed: {type(exc).__name__}: {exc}")
     if toy_results is not None and Path(toy_results).is_file():
@@ -222,48 +223,6 @@ def _environment(trials: pd.DataFrame, best: dict[str, int | None]) -> dict[str,
 
 
 # --------------------------------------------------------------------------- analyses quoted by the verdicts
-@dataclass
-class Forgiveness:
-    method: str
-    n_random: int  # random (non-adaptive) trials that finished or failed (interrupts excluded)
-    n_within: int  # of those, complete with val accuracy inside the best trial's val interval
-    share: float | None
-    max_lr_within: float | None
-    max_lr_tried: float | None
-    interval: tuple[float, float] | None
-    best_number: int | None
-    reason: str | None = None  # why the estimate is not possible
-
-
-def forgiveness(data: ReportData, method: str, min_random: int = 3) -> Forgiveness:
-    """Share of the randomly sampled trials whose final val accuracy lies inside the best trial's 95% val
-    bootstrap interval; pruned and (non-interrupted) failed random trials count as outside."""
-    rows = data.of(method, ("COMPLETE", "PRUNED", "FAIL"))
-    if not rows.empty:
-        rows = rows[rows.get("sampling", pd.Series(index=rows.index, dtype=object)) == "random"]
-        if "fail_reason" in rows:
-            rows = rows[rows["fail_reason"].fillna("") != "interrupted"]
-    best = data.best_row(method)
-    out = Forgiveness(method, len(rows), 0, None, None, None, None, data.best.get(method))
-    if best is None or pd.isna(best.get("val_accuracy_ci_low")):
-        out.reason = "no complete, feasible trial with a val interval yet"
-        return out
-    out.interval = (float(best["val_accuracy_ci_low"]), float(best["val_accuracy_ci_high"]))
-    if len(rows) < min_random:
-        out.reason = (f"only {len(rows)} randomly sampled trial(s) (need >= {min_random}); enqueued defaults and "
-                      f"TPE's adaptive trials are left out because they cluster where the sampler already found "
-                      f"good values, which would inflate the share")
-        return out
-    low, high = out.interval
-    val = rows.get(f"val/{data.metric}", pd.Series(index=rows.index, dtype=float))
-    within = rows[(rows["state"] == "COMPLETE") & (val >= low - 1e-12) & (val <= high + 1e-12)]
-    out.n_within = len(within)
-    out.share = len(within) / len(rows)
-    out.max_lr_within = float(within["learning_rate"].max()) if len(within) else None
-    out.max_lr_tried = float(rows["learning_rate"].max()) if rows["learning_rate"].notna().any() else None
-    return out
-
-
 def peaks(data: ReportData) -> pd.DataFrame:
     """Per complete trial: the step where val peaked, and the drop from that peak to the final step.
 

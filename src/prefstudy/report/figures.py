@@ -121,35 +121,6 @@ def landscape(data: ReportData) -> go.Figure:
                  460)
 
 
-def forgiveness(data: ReportData, intervals: dict[str, tuple[float, float] | None]) -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.12,
-                        subplot_titles=["random trials: final val accuracy vs learning rate",
-                                        "clipped gradient steps per trial"])
-    for i, method in enumerate(data.methods):
-        c = color(method, data.methods)
-        rows = data.of(method)
-        if rows.empty:
-            continue
-        rnd = rows[rows.get("sampling", pd.Series(index=rows.index, dtype=object)) == "random"]
-        fig.add_trace(go.Scatter(x=rnd["learning_rate"], y=rnd.get(f"val/{data.metric}"), mode="markers",
-                                 name=f"{label(method)} random trials", marker={"color": c, "size": 10},
-                                 text=[f"trial {n}" for n in rnd["number"]]), row=1, col=1)
-        band = intervals.get(method)
-        if band is not None:
-            fig.add_hrect(y0=band[0], y1=band[1], fillcolor=_rgba(c, 0.12), line_width=0, row=1, col=1,
-                          annotation_text=f"{label(method)} best: 95% val interval",
-                          annotation_position=["top left", "top right", "bottom left", "bottom right"][i % 4],
-                          annotation_font_color=c)
-        clipped = data.of(method, ("COMPLETE", "PRUNED"))
-        fig.add_trace(go.Box(y=clipped.get("clipped_fraction"), name=label(method), boxpoints="all", jitter=0.4,
-                             pointpos=0, marker={"color": c}, line={"color": c}, fillcolor=_rgba(c, 0.15),
-                             text=[f"trial {n}" for n in clipped["number"]], showlegend=False), row=1, col=2)
-    fig.update_xaxes(type="log", title_text="learning rate (log scale)", exponentformat="e", row=1, col=1)
-    fig.update_yaxes(title_text="final val accuracy", range=[-0.02, 1.02], row=1, col=1)
-    fig.update_yaxes(title_text="share of optimizer steps clipped", range=[-0.05, 1.05], row=1, col=2)
-    return style(fig, "How forgiving each method is", 440)
-
-
 def peaks(table: pd.DataFrame, methods: list[str]) -> go.Figure:
     fig = go.Figure()
     for i, method in enumerate(methods):

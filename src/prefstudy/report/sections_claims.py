@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from markupsafe import Markup
 
@@ -13,36 +14,39 @@ from prefstudy.report.html import Section, code, figure, interval, missing, num,
 
 
 def claims(d: rd.ReportData, _: Path) -> Section:
-    s = Section("claims", "2. Claims: does DPO drift whatever β is, while IPO stops at 1/(2β)?",
+    s = Section("claims", "2. Claims: (a) does DPO drift whatever β is, while IPO stops at 1/(2β)? (b) does IPO "
+                "tolerate higher learning rates if β is tuned with it?",
                 "Claim (a) tested head on by its own stage (nox -s study -- --stage drift): one learning rate, a β "
                 "grid per method, runs three times a search trial's length, several seeds, the same val pairs at "
                 "every eval point. Primary statistic, declared before the data (docs/claims.md): the difference "
                 "slope(IPO) − slope(DPO) of log(final drift) against log(β), drift = the KL proxy on the val chosen "
                 "answers, with a 95% interval clustered over seeds and pairs. Supported when the interval lies below "
                 "0 and IPO's slope is negative; contradicted when it lies above 0; otherwise inconclusive, with the "
-                "smallest difference the design could detect. Secondary statistics are Holm-adjusted with the "
-                "study's other secondary verdicts.")
+                "smallest difference the design could detect. Claim (b) by its own stage (--stage lr-profile): "
+                "log10 of IPO's degradation learning rate minus DPO's, β re-tuned per learning rate, supported when "
+                "its interval lies above 0 (section 5 draws the profiles). Secondary statistics are Holm-adjusted "
+                "with the study's other secondary verdicts.")
+    lr_entry = next((e for e in d.claims if e["id"] == "lr_tolerance"), None)
     entry = next((e for e in d.claims if e["id"] == "drift"), None)
     if entry is None:
         s.verdict.append(text("Claim (a) has not been tested yet: ", code("nox -s study -- --stage drift"),
                               " (after the search; it runs the search first if needed)."))
         s.body.append(missing("no drift stage runs in the storage"))
+    else:
+        s.verdict.append(cl.sentence(entry) + ".")
+        if entry.get("estimate") is not None and entry["verdict"] == "inconclusive":
+            s.verdict.append("Inconclusive: on this model and data the stage cannot tell the methods' slopes "
+                             "apart; more seeds narrow the interval most (the seed component dominates with 2 seeds).")
+    if lr_entry is None:
+        s.verdict.append(text("Claim (b) has not been tested yet: ", code("nox -s study -- --stage lr-profile"), "."))
+    else:
+        s.verdict.append(cl.sentence(lr_entry) + ".")
+    for e in (entry, lr_entry):
+        if e is not None and _secondary_rows(e):
+            s.body.append(table([f"claim {e['id']}: secondary statistic", "estimate [95%]", "p", "p (Holm)", "MDE",
+                                 ""], _secondary_rows(e)))
+    if entry is None:
         return s
-    s.verdict.append(cl.sentence(entry) + ".")
-    if entry.get("estimate") is not None and entry["verdict"] == "inconclusive":
-        s.verdict.append("Inconclusive: on this model and data the stage cannot tell the methods' slopes apart; "
-                         "more seeds narrow the interval most (the seed component dominates with 2 seeds).")
-    rows = []
-    for sec in entry.get("secondary", []):
-        if sec.get("estimate") is None:
-            rows.append([sec["name"], "–", "–", "–", "–", sec.get("reason", "")])
-            continue
-        decided = "decided" if sec.get("decided") else "not decided"
-        rows.append([sec["name"], interval(sec["estimate"], sec["ci_low"], sec["ci_high"]),
-                     num(sec.get("p_value"), ".3g"), num(sec.get("p_adjusted"), ".3g"), num(sec.get("mde"), ".3f"),
-                     decided])
-    if rows:
-        s.body.append(table(["secondary statistic", "estimate [95%]", "p", "p (Holm)", "MDE", ""], rows))
     runs = d.claim_runs
     if runs:
         s.body.append(figure(fc.per_step(runs, "margin_per_token", "Per-token margin per step (dashed: IPO's target "
@@ -64,3 +68,16 @@ def claims(d: rd.ReportData, _: Path) -> Section:
                                    f"{r['pairs']} val pairs" for m, r in design.items())
             + ". Numbers: claims.json next to this page."))
     return s
+
+
+def _secondary_rows(entry: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    for sec in entry.get("secondary", []):
+        if sec.get("estimate") is None:
+            rows.append([sec["name"], "–", "–", "–", "–", sec.get("reason", "")])
+            continue
+        decided = "decided" if sec.get("decided") else "not decided"
+        rows.append([sec["name"], interval(sec["estimate"], sec["ci_low"], sec["ci_high"]),
+                     num(sec.get("p_value"), ".3g"), num(sec.get("p_adjusted"), ".3g"), num(sec.get("mde"), ".3f"),
+                     decided])
+    return rows

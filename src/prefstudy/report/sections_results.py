@@ -1,5 +1,5 @@
 """Sections 1-4, the results: the best trial per method, the paired DPO-vs-IPO comparison, the (β, learning rate)
-landscape and how forgiving each method is."""
+landscape."""
 
 from __future__ import annotations
 
@@ -175,40 +175,4 @@ def landscape(d: rd.ReportData) -> Section:
         s.body.append(missing("no trials yet"))
     else:
         s.body.append(figure(fg.landscape(d), "fig-landscape"))
-    return s
-
-
-# --------------------------------------------------------------------------- 4. forgiveness
-def forgiving(d: rd.ReportData) -> Section:
-    s = Section("forgiveness", "5. How forgiving each method is",
-                "Only randomly sampled trials (sampling = random: neither the enqueued defaults nor TPE's adaptive "
-                "picks) estimate how much of the searched space lands within noise of the method's best: the share "
-                "whose final val accuracy lies inside the best trial's 95% val bootstrap interval (pruned and failed "
-                "random trials count as outside), and the highest learning rate still inside. Right: per trial, the "
-                "share of optimizer steps whose gradient norm exceeded max_grad_norm and was clipped.")
-    bands = {}
-    max_norm = d.spec.training.max_grad_norm
-    for m in d.methods:
-        f = rd.forgiveness(d, m)
-        bands[m] = f.interval
-        if f.share is None or f.interval is None:
-            s.verdict.append(text(name(m), f": estimate not possible: {f.reason}."))
-        else:
-            lr = (f"the highest learning rate inside is {num(f.max_lr_within, '.2e')} (highest tried "
-                  f"{num(f.max_lr_tried, '.2e')})" if f.max_lr_within is not None else "none is inside")
-            s.verdict.append(text(
-                name(m), f": {f.n_within} of {f.n_random} random trials ({f.share:.0%}) land inside the best "
-                f"trial's val interval [{num(f.interval[0])}, {num(f.interval[1])}] (trial {f.best_number}); {lr}."))
-        clipped = d.of(m, ("COMPLETE", "PRUNED"))
-        if "clipped_fraction" in clipped and clipped["clipped_fraction"].notna().any():
-            cf = clipped["clipped_fraction"].dropna()
-            every = int((cf >= 0.999).sum())
-            s.verdict.append(text(
-                name(m), f": median share of clipped steps {num(cf.median(), '.2f')}; {every} of {len(cf)} trials "
-                f"clipped every step" + (f": those ran normalized gradient descent (every gradient rescaled to norm "
-                                         f"{max_norm:g}, so its size told the optimizer nothing)." if every else ".")))
-    if d.trials.empty:
-        s.body.append(missing("no trials yet"))
-    else:
-        s.body.append(figure(fg.forgiveness(d, bands), "fig-forgiveness"))
     return s

@@ -8,13 +8,11 @@ trial carrying ``source_trial`` and ``confirm_seed`` user attributes; running ag
 
 from __future__ import annotations
 
-from typing import Any
-
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from prefstudy.search.selection import ranked_trials
-from prefstudy.search.storage import waiting
+from prefstudy.search.storage import top_up, waiting
 from prefstudy.spec import SpecError, StudySpec
 
 
@@ -61,22 +59,9 @@ def create(spec: StudySpec, storage: optuna.storages.BaseStorage,
             study.set_user_attr("method", method)
             study.set_user_attr("stage", "confirm")
             study.set_user_attr("spec_fingerprint", spec.fingerprint())
-        def key(t: FrozenTrial) -> tuple[Any, Any]:
-            return t.user_attrs.get("source_trial"), t.user_attrs.get("confirm_seed")
-
-        trials = study.get_trials(deepcopy=False)
-        done = {key(t) for t in trials if t.state == TrialState.COMPLETE}
-        # queued or running (a crashed worker's RUNNING trial is retried through its heartbeat)
-        covered = done | {key(t) for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)}
-        todo = 0
-        for source in top_configs(search, spec.confirm.top_k):
-            for seed in spec.confirm.seeds:
-                todo += (source.number, seed) not in done
-                if (source.number, seed) in covered:
-                    continue
-                study.enqueue_trial(dict(source.params), user_attrs={
-                    "source_trial": source.number, "confirm_seed": seed,
-                    "source_value": float(source.values[0]),
-                })
+        runs = [((source.number, seed), dict(source.params),
+                 {"source_trial": source.number, "confirm_seed": seed, "source_value": float(source.values[0])})
+                for source in top_configs(search, spec.confirm.top_k) for seed in spec.confirm.seeds]
+        todo = top_up(study, runs, lambda t: (t.user_attrs.get("source_trial"), t.user_attrs.get("confirm_seed")))
         out[method] = (study, todo)
     return out

@@ -106,6 +106,7 @@ class Objective:
             "stage": self.stage, "trial": trial.number, "method": self.method,
             "loss_type": method.loss_type, "params": params, "seed": seed,
             "prefix_sharing": "on" if worker.prefix_sharing else "off",
+            "capability": bool(trial.user_attrs.get("stage_capability", not fixed)),
             "storage": redact(worker.storage_url), "spec_fingerprint": spec.fingerprint(),
             "data_fingerprint": worker.prepared.fingerprint, "spec": spec.model_dump(mode="json"),
             "spec_yaml": spec_text(spec),
@@ -131,17 +132,20 @@ class Objective:
 
             return evaluate(model, worker.tokenizer, spec, seed, worker.lm_eval_manager)
 
-        with_lm_eval = bool(spec.evaluation.lm_eval.tasks) and not fixed and (
-            not confirm or int(trial.user_attrs["confirm_seed"]) in spec.confirm.seeds[: spec.confirm.lm_eval_seeds])
+        capability = bool(trial.user_attrs.get("stage_capability", False))  # lr-profile: lm-eval on these runs
+        with_lm_eval = bool(spec.evaluation.lm_eval.tasks) and (capability if fixed else (
+            not confirm or int(trial.user_attrs["confirm_seed"]) in spec.confirm.seeds[: spec.confirm.lm_eval_seeds]))
         schedule = probe = None
         if fixed:
-            schedule, probe = stages.schedule_and_probe(worker, self.stage, run_dir)
+            schedule, probe = stages.schedule_and_probe(worker, self.stage, run_dir, capability)
         try:
             outcome = train_trial(worker, method, params, seed, run_dir, reporter,
                                   after_training=lm_eval if with_lm_eval else None,
                                   final_only=confirm, schedule=schedule, probe=probe)
         except BaseException as exc:
             reason = failure_reason(exc)
+            if self.stage == "lr-profile" and reason.startswith("non-finite loss"):
+                return diverged(trial, run_dir, reason)  # a result of the design, not a failure (docs/claims.md)
             trial.set_user_attr("fail_reason", redact(reason)[:500])
             try:
                 write_json(run_dir / "metrics.json", {"status": "failed", "reason": redact(reason)})
@@ -156,3 +160,11 @@ class Objective:
             write_json(run_dir / "metrics.json", {"status": "pruned", "pruned_at": outcome.pruned_at})
             raise optuna.TrialPruned(f"pruned at step {outcome.pruned_at}")
         return record_complete(worker, self.method, trial, outcome, run_dir)
+
+
+def diverged(trial: optuna.Trial, run_dir: Any, reason: str) -> float:
+    """An lr-profile run whose loss or log-probs went non-finite: COMPLETE with value 0 and ``diverged`` set, so it
+    counts as degraded (every pair lost) and is never retried or dropped."""
+    trial.set_user_attr("diverged", redact(reason)[:500])
+    write_json(run_dir / "metrics.json", {"status": "diverged", "reason": redact(reason), "value": 0.0})
+    return 0.0

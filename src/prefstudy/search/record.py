@@ -57,6 +57,6 @@ def record_complete(worker: Worker, method: str, trial: optuna.Trial, outcome: T
     loss_type = spec.methods[method].loss_type
     note = note_markdown(method, loss_type, dict(trial.params), final, derived, run_dir, lm_attrs)
     attach(trial, spec.run_root(), note, [run_dir / "curves.jsonl", run_dir / "metrics.json", run_dir / "lm_eval.json"])
-    if spec.search.objective == "pareto":
+    if len(trial.study.directions) > 1:  # the search under objective 'pareto' (stages are single-objective)
         return value, float(lm_attrs.get("lm_eval/mean", float("nan")))
     return value

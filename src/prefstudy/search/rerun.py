@@ -91,7 +91,7 @@ def rerun(study_name: str, number: int, storage_url: str | None = None, toleranc
     schedule = probe = None
     if config.get("stage") in STAGES:  # a fixed-design run: its own length, eval points and per-pair probe
         (out / "pairs.jsonl").unlink(missing_ok=True)
-        schedule, probe = schedule_and_probe(worker, config["stage"], out)
+        schedule, probe = schedule_and_probe(worker, config["stage"], out, bool(config.get("capability", True)))
     started = time.perf_counter()
     train_trial(worker, spec.methods[config["method"]], config["params"], config["seed"], out,
                 lambda step, _value: stop_at is not None and step >= stop_at,

@@ -1,15 +1,20 @@
-"""Fixed-design stages (``--stage drift``): a grid of enqueued points per method, run through THE trial loop.
+"""Fixed-design stages (``--stage drift``, ``--stage lr-profile``): enqueued runs per method, through THE trial loop.
 
 One Optuna study per method and stage, ``<name>/<method>/<stage>``, beside the search and the confirmation. Every
-(design point, seed) is one enqueued trial carrying ``stage_params`` and ``stage_seed``; running again tops up what
-is missing (interrupted, failed or never started), so a stage resumes like the search and works with ``--workers``.
-Runs are never pruned, skip lm-eval and land in ``runs/<name>/<method>/<stage>/trial-NNNN/`` with the usual files,
-plus ``pairs.jsonl``: the per-pair values of the stage's fixed val pairs at every eval point (what the claim's
-clustered intervals resample; ``evaluation.drift``).
+run of the design is one enqueued trial carrying ``stage_params``, ``stage_seed`` and the design's own attributes;
+running again tops up what is missing (interrupted, failed or never started), so a stage resumes like the search
+and works with ``--workers``. Runs are never pruned and land in ``runs/<name>/<method>/<stage>/trial-NNNN/`` with
+the usual files, plus ``pairs.jsonl``: the per-pair values of the stage's fixed pairs (``search.probes``).
 
 ``drift`` (claim (a)): one learning rate for both methods (``drift.learning_rate``, default the geometric mean of the
 methods' best search trials' learning rates), ``drift.grid_points`` betas per method log-spaced across its search
 range (or ``drift.betas``), each run ``drift.steps_factor`` times a search trial's steps, ``drift.seeds``.
+
+``lr-profile`` (claim (b)): per method, ``lr_profile.grid_points`` learning rates log-spaced from the search range's
+low / ``extend[0]`` to its high * ``extend[1]`` (or ``lr_profile.learning_rates``), at the method's tuned beta (its
+best search trial's, or ``lr_profile.betas``) for every seed (slot 0), and at the ``retune_points`` highest learning
+rates also at the tuned beta / and * ``retune_factor`` with the first seed (slots 1..). Runs last a search trial's
+steps; lm-eval and generation run on the tuned beta's first-seed runs only (``stage_capability``).
 """
 
 from __future__ import annotations
@@ -19,14 +24,13 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
 
-from prefstudy.core.rundir import append_jsonl
 from prefstudy.search.selection import ranked_trials
-from prefstudy.search.storage import waiting
+from prefstudy.search.storage import top_up, waiting
 from prefstudy.spec import SpecError, StudySpec
+from prefstudy.spec.stages import STAGES
 
-STAGES = ("drift",)
+Run = dict[str, Any]  # {"params": {"beta", "learning_rate"}, "seed": int, "attrs": {...}}
 
 
 def study_name(spec: StudySpec, method: str, stage: str) -> str:
@@ -34,7 +38,7 @@ def study_name(spec: StudySpec, method: str, stage: str) -> str:
 
 
 def stage_seed(spec: StudySpec, stage: str, seed: int) -> int:
-    """A stage run's training seed: disjoint from search (< 1e6 per spec seed) and confirmation seeds."""
+    """A stage run's training seed: disjoint from search (< 1e6 per spec seed), confirmation and other stages."""
     return 2_000_000_011 + STAGES.index(stage) * 10_000_000 + spec.seed * 1_000 + seed
 
 
@@ -49,6 +53,10 @@ def drift_steps(spec: StudySpec, n_train: int | None = None) -> int:
     return math.ceil(spec.drift.steps_factor * search_steps(spec, n_train))
 
 
+def stage_steps(spec: StudySpec, stage: str, n_train: int | None = None) -> int:
+    return drift_steps(spec, n_train) if stage == "drift" else search_steps(spec, n_train)
+
+
 def drift_betas(spec: StudySpec, method: str) -> tuple[float, ...]:
     """The method's beta grid: ``drift.betas`` or ``grid_points`` values log-spaced from its range's low to high."""
     if method in spec.drift.betas:
@@ -58,32 +66,83 @@ def drift_betas(spec: StudySpec, method: str) -> tuple[float, ...]:
     return tuple(float(f"{b:.4g}") for b in grid)
 
 
+def _best(searches: dict[str, optuna.Study] | None, key: str) -> dict[str, float]:
+    out = {}
+    for method, study in (searches or {}).items():
+        ranked = ranked_trials(study)
+        if ranked:
+            out[method] = float(ranked[0].params[key])
+    return out
+
+
 def drift_learning_rate(spec: StudySpec, searches: dict[str, optuna.Study] | None) -> tuple[float, str]:
     """(learning rate, where it came from): the spec's, else the geometric mean of each method's best search trial's."""
     if spec.drift.learning_rate is not None:
         return spec.drift.learning_rate, "drift.learning_rate"
-    best = []
-    for method, study in (searches or {}).items():
-        ranked = ranked_trials(study)
-        if ranked:
-            best.append((method, float(ranked[0].params["learning_rate"])))
+    best = _best(searches, "learning_rate")
     if len(best) < len(spec.methods):
         raise SpecError("drift.learning_rate is not set and not every method has a finished search trial to take it "
                         "from: run the search first (nox -s study) or set drift.learning_rate")
-    lr = float(f"{math.exp(sum(math.log(v) for _, v in best) / len(best)):.4g}")
-    return lr, "geometric mean of the best search trials' " + ", ".join(f"{m} {v:.3g}" for m, v in best)
+    lr = float(f"{math.exp(sum(math.log(v) for v in best.values()) / len(best)):.4g}")
+    return lr, "geometric mean of the best search trials' " + ", ".join(f"{m} {v:.3g}" for m, v in best.items())
 
 
-def design(spec: StudySpec, stage: str, searches: dict[str, optuna.Study]) -> dict[str, list[dict[str, float]]]:
-    """The stage's points per method (without seeds)."""
-    if stage != "drift":
+def profile_learning_rates(spec: StudySpec) -> tuple[float, ...]:
+    """The lr-profile grid: ``lr_profile.learning_rates``, or ``grid_points`` across the extended search range."""
+    from prefstudy.evaluation.lr_profile import grid
+
+    p = spec.lr_profile
+    if p.learning_rates:
+        return p.learning_rates
+    return grid(spec.learning_rate.low / p.extend[0], spec.learning_rate.high * p.extend[1], p.grid_points)
+
+
+def tuned_betas(spec: StudySpec, searches: dict[str, optuna.Study] | None) -> dict[str, float]:
+    """Each method's tuned beta: ``lr_profile.betas``, else its best search trial's beta."""
+    best = {m: float(f"{b:.4g}") for m, b in _best(searches, "beta").items()}
+    out = {m: spec.lr_profile.betas.get(m, best.get(m)) for m in spec.methods}
+    missing = [m for m, b in out.items() if b is None]
+    if missing:
+        raise SpecError(f"lr_profile.betas does not name {', '.join(missing)} and the search has no finished trial to "
+                        "take the tuned beta from: run the search first (nox -s study) or set lr_profile.betas")
+    return {m: float(b) for m, b in out.items() if b is not None}
+
+
+def design(spec: StudySpec, stage: str, searches: dict[str, optuna.Study] | None) -> dict[str, list[Run]]:
+    """The stage's runs per method (module docstring)."""
+    if stage == "drift":
+        lr, _ = drift_learning_rate(spec, searches)
+        return {m: [{"params": {"beta": b, "learning_rate": lr}, "seed": s, "attrs": {}}
+                    for b in drift_betas(spec, m) for s in spec.drift.seeds] for m in spec.methods}
+    if stage != "lr-profile":
         raise SpecError(f"unknown stage '{stage}' (known: {', '.join(STAGES)})")
-    lr, _ = drift_learning_rate(spec, searches)
-    return {m: [{"beta": b, "learning_rate": lr} for b in drift_betas(spec, m)] for m in spec.methods}
+    from prefstudy.evaluation.lr_profile import retune_candidates
+
+    p, lrs, tuned = spec.lr_profile, profile_learning_rates(spec), tuned_betas(spec, searches)
+    out: dict[str, list[Run]] = {}
+    for method, beta in tuned.items():
+        r = spec.methods[method].beta
+        runs = [{"params": {"beta": beta, "learning_rate": lr}, "seed": s,
+                 "attrs": {"stage_slot": 0, "stage_capability": s == p.seeds[0]}} for lr in lrs for s in p.seeds]
+        for slot, candidate in enumerate(retune_candidates(beta, p.retune_factor, r.low, r.high), start=1):
+            runs += [{"params": {"beta": candidate, "learning_rate": lr}, "seed": p.seeds[0],
+                      "attrs": {"stage_slot": slot, "stage_capability": False}} for lr in lrs[-p.retune_points:]]
+        out[method] = runs
+    return out
 
 
-def seeds_of(spec: StudySpec, stage: str) -> tuple[int, ...]:
-    return spec.drift.seeds
+def describe(spec: StudySpec, stage: str, searches: dict[str, optuna.Study] | None) -> str:
+    """One log line: the stage's design."""
+    if stage == "drift":
+        lr, source = drift_learning_rate(spec, searches)
+        return (f"drift: learning_rate {lr:.3g} ({source}); betas "
+                + "; ".join(f"{m} {list(drift_betas(spec, m))}" for m in spec.methods)
+                + f"; seeds {list(spec.drift.seeds)}; {drift_steps(spec)} steps a run")
+    lrs = profile_learning_rates(spec)
+    return (f"lr-profile: learning rates {[f'{v:.3g}' for v in lrs]}; tuned betas "
+            + ", ".join(f"{m} {b:.4g}" for m, b in tuned_betas(spec, searches).items())
+            + f" x seeds {list(spec.lr_profile.seeds)}; beta re-tuned (x/÷ {spec.lr_profile.retune_factor:g}, seed "
+            f"{spec.lr_profile.seeds[0]}) at the {spec.lr_profile.retune_points} highest; {search_steps(spec)} steps")
 
 
 def _open(spec: StudySpec, storage: optuna.storages.BaseStorage, method: str, stage: str,
@@ -114,91 +173,60 @@ def load(spec: StudySpec, storage: optuna.storages.BaseStorage, stage: str) -> d
     return out
 
 
+def _key(params: dict[str, Any], seed: Any) -> tuple[Any, ...]:
+    return round(float(params["beta"]), 12), round(float(params["learning_rate"]), 15), seed
+
+
+def _stored_runs(stored: list[Any], seeds: tuple[int, ...]) -> list[Run]:
+    """A stored design; one stored as points only (drift, before lr-profile existed) gets the spec's seeds."""
+    if stored and "params" not in stored[0]:
+        return [{"params": dict(point), "seed": s, "attrs": {}} for point in stored for s in seeds]
+    return stored
+
+
+def pinned(spec: StudySpec, stage: str) -> bool:
+    """Whether the spec fixes the design itself (else it comes from the search, which may have grown since)."""
+    return spec.drift.learning_rate is not None if stage == "drift" else set(spec.lr_profile.betas) >= set(spec.methods)
+
+
 def create(spec: StudySpec, storage: optuna.storages.BaseStorage, searches: dict[str, optuna.Study],
            stage: str) -> dict[str, tuple[optuna.Study, int]]:
     """Create/load each method's stage study and enqueue its missing runs; returns (study, runs to do). A study
-    that already holds runs keeps its design (a resumed stage never changes its learning rate midway)."""
-    points = design(spec, stage, searches)
+    that already holds a design keeps it unless the spec pins a new one (a resumed stage never changes the learning
+    rate or tuned beta it took from the search midway)."""
+    wanted = design(spec, stage, searches)
+    seeds = spec.drift.seeds if stage == "drift" else spec.lr_profile.seeds
     out = {}
     for method in spec.methods:
         study = _open(spec, storage, method, stage, create=True)
         assert study is not None
-        trials = study.get_trials(deepcopy=False)
         stored = study.user_attrs.get("design")
         if stored is None:
-            study.set_user_attr("design", points[method])
-            stored = points[method]
-        elif stored != points[method] and spec.drift.learning_rate is None:
-            points[method] = stored  # the learning rate came from the search, which may have grown since
-
-        def key(params: dict[str, float], seed: Any) -> tuple[Any, ...]:
-            return (round(params["beta"], 12), round(params["learning_rate"], 15), seed)
-
-        done = {key(t.user_attrs["stage_params"], t.user_attrs.get("stage_seed")) for t in trials
-                if t.state == TrialState.COMPLETE and "stage_params" in t.user_attrs}
-        covered = done | {key(t.user_attrs["stage_params"], t.user_attrs.get("stage_seed")) for t in trials
-                          if t.state in (TrialState.WAITING, TrialState.RUNNING) and "stage_params" in t.user_attrs}
-        todo = 0
-        for point in points[method]:
-            for seed in seeds_of(spec, stage):
-                todo += key(point, seed) not in done
-                if key(point, seed) in covered:
-                    continue
-                study.enqueue_trial(dict(point), user_attrs={"stage_params": dict(point), "stage_seed": seed})
+            study.set_user_attr("design", wanted[method])
+            runs = wanted[method]
+        else:
+            runs = wanted[method] if pinned(spec, stage) else _stored_runs(stored, seeds)
+        todo = top_up(study, [(_key(r["params"], r["seed"]), r["params"],
+                               {"stage_params": dict(r["params"]), "stage_seed": r["seed"], **r["attrs"]})
+                              for r in runs],
+                      lambda t: _key(t.user_attrs["stage_params"], t.user_attrs.get("stage_seed"))
+                      if "stage_params" in t.user_attrs else None)
         out[method] = (study, todo)
     return out
 
 
-def schedule_and_probe(worker: Any, stage: str, run_dir: Any) -> tuple[Any, DriftProbe]:
-    """A stage run's training.trainer.Schedule (length, eval points, fixed val pairs) and its probe."""
+def schedule_and_probe(worker: Any, stage: str, run_dir: Any, capability: bool = True) -> tuple[Any, Any]:
+    """A stage run's training.trainer.Schedule (length, eval points, fixed pairs) and its probe (search.probes)."""
+    from prefstudy.search.probes import DriftProbe, ProfileProbe
     from prefstudy.training.trainer import Schedule
 
     spec = worker.spec
     n_train = len(worker.prepared.tokenized["train"])
-    schedule = Schedule.even(drift_steps(spec, n_train), spec.drift.eval_points,
-                             spec.drift.val_pairs or spec.evaluation.val_subset)
-    return schedule, DriftProbe(worker, run_dir)
-
-
-class DriftProbe:
-    """At every eval point of a drift run: per-pair drift, per-token margin and ranking wins on the fixed val pairs,
-    and generation accuracy on the first ``drift.generation_pairs`` val prompts; per-pair values to ``pairs.jsonl``,
-    means to the point's curves row."""
-
-    def __init__(self, worker: Any, run_dir: Any) -> None:
-        self.worker, self.run_dir = worker, run_dir
-        spec = worker.spec
-        self.val_pairs = spec.drift.val_pairs or spec.evaluation.val_subset
-        self.scorer = spec.evaluation.generation.resolved_scorer(spec.data.source)
-
-    def __call__(self, model: Any, step: int, arrays: dict[str, Any] | None) -> dict[str, Any]:
-        from prefstudy.evaluation import drift
-        from prefstudy.evaluation.generation import generation_metrics
-        from prefstudy.evaluation.heldout import metric_wins
-
-        spec, prepared = self.worker.spec, self.worker.prepared
-        ref = {k: np.asarray(v)[: self.val_pairs] for k, v in prepared.ref["val"].items()}
-        policy = ref if arrays is None else arrays["val"]  # step 0: the adapter is zero, the policy is the base
-        n = len(policy["chosen"])
-        mask = np.asarray(policy["chosen_token_mask"])
-        values = {
-            "drift": drift.pair_drift(policy["chosen_token_logps"], ref["chosen_token_logps"][:n, : mask.shape[1]],
-                                      mask),
-            "margin_per_token": drift.pair_margin_per_token(policy, ref),
-            "wins": metric_wins(policy, spec.evaluation.metric),
-        }
-        row: dict[str, Any] = {"step": step, **{k: [round(float(x), 7) for x in v] for k, v in values.items()}}
-        out = {"drift/kl_proxy": float(values["drift"].mean()),
-               "drift/margin_per_token": float(values["margin_per_token"].mean())}
-        generated = generation_metrics(model, self.worker.tokenizer, prepared.tokenized["val"],
-                                       spec.drift.generation_pairs, spec.evaluation.generation.max_new_tokens,
-                                       spec.evaluation.generation.batch_size, self.scorer)
-        if generated is not None:
-            summary, result = generated
-            row["generated"] = [float(x) for x in result.correct]
-            row["generated_rows"] = result.indices
-            row["generated_text"] = result.texts
-            out.update({"generation/accuracy": summary["generation_accuracy"],
-                        "generation/empty_fraction": summary["generation_empty_fraction"]})
-        append_jsonl(self.run_dir / "pairs.jsonl", row)
-        return out
+    if stage == "drift":
+        schedule = Schedule.even(drift_steps(spec, n_train), spec.drift.eval_points,
+                                 spec.drift.val_pairs or spec.evaluation.val_subset)
+        return schedule, DriftProbe(worker, run_dir)
+    n_val, n_test = (len(worker.prepared.tokenized[s]) for s in ("val", "test"))
+    test_pairs = min(spec.lr_profile.test_pairs or n_test, n_test)
+    steps = search_steps(spec, n_train)
+    return Schedule(steps, (steps,), n_val, test_pairs), ProfileProbe(worker, run_dir, capability)

@@ -146,3 +146,21 @@ def finished(study: optuna.Study) -> int:
 
 def waiting(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def top_up(study: optuna.Study, runs: list[tuple[Any, dict[str, float], dict[str, Any]]],
+           key_of: Any) -> int:
+    """Enqueue each ``(key, params, user_attrs)`` run that is neither complete nor queued/running (a crashed
+    worker's RUNNING trial is retried through its heartbeat); ``key_of(trial)`` gives a stored trial's key, None for
+    a trial that is not one of the design's runs. Returns the runs not complete yet (the fixed stages' bookkeeping:
+    confirmation, drift, lr-profile)."""
+    trials = [t for t in study.get_trials(deepcopy=False) if key_of(t) is not None]
+    done = {key_of(t) for t in trials if t.state == TrialState.COMPLETE}
+    covered = done | {key_of(t) for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)}
+    todo = 0
+    for key, params, attrs in runs:
+        todo += key not in done
+        if key not in covered:
+            study.enqueue_trial(dict(params), user_attrs=attrs)
+            covered.add(key)
+    return todo

@@ -18,6 +18,7 @@ from prefstudy.spec.schema import (
     LmEvalTask,
     LogRange,
     LoraSpec,
+    LrProfileSpec,
     MethodSpec,
     ModelSpec,
     PrunerSpec,
@@ -32,8 +33,8 @@ from prefstudy.spec.schema import (
 
 __all__ = [
     "INPUT_PATHS", "TRL_LOSS_TYPES", "Columns", "ConfirmSpec", "DataSpec", "DriftSpec", "EvaluationSpec",
-    "GenerationSpec", "LmEvalSpec", "LmEvalTask", "LogRange", "LoraSpec", "MethodSpec", "ModelSpec", "PrunerSpec",
-    "SamplerSpec", "SearchSpec",
+    "GenerationSpec", "LmEvalSpec", "LmEvalTask", "LogRange", "LoraSpec", "LrProfileSpec", "MethodSpec", "ModelSpec",
+    "PrunerSpec", "SamplerSpec", "SearchSpec",
     "SpecError", "StudySpec", "SyntheticData", "TrainingSpec", "WorkersSpec", "apply_overrides", "load_spec",
     "spec_text",
 ]

@@ -7,7 +7,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from prefstudy.spec.base import _Frozen
+from prefstudy.spec.stages import DriftSpec, LrProfileSpec
 
 # TRL 1.16 DPOTrainer loss types (DPOConfig.loss_type); "sigmoid" is DPO, "ipo" is IPO.
 TRL_LOSS_TYPES = frozenset(
@@ -22,8 +25,6 @@ class SpecError(ValueError):
     """A spec (or a value derived from it) is invalid; the message names the file and the field."""
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class LogRange(_Frozen):
@@ -234,36 +235,6 @@ class ConfirmSpec(_Frozen):
         return value
 
 
-class DriftSpec(_Frozen):
-    """The ``drift`` stage (claim (a)): a beta grid per method at one learning rate, long runs, several seeds."""
-
-    learning_rate: float | None = Field(None, gt=0)  # None: geometric mean of the methods' best search trials' lr
-    betas: dict[str, tuple[float, ...]] = {}  # per method; a method left out gets grid_points across its beta range
-    grid_points: int = Field(3, ge=3)  # betas per method when not listed, log-spaced from the range's low to high
-    steps_factor: float = Field(3.0, ge=3.0)  # a run lasts this many times a search trial's optimizer steps
-    eval_points: int = Field(6, ge=5)  # scored points after step 0, evenly spaced (step 0 comes from the cache)
-    seeds: tuple[int, ...] = (1, 2)  # training seeds per design point (>= 2: the interval carries seed variance)
-    val_pairs: int | None = Field(None, ge=2)  # the fixed val pairs scored at every point (None: val_subset)
-    generation_pairs: int = Field(32, ge=0)  # val prompts answered at every point (0: no generation accuracy)
-    flat_margin: float = Field(0.5, gt=0)  # TOST margin: DPO's log-log slope counts as flat inside +-this
-    n_boot: int = Field(1000, ge=100)  # pair bootstrap resamples of the clustered intervals
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if len(value) < 2 or len(set(value)) != len(value) or any(s < 0 for s in value):
-            raise ValueError("drift.seeds needs at least 2 distinct non-negative integers (seed variance)")
-        return value
-
-    @field_validator("betas")
-    @classmethod
-    def _grid(cls, value: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
-        for method, betas in value.items():
-            if len(betas) < 3 or len(set(betas)) != len(betas) or any(b <= 0 for b in betas):
-                raise ValueError(f"drift.betas.{method}: at least 3 distinct positive values (a slope needs them)")
-        return value
-
-
 class WorkersSpec(_Frozen):
     count: int = Field(1, ge=1)
     heartbeat_interval: int = Field(30, ge=1)
@@ -283,6 +254,7 @@ class StudySpec(_Frozen):
     search: SearchSpec = SearchSpec()
     confirm: ConfirmSpec = ConfirmSpec()
     drift: DriftSpec = DriftSpec()
+    lr_profile: LrProfileSpec = LrProfileSpec()
     workers: WorkersSpec = WorkersSpec()
     storage: str | None = None
     runs_dir: str = "runs"
@@ -301,9 +273,10 @@ class StudySpec(_Frozen):
         if self.evaluation.test_scoring == "chosen" and self.training.save_adapter == "none":
             raise ValueError("evaluation.test_scoring 'chosen' scores the chosen trial from its saved adapter: set "
                              "training.save_adapter to 'best' or 'all', or evaluation.test_scoring to 'every'")
-        for label in self.drift.betas:
-            if label not in self.methods:
-                raise ValueError(f"drift.betas names unknown method '{label}'")
+        for section, names in (("drift.betas", self.drift.betas), ("lr_profile.betas", self.lr_profile.betas)):
+            for label in names:
+                if label not in self.methods:
+                    raise ValueError(f"{section} names unknown method '{label}'")
         for label, points in self.search.enqueue.items():
             if label not in self.methods:
                 raise ValueError(f"search.enqueue names unknown method '{label}'")
@@ -336,7 +309,7 @@ class StudySpec(_Frozen):
         """Hash of the fields that define a study (not its size, workers or storage)."""
         data = self.model_dump(mode="json")
         data["search"].pop("n_trials", None)
-        for key in ("workers", "storage", "runs_dir", "confirm", "drift"):
+        for key in ("workers", "storage", "runs_dir", "confirm", "drift", "lr_profile"):
             data.pop(key, None)
         data["data"].pop("leakage", None)  # a check on the data, not part of what the study is
         data["evaluation"].pop("primary", None)  # how the results are read, not what the trials are

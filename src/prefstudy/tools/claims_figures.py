@@ -2,7 +2,7 @@
 
     python -m prefstudy.tools.claims_figures [SPEC] [--storage URL] --out docs/results
 
-Reads the drift stage's runs from the storage and run directories (as the report does), writes
+Reads the drift and lr-profile stages' runs from the storage and run directories (as the report does), writes
 ``<out>/claims-<figure>.png`` and copies ``reports/<name>/claims.json`` (built by the report, with the
 Holm-adjusted secondary p-values) to ``<out>/claims.json``. Kaleido needs a Chromium: it finds Debian's
 ``/usr/bin/chromium`` (``BROWSER_PATH`` names another).
@@ -33,19 +33,25 @@ def main(argv: list[str] | None = None) -> int:
 
     spec = load_spec(find_spec(args.spec))
     url = args.storage or spec.storage or spec.default_storage()
-    _, runs = claims.build(spec, open_storage(url, spec))
-    if not runs:
-        print(f"error: no drift runs in {url}: nox -s study -- --stage drift", file=sys.stderr)
+    _, runs, profile = claims.build(spec, open_storage(url, spec))
+    if not runs and not profile:
+        print(f"error: no drift or lr-profile runs in {url}: nox -s study -- --stage drift (or lr-profile)",
+              file=sys.stderr)
         return 2
     for browser in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
         if "BROWSER_PATH" not in os.environ and Path(browser).exists():
             os.environ["BROWSER_PATH"] = browser
-    figures = {
+    from prefstudy.report import figures_lr
+
+    figures = {} if not runs else {
         "margin": fc.per_step(runs, "margin_per_token", "Per-token margin per step (dashed: IPO's target 1/(2β))",
                               "r(y_w)/|y_w| − r(y_l)/|y_l| (nats/token)", targets=True),
         "drift": fc.drift_vs_beta(runs),
         "val": fc.per_step(runs, "wins", "Val preference accuracy per step", "preference accuracy"),
     }
+    if profile:
+        figures["lr-profile"] = figures_lr.profile(profile, spec.lr_profile.delta)
+        figures["lr-lm-eval"] = figures_lr.lm_eval(profile)
     if any("generated" in r.values for r in runs.values()):
         figures["generation"] = fc.per_step(runs, "generated", "Generation accuracy per step (greedy, val prompts)",
                                             "generation accuracy")

@@ -43,11 +43,12 @@ Probe = Callable[[Any, int, "dict[str, Arrays] | None"], dict[str, Any]]
 @dataclass(frozen=True)
 class Schedule:
     """A run's length and eval points when they are not the search's (a fixed-design stage): every point scores the
-    same first ``val_pairs`` val pairs; train pairs only at the last; test and OOD never."""
+    same first ``val_pairs`` val pairs; train pairs and the first ``test_pairs`` test pairs only at the last."""
 
     n_steps: int
     points: tuple[int, ...]
     val_pairs: int
+    test_pairs: int = 0
 
     @classmethod
     def even(cls, n_steps: int, n_points: int, val_pairs: int) -> Schedule:
@@ -147,8 +148,9 @@ class _Evaluator:
         final = step == self.n_steps
         evaluation = self.ctx.spec.evaluation
         if self.schedule is not None:  # a fixed design: the same val pairs at every point, train at the last
-            subsets = {"val": self.schedule.val_pairs, "train": evaluation.train_subset}
-            names = ["val", "train"] if final else ["val"]
+            subsets = {"val": self.schedule.val_pairs, "train": evaluation.train_subset,
+                       "test": self.schedule.test_pairs}
+            names = (["val", "train"] + (["test"] if self.schedule.test_pairs else [])) if final else ["val"]
         else:
             subsets = {"train": evaluation.train_subset} if final else {
                 "val": evaluation.val_subset, "train": evaluation.train_subset}

@@ -23,17 +23,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[rd.ReportData, str]
     return rd.load(spec, LABEL, storage=storage, toy_results=None), index.read_text()
 
 
-def test_forgiveness_share_counts_random_trials_only(built) -> None:
-    data, page = built
-    f = rd.forgiveness(data, "dpo")
-    assert f.best_number == 0 and f.interval == pytest.approx((0.70, 0.95))
-    # random: #1 0.75 (in), #2 0.70 (in, edge), #3 0.60 (out), #4 pruned (out); #6 interrupted and #0/#5/#7 excluded
-    assert (f.n_random, f.n_within, f.share) == (4, 2, 0.5)
-    assert f.max_lr_within == pytest.approx(5e-4) and f.max_lr_tried == pytest.approx(1e-3)
-    assert "2 of 4 random trials (50%)" in page and "5.00e-04" in page
-    ipo = rd.forgiveness(data, "ipo")
-    assert ipo.share is None and "only 2 randomly sampled" in ipo.reason
-    assert "estimate not possible: only 2 randomly sampled trial(s)" in page
+def test_the_lr_profile_section_says_what_to_run_and_keeps_the_clipped_steps(built) -> None:
+    _, page = built
+    assert '<section id="lr-profile">' in page and "nox -s study -- --stage lr-profile" in page
     assert "1 of 6 trials clipped every step: those ran normalized gradient descent" in page
 
 

@@ -16,7 +16,7 @@ from prefstudy.report import data as rd
 from prefstudy.report.build import render
 from prefstudy.report.html import name, table, text
 
-SECTION_IDS = ["headline", "claims", "versus", "landscape", "forgiveness", "overfitting", "capability", "diagnostics",
+SECTION_IDS = ["headline", "claims", "versus", "landscape", "lr-profile", "overfitting", "capability", "diagnostics",
                "theory", "trials"]
 #: a study name and a method label the spec would refuse: tags, quotes, an entity and a bare ampersand
 HOSTILE_NAME = 'smoke<script>alert("name")</script>&amp;'

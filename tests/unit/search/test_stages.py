@@ -86,3 +86,63 @@ def test_the_spec_refuses_a_design_without_a_slope() -> None:
         load_spec(SMOKE, ["drift.betas={dpo: [0.1, 0.2]}"])
     with pytest.raises(SpecError, match="unknown method"):
         load_spec(SMOKE, ["drift.betas={kto: [0.1, 0.2, 0.3]}"])
+
+
+def test_the_lr_profile_grid_reaches_past_the_search_range() -> None:
+    spec = load_spec(SMOKE)  # learning_rate 1e-4 .. 1e-3, extend [2, 4]: 5e-5 .. 4e-3, 6 points
+    lrs = stages.profile_learning_rates(spec)
+    assert len(lrs) == 6 and lrs[0] == pytest.approx(5e-5) and lrs[-1] == pytest.approx(4e-3)
+    assert lrs[0] < spec.learning_rate.low and lrs[-1] > spec.learning_rate.high
+    ratios = [b / a for a, b in zip(lrs, lrs[1:], strict=False)]
+    assert max(ratios) == pytest.approx(min(ratios), rel=1e-3)  # log-spaced
+    listed = load_spec(SMOKE, ["lr_profile.learning_rates=[6e-4, 1e-4, 2e-4, 3e-4, 4e-4, 5e-4]"])
+    assert stages.profile_learning_rates(listed) == (1e-4, 2e-4, 3e-4, 4e-4, 5e-4, 6e-4)
+    with pytest.raises(SpecError, match="at least 6"):
+        load_spec(SMOKE, ["lr_profile.learning_rates=[1e-4, 2e-4]"])
+
+
+def test_the_lr_profile_design_tunes_beta_at_the_highest_learning_rates() -> None:
+    spec = load_spec(SMOKE, ["lr_profile.retune_points=2"])  # betas dpo 0.1, ipo 0.5; seeds [1, 2]
+    runs = stages.design(spec, "lr-profile", {})
+    lrs = stages.profile_learning_rates(spec)
+    dpo = runs["dpo"]
+    tuned = [r for r in dpo if r["attrs"]["stage_slot"] == 0]
+    assert len(tuned) == 12 and {r["params"]["beta"] for r in tuned} == {0.1}
+    assert sum(r["attrs"]["stage_capability"] for r in tuned) == 6  # lm-eval/generation: first seed only
+    retuned = [r for r in dpo if r["attrs"]["stage_slot"] > 0]
+    assert sorted((r["params"]["beta"], r["params"]["learning_rate"]) for r in retuned) == sorted(
+        (b, lr) for b in (0.05, 0.3) for lr in lrs[-2:])  # 0.1 / 3 clipped to the range's 0.05; 0.1 * 3
+    assert {r["seed"] for r in retuned} == {1} and not any(r["attrs"]["stage_capability"] for r in retuned)
+    with pytest.raises(SpecError, match="tuned beta"):
+        stages.design(load_spec(SMOKE, ["lr_profile.betas={}"]), "lr-profile", {})
+    from_search = stages.tuned_betas(load_spec(SMOKE, ["lr_profile.betas={}"]),
+                                     {"dpo": _search([1e-4, 4e-4], [0.5, 0.7]), "ipo": _search([1e-3], [0.9])})
+    assert from_search == {"dpo": 0.1, "ipo": 0.1}
+
+
+def test_lr_profile_enqueue_resumes_and_counts_a_diverged_run_as_done() -> None:
+    spec = load_spec(SMOKE)
+    storage = optuna.storages.InMemoryStorage()
+    created = stages.create(spec, storage, {}, "lr-profile")
+    assert {m: todo for m, (_, todo) in created.items()} == {"dpo": 14, "ipo": 14}  # 6 x 2 seeds + 2 re-tuned
+    study = created["ipo"][0]
+    trial = study.ask()
+    trial.set_user_attr("diverged", "non-finite loss: training loss is nan at step 3")
+    study.tell(trial, 0.0)  # objective.diverged: COMPLETE, value 0
+    again = stages.create(spec, storage, {}, "lr-profile")
+    assert again["ipo"][1] == 13 and len(again["ipo"][0].get_trials()) == 14
+    assert stages.stage_seed(spec, "lr-profile", 1) != stages.stage_seed(spec, "drift", 1)
+
+
+def test_a_drift_design_stored_as_points_resumes_with_the_spec_seeds() -> None:
+    spec = load_spec(SMOKE, ["drift.learning_rate=null"])
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(study_name="smoke/dpo/drift", storage=storage, direction="maximize")
+    study.set_user_attr("method", "dpo")
+    study.set_user_attr("design", [{"beta": 0.2, "learning_rate": 3e-4}])  # the format before lr-profile
+    searches = {"dpo": _search([1e-4], [0.5]), "ipo": _search([1e-3], [0.9])}
+    created = stages.create(spec, storage, searches, "drift")
+    points = sorted((t.user_attrs["stage_params"]["beta"], t.user_attrs["stage_params"]["learning_rate"],
+                     t.user_attrs["stage_seed"])
+                    for t in created["dpo"][0].get_trials())
+    assert points == [(0.2, 3e-4, 1), (0.2, 3e-4, 2)]

@@ -1,0 +1,218 @@
+"""Claim (b), ``lr_tolerance`` (``--stage lr-profile``; rules in ``evaluation.lr_profile`` and ``docs/claims.md``):
+the runs read back from the stage's studies and run directories, and the claims.json entry built from them."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prefstudy.evaluation import drift as dr
+from prefstudy.evaluation import lr_profile as lp
+from prefstudy.evaluation.clustered import clustered
+from prefstudy.report.stage_runs import entry_of, finite, roles, run_folder, stage_trials
+from prefstudy.spec import StudySpec
+
+CLAIM_B = ("IPO tolerates higher learning rates than DPO if beta is tuned with it: its val accuracy stays within "
+           "delta of its peak up to a higher learning rate (practitioners aligning Mistral 7B; the Zephyr recipe "
+           "had to fix DPO at a very low learning rate)")
+
+
+@dataclass
+class ProfileRuns:
+    """One method's lr-profile runs: values[key] is [lrs, slots, seeds, pairs] (NaN where a run is missing);
+    capability[key] is [lrs, 1, items] from the tuned beta's first-seed runs (lm-eval documents, generations)."""
+
+    method: str
+    loss_type: str
+    lrs: list[float]
+    betas: list[float | None]  # per slot
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    capability: dict[str, np.ndarray] = field(default_factory=dict)
+    lm_eval_mean: list[float | None] = field(default_factory=list)
+    diverged: list[tuple[float, float, int]] = field(default_factory=list)  # (lr, beta, seed)
+    runs: int = 0
+
+
+def _lm_eval_vector(folder: Path | None) -> np.ndarray | None:
+    from prefstudy.evaluation.lmeval import macro_vector
+
+    if folder is None or not (folder / "lm_eval.json").is_file():
+        return None
+    return macro_vector(json.loads((folder / "lm_eval.json").read_text()))[0]
+
+
+def _put(store: dict[str, np.ndarray], key: str, shape: tuple[int, ...], index: tuple[int, ...],
+         vec: np.ndarray) -> None:
+    if key not in store:
+        store[key] = np.full((*shape, len(vec)), np.nan)
+    width = min(len(vec), store[key].shape[-1])
+    store[key][index][..., :width] = vec[:width]
+
+
+def load_profile(spec: StudySpec, storage: Any) -> dict[str, ProfileRuns]:
+    """Every method's finished lr-profile runs, aligned on learning rates, slots, seeds and pairs."""
+    seeds = list(spec.lr_profile.seeds)
+    out: dict[str, ProfileRuns] = {}
+    for method, m in spec.methods.items():
+        trials = [t for t in stage_trials(spec, storage, method, "lr-profile")
+                  if int(t.user_attrs["stage_seed"]) in seeds]
+        if not trials:
+            continue
+        lrs = sorted({float(t.user_attrs["stage_params"]["learning_rate"]) for t in trials})
+        n_slots = 1 + max(int(t.user_attrs.get("stage_slot", 0)) for t in trials)
+        runs = ProfileRuns(method, m.loss_type, lrs, [None] * n_slots)
+        runs.lm_eval_mean = [None] * len(lrs)
+        shape = (len(lrs), n_slots, len(seeds))
+        pending: list[tuple[int, int, int]] = []
+        for t in trials:
+            i = lrs.index(float(t.user_attrs["stage_params"]["learning_rate"]))
+            k, s = int(t.user_attrs.get("stage_slot", 0)), seeds.index(int(t.user_attrs["stage_seed"]))
+            runs.betas[k] = float(t.user_attrs["stage_params"]["beta"])
+            runs.runs += 1
+            if "diverged" in t.user_attrs:
+                runs.diverged.append((lrs[i], runs.betas[k] or 0.0, seeds[s]))
+                pending.append((i, k, s))
+                continue
+            folder = run_folder(spec, method, "lr-profile", t)
+            rows = [] if folder is None else _read_rows(folder)
+            if not rows:
+                continue
+            for key in lp.KEYS:
+                if key in rows[-1]:
+                    _put(runs.values, key, shape, (i, k, s), np.asarray(rows[-1][key], dtype=float))
+            if t.user_attrs.get("stage_capability"):
+                if "generated" in rows[-1]:
+                    _put(runs.capability, "generated", (len(lrs), 1), (i, 0), np.asarray(rows[-1]["generated"]))
+                vec = _lm_eval_vector(folder)
+                if vec is not None:
+                    _put(runs.capability, "lm_eval", (len(lrs), 1), (i, 0), vec)
+                    runs.lm_eval_mean[i] = t.user_attrs.get("lm_eval/mean")
+        for key in runs.values:  # divergence: every pair lost (degraded, never dropped)
+            for i, k, s in pending:
+                runs.values[key][i, k, s] = 0.0
+            for k in range(1, n_slots):  # a re-tuning candidate's one seed stands for the others (module docs)
+                first = runs.values[key][:, k, :1]
+                runs.values[key][:, k] = np.where(np.isnan(runs.values[key][:, k]), first, runs.values[key][:, k])
+        for i, k, s in pending:  # a diverged capability run: every generation wrong too
+            if k == 0 and s == 0 and "generated" in runs.capability:
+                runs.capability["generated"][i, 0] = 0.0
+        out[method] = runs
+    return out
+
+
+def _read_rows(folder: Path) -> list[dict[str, Any]]:
+    from prefstudy.core.rundir import read_jsonl
+
+    return read_jsonl(folder / "pairs.jsonl") if (folder / "pairs.jsonl").is_file() else []
+
+
+def method_summary(spec: StudySpec, runs: ProfileRuns) -> dict[str, Any]:
+    """Peak and degradation per method, re-tuned and at fixed beta, with test accuracy at them."""
+    p, x = spec.lr_profile, np.log10(runs.lrs)
+    out: dict[str, Any] = {"learning_rates": runs.lrs, "betas": runs.betas, "runs": runs.runs,
+                           "diverged": [list(d) for d in runs.diverged], "lm_eval_mean": runs.lm_eval_mean}
+    val, test = runs.values.get("val"), runs.values.get("test")
+    if val is None:
+        return out
+    for label, retune in (("retuned", True), ("fixed", False)):
+        v = lp.profile(val, retune)
+        slots = lp.chosen_slots(lp.accuracy(val), retune)
+        deg, censored = lp.degradation_log_lr(x, v, p.delta)
+        peak = int(np.argmax(v)) if np.isfinite(v).all() else None
+        est = clustered(lp.one_degradation(list(x), "v", p.delta, retune), {"v": val}, n_boot=p.n_boot, seed=spec.seed)
+        entry: dict[str, Any] = {
+            "val": [finite(a) for a in v], "beta_read": [runs.betas[int(k)] for k in slots],
+            "degradation_lr": finite(10 ** deg) if math.isfinite(deg) else None, "censored": censored,
+            "log10_degradation_lr": finite(deg), "ci_low": finite(est.ci_low), "ci_high": finite(est.ci_high),
+            "peak_lr": runs.lrs[peak] if peak is not None else None,
+            "val_peak": finite(v[peak]) if peak is not None else None}
+        if test is not None:
+            t = lp.profile(test, retune, choose_on=val)
+            entry["test"] = [finite(a) for a in t]
+            if peak is not None and math.isfinite(deg):
+                entry["test_at_peak"] = finite(t[peak])
+                entry["test_at_degradation"] = finite(lp.interpolate(x, t, deg))
+        out[label] = entry
+    return out
+
+
+def lr_claim(spec: StudySpec, runs: dict[str, ProfileRuns]) -> dict[str, Any]:
+    """The ``lr_tolerance`` entry of claims.json; 'inconclusive' with a reason when data are missing."""
+    p = spec.lr_profile
+    entry: dict[str, Any] = {
+        "id": "lr_tolerance", "claim": CLAIM_B,
+        "statistic": f"log10(IPO's degradation learning rate) - log10(DPO's), beta re-tuned per learning rate (in "
+                     f"decades); degradation lr = the largest lr whose val accuracy stays within {p.delta:g} of the "
+                     "method's val peak, interpolated in log lr; diverged runs count as degraded; 95% t interval "
+                     "clustered over seeds and pairs",
+        "estimate": None, "ci_low": None, "ci_high": None, "mde": None, "p_value": None,
+        "verdict": "inconclusive", "secondary": [], "design": {}}
+    pair = roles(runs)
+    if pair is None:
+        entry["reason"] = ("no lr-profile runs of both an IPO (loss_type ipo) and a DPO (sigmoid) method yet: "
+                           "nox -s study -- --stage lr-profile")
+        return entry
+    ipo, dpo = pair
+    a, b = runs[ipo], runs[dpo]
+    entry["design"] = {m: method_summary(spec, r) for m, r in ((ipo, a), (dpo, b))}
+    entry["methods"] = {"ipo": ipo, "dpo": dpo}
+    if a.lrs != b.lrs or "val" not in a.values or "val" not in b.values:
+        entry["reason"] = "the methods' learning-rate grids differ or a method has no scored run yet"
+        return entry
+    x = list(np.log10(a.lrs))
+    data = {ipo: a.values["val"], dpo: b.values["val"]}
+    if not all(np.isfinite(lp.accuracy(v)[:, 0]).all() for v in data.values()):
+        entry["reason"] = "the stage is incomplete: a learning rate has no finished tuned-beta run"
+        return entry
+    diff = clustered(lp.degradation_difference(x, ipo, dpo, p.delta, True), data, n_boot=p.n_boot, seed=spec.seed)
+    entry.update({k: finite(getattr(diff, k)) for k in ("estimate", "ci_low", "ci_high", "mde", "p_value", "df")})
+    entry.update({"verdict": lp.verdict(diff),
+                  "censored": {m: entry["design"][m]["retuned"]["censored"] for m in (ipo, dpo)}})
+    entry["secondary"] = secondary(spec, a, b, x, ipo, dpo)
+    return entry
+
+
+def secondary(spec: StudySpec, a: ProfileRuns, b: ProfileRuns, x: list[float], ipo: str,
+              dpo: str) -> list[dict[str, Any]]:
+    """The claim's secondary statistics (unadjusted here; Holm-adjusted in the study's family)."""
+    p, out = spec.lr_profile, []
+
+    def add(name: str, statistic: Any, data: dict[str, np.ndarray], **extra: Any) -> None:
+        try:
+            out.append(entry_of(name, clustered(statistic, data, n_boot=p.n_boot, seed=spec.seed), **extra))
+        except ValueError as exc:
+            out.append({"name": name, "estimate": None, "reason": str(exc)})
+
+    add("lr tolerance at the fixed tuned beta: log10 deg lr(IPO) - log10 deg lr(DPO) (decades)",
+        lp.degradation_difference(x, ipo, dpo, p.delta, False), {ipo: a.values["val"], dpo: b.values["val"]})
+    for key, name in (("lm_eval", "lm-eval macro mean, IPO - DPO, averaged over the learning-rate grid (1 seed; "
+                                  "documents resampled)"),
+                      ("generated", "generation accuracy, IPO - DPO, averaged over the learning-rate grid (1 seed)")):
+        if key in a.capability and key in b.capability and \
+                a.capability[key].shape[-1] == b.capability[key].shape[-1]:
+            add(name, dr.mean_difference(ipo, dpo), {ipo: a.capability[key], dpo: b.capability[key]})
+    return out
+
+
+def sentence(entry: dict[str, Any]) -> str:
+    """One line: 'claim (b) lr_tolerance: INCONCLUSIVE: log10 deg lr(IPO) - log10 deg lr(DPO) = +0.20 [...]'."""
+    if entry.get("estimate") is None:
+        return f"claim (b) lr_tolerance: {entry['verdict']}" + (f" ({entry['reason']})" if entry.get("reason") else "")
+    line = (f"claim (b) lr_tolerance: {entry['verdict'].upper()}: log10 degradation lr, IPO - DPO, beta re-tuned = "
+            f"{entry['estimate']:+.2f} decades [95% {entry['ci_low']:+.2f}, {entry['ci_high']:+.2f}]")
+    if entry["verdict"] == "inconclusive" and entry.get("mde") is not None:
+        line += f"; cannot detect differences below {entry['mde']:.2f} decades (80% power)"
+    degs = []
+    for role in ("ipo", "dpo"):
+        label = entry.get("methods", {}).get(role)
+        got = entry.get("design", {}).get(label, {}).get("retuned", {})
+        if got.get("degradation_lr") is not None:
+            degs.append(f"{label.upper()} {'>= ' if got['censored'] else ''}{got['degradation_lr']:.2g}")
+    if degs:
+        line += "; degradation lr " + ", ".join(degs)
+    return line

@@ -1,0 +1,85 @@
+"""The fixed-design stages' spec sections: ``drift`` (claim (a)) and ``lr_profile`` (claim (b)); docs/claims.md."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator, model_validator
+
+from prefstudy.spec.base import _Frozen
+
+STAGES = ("drift", "lr-profile")  # the fixed-design stages (--stage NAME): search.stages runs them
+
+
+class DriftSpec(_Frozen):
+    """The ``drift`` stage (claim (a)): a beta grid per method at one learning rate, long runs, several seeds."""
+
+    learning_rate: float | None = Field(None, gt=0)  # None: geometric mean of the methods' best search trials' lr
+    betas: dict[str, tuple[float, ...]] = {}  # per method; a method left out gets grid_points across its beta range
+    grid_points: int = Field(3, ge=3)  # betas per method when not listed, log-spaced from the range's low to high
+    steps_factor: float = Field(3.0, ge=3.0)  # a run lasts this many times a search trial's optimizer steps
+    eval_points: int = Field(6, ge=5)  # scored points after step 0, evenly spaced (step 0 comes from the cache)
+    seeds: tuple[int, ...] = (1, 2)  # training seeds per design point (>= 2: the interval carries seed variance)
+    val_pairs: int | None = Field(None, ge=2)  # the fixed val pairs scored at every point (None: val_subset)
+    generation_pairs: int = Field(32, ge=0)  # val prompts answered at every point (0: no generation accuracy)
+    flat_margin: float = Field(0.5, gt=0)  # TOST margin: DPO's log-log slope counts as flat inside +-this
+    n_boot: int = Field(1000, ge=100)  # pair bootstrap resamples of the clustered intervals
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if len(value) < 2 or len(set(value)) != len(value) or any(s < 0 for s in value):
+            raise ValueError("drift.seeds needs at least 2 distinct non-negative integers (seed variance)")
+        return value
+
+    @field_validator("betas")
+    @classmethod
+    def _grid(cls, value: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
+        for method, betas in value.items():
+            if len(betas) < 3 or len(set(betas)) != len(betas) or any(b <= 0 for b in betas):
+                raise ValueError(f"drift.betas.{method}: at least 3 distinct positive values (a slope needs them)")
+        return value
+
+
+class LrProfileSpec(_Frozen):
+    """The ``lr-profile`` stage (claim (b)): val/test accuracy against a learning-rate grid per method, at the tuned
+    beta (several seeds) and with beta re-tuned at the highest learning rates (one seed, chosen on val)."""
+
+    learning_rates: tuple[float, ...] = ()  # explicit grid; empty: grid_points log-spaced across the extended range
+    grid_points: int = Field(6, ge=6)  # learning rates when not listed
+    extend: tuple[float, float] = (2.0, 4.0)  # the grid runs from learning_rate.low / extend[0] to high * extend[1]
+    betas: dict[str, float] = {}  # per method; left out: the beta of the method's best search trial
+    seeds: tuple[int, ...] = (1, 2)  # training seeds at the tuned beta (>= 2: the interval carries seed variance)
+    retune_points: int = Field(3, ge=1)  # beta is re-tuned at this many of the highest learning rates
+    retune_factor: float = Field(3.0, gt=1.0)  # candidates: tuned beta * and / this (clipped to the method's range)
+    delta: float = Field(0.05, gt=0, lt=1)  # degraded: val accuracy more than delta below the method's val peak
+    test_pairs: int | None = Field(128, ge=2)  # test pairs scored at the end of every run (None: all of test)
+    n_boot: int = Field(1000, ge=100)  # pair bootstrap resamples of the clustered intervals
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if len(value) < 2 or len(set(value)) != len(value) or any(s < 0 for s in value):
+            raise ValueError("lr_profile.seeds needs at least 2 distinct non-negative integers (seed variance)")
+        return value
+
+    @field_validator("learning_rates")
+    @classmethod
+    def _grid(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if value and (len(value) < 6 or len(set(value)) != len(value) or any(v <= 0 for v in value)):
+            raise ValueError("lr_profile.learning_rates: at least 6 distinct positive values (or empty for the grid)")
+        return tuple(sorted(value))
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, value: dict[str, float]) -> dict[str, float]:
+        for method, beta in value.items():
+            if beta <= 0:
+                raise ValueError(f"lr_profile.betas.{method}: beta must be > 0")
+        return value
+
+    @model_validator(mode="after")
+    def _extend(self) -> LrProfileSpec:
+        if min(self.extend) < 1.0:
+            raise ValueError("lr_profile.extend: both factors >= 1 (the grid reaches past the search range)")
+        if self.retune_points >= max(self.grid_points, len(self.learning_rates)):
+            raise ValueError("lr_profile.retune_points must be fewer than the grid's learning rates")
+        return self
