@@ -67,9 +67,9 @@ def profile_lines(spec: StudySpec, throughput: float | None) -> tuple[str, ...]:
     scored = n_val + n_test + min(ev.train_subset, int(sizes.get("train") or ev.train_subset))
     docs = sum(int(task.limit or 0) for task in ev.lm_eval.tasks)
     betas = "from the search (each method's best trial)" if set(p.betas) < set(spec.methods) else str(dict(p.betas))
-    out = [f"stage lr-profile: {runs} runs = learning rates {[f'{v:.3g}' for v in lrs]} x seeds {list(p.seeds)} at "
-           f"the tuned beta ({betas}) + beta / and * {p.retune_factor:g} at the {p.retune_points} highest (seed "
-           f"{p.seeds[0]}), per method",
+    out = [f"stage lr-profile: {runs} runs = {len(spec.methods)} methods x ({len(lrs)} learning rates "
+           f"{[f'{v:.3g}' for v in lrs]} x seeds {list(p.seeds)} at the tuned beta ({betas}) + beta / and * "
+           f"{p.retune_factor:g} at the {p.retune_points} highest, seed {p.seeds[0]})",
            f"  per run: {steps} optimizer steps (a search trial's), {tokens:,} training tokens; {n_val} val + "
            f"{n_test} test pairs scored at the end; lm-eval ({docs} docs) and {ev.generation.pairs} greedy answers on "
            f"the {capability} tuned-beta first-seed runs",

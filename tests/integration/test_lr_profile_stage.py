@@ -76,3 +76,16 @@ def test_dry_run_prints_the_stage_cost(tmp_path: Path) -> None:
                              "lr-profile"], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "stage lr-profile: 28 runs" in result.stdout and "estimated" not in result.stdout  # tiny model: no CPU
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="kaleido needs chromium (apt-get install chromium)")
+def test_the_figures_tool_writes_the_profile_as_png(profile_run) -> None:
+    work, storage, _ = profile_run
+    out = work / "figures"
+    result = subprocess.run([sys.executable, "-m", "prefstudy.tools.claims_figures", str(SMOKE), "--storage", storage,
+                             "--out", str(out)], cwd=work, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in ("lr-profile", "lr-lm-eval"):
+        png = out / f"claims-{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert json.loads((out / "claims.json").read_text())[0]["id"] == "lr_tolerance"  # the report's copy

@@ -19,7 +19,16 @@ import numpy as np
 
 from prefstudy.evaluation import drift as dr
 from prefstudy.evaluation.clustered import tost
-from prefstudy.report.stage_runs import entry_of, finite, roles, run_folder, stage_trials
+from prefstudy.report.stage_runs import (
+    Secondaries,
+    entry_of,
+    finite,
+    new_entry,
+    no_roles_reason,
+    roles,
+    run_folder,
+    stage_trials,
+)
 from prefstudy.spec import StudySpec
 
 CLAIM_A = ("With deterministic preferences DPO keeps drifting from the reference whatever beta is, while IPO "
@@ -76,17 +85,13 @@ def load_drift(spec: StudySpec, storage: Any) -> dict[str, MethodRuns]:
 def drift_claim(spec: StudySpec, runs: dict[str, MethodRuns]) -> dict[str, Any]:
     """The ``drift`` entry of claims.json (module docstring); 'inconclusive' with a reason when data are missing."""
     d = spec.drift
-    entry: dict[str, Any] = {
-        "id": "drift", "claim": CLAIM_A,
-        "statistic": "slope(IPO) - slope(DPO) of log(final drift) against log(beta); drift = KL proxy on the val "
-                     "chosen answers (0.5 * mean squared per-token log-ratio), mean over pairs, log averaged over "
-                     "seeds; 95% t interval clustered over seeds and pairs",
-        "estimate": None, "ci_low": None, "ci_high": None, "mde": None, "p_value": None,
-        "verdict": "inconclusive", "secondary": [], "design": {}}
+    entry = new_entry("drift", CLAIM_A,
+                      "slope(IPO) - slope(DPO) of log(final drift) against log(beta); drift = KL proxy on the val "
+                      "chosen answers (0.5 * mean squared per-token log-ratio), mean over pairs, log averaged over "
+                      "seeds; 95% t interval clustered over seeds and pairs")
     pair = roles(runs)
     if pair is None:
-        entry["reason"] = ("no drift runs of both an IPO (loss_type ipo) and a DPO (sigmoid) method yet: "
-                           "nox -s study -- --stage drift")
+        entry["reason"] = no_roles_reason("drift")
         return entry
     ipo, dpo = pair
     a, b = runs[ipo], runs[dpo]
@@ -115,13 +120,9 @@ def drift_claim(spec: StudySpec, runs: dict[str, MethodRuns]) -> dict[str, Any]:
 def secondary(spec: StudySpec, a: MethodRuns, b: MethodRuns, logs: dict[str, np.ndarray], ipo: str,
               dpo: str) -> list[dict[str, Any]]:
     """The claim's secondary statistics (unadjusted here; Holm-adjusted in the study's family)."""
-    d, out = spec.drift, []
-
-    def add(name: str, statistic: Any, data: dict[str, np.ndarray], **extra: Any) -> None:
-        try:
-            out.append(entry_of(name, dr.estimate(statistic, data, d.n_boot, spec.seed), **extra))
-        except ValueError as exc:
-            out.append({"name": name, "estimate": None, "reason": str(exc)})
+    d = spec.drift
+    out = Secondaries(d.n_boot, spec.seed)
+    add = out.add
 
     margin = {ipo: a.values["margin_per_token"][:, -1], dpo: b.values["margin_per_token"][:, -1]}
     add("drift, per-token margin variant: slope(IPO) - slope(DPO) of log(final per-token margin) vs log(beta)",

@@ -14,7 +14,15 @@ import numpy as np
 from prefstudy.evaluation import drift as dr
 from prefstudy.evaluation import lr_profile as lp
 from prefstudy.evaluation.clustered import clustered
-from prefstudy.report.stage_runs import entry_of, finite, roles, run_folder, stage_trials
+from prefstudy.report.stage_runs import (
+    Secondaries,
+    finite,
+    new_entry,
+    no_roles_reason,
+    roles,
+    run_folder,
+    stage_trials,
+)
 from prefstudy.spec import StudySpec
 
 CLAIM_B = ("IPO tolerates higher learning rates than DPO if beta is tuned with it: its val accuracy stays within "
@@ -144,18 +152,14 @@ def method_summary(spec: StudySpec, runs: ProfileRuns) -> dict[str, Any]:
 def lr_claim(spec: StudySpec, runs: dict[str, ProfileRuns]) -> dict[str, Any]:
     """The ``lr_tolerance`` entry of claims.json; 'inconclusive' with a reason when data are missing."""
     p = spec.lr_profile
-    entry: dict[str, Any] = {
-        "id": "lr_tolerance", "claim": CLAIM_B,
-        "statistic": f"log10(IPO's degradation learning rate) - log10(DPO's), beta re-tuned per learning rate (in "
-                     f"decades); degradation lr = the largest lr whose val accuracy stays within {p.delta:g} of the "
-                     "method's val peak, interpolated in log lr; diverged runs count as degraded; 95% t interval "
-                     "clustered over seeds and pairs",
-        "estimate": None, "ci_low": None, "ci_high": None, "mde": None, "p_value": None,
-        "verdict": "inconclusive", "secondary": [], "design": {}}
+    entry = new_entry("lr_tolerance", CLAIM_B,
+                      f"log10(IPO's degradation learning rate) - log10(DPO's), beta re-tuned per learning rate (in "
+                      f"decades); degradation lr = the largest lr whose val accuracy stays within {p.delta:g} of the "
+                      "method's val peak, interpolated in log lr; diverged runs count as degraded; 95% t interval "
+                      "clustered over seeds and pairs")
     pair = roles(runs)
     if pair is None:
-        entry["reason"] = ("no lr-profile runs of both an IPO (loss_type ipo) and a DPO (sigmoid) method yet: "
-                           "nox -s study -- --stage lr-profile")
+        entry["reason"] = no_roles_reason("lr-profile")
         return entry
     ipo, dpo = pair
     a, b = runs[ipo], runs[dpo]
@@ -180,13 +184,9 @@ def lr_claim(spec: StudySpec, runs: dict[str, ProfileRuns]) -> dict[str, Any]:
 def secondary(spec: StudySpec, a: ProfileRuns, b: ProfileRuns, x: list[float], ipo: str,
               dpo: str) -> list[dict[str, Any]]:
     """The claim's secondary statistics (unadjusted here; Holm-adjusted in the study's family)."""
-    p, out = spec.lr_profile, []
-
-    def add(name: str, statistic: Any, data: dict[str, np.ndarray], **extra: Any) -> None:
-        try:
-            out.append(entry_of(name, clustered(statistic, data, n_boot=p.n_boot, seed=spec.seed), **extra))
-        except ValueError as exc:
-            out.append({"name": name, "estimate": None, "reason": str(exc)})
+    p = spec.lr_profile
+    out = Secondaries(p.n_boot, spec.seed)
+    add = out.add
 
     add("lr tolerance at the fixed tuned beta: log10 deg lr(IPO) - log10 deg lr(DPO) (decades)",
         lp.degradation_difference(x, ipo, dpo, p.delta, False), {ipo: a.values["val"], dpo: b.values["val"]})

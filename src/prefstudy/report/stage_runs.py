@@ -48,3 +48,31 @@ def roles(runs: dict[str, Any]) -> tuple[str, str] | None:
     ipo = next((m for m, r in runs.items() if r.loss_type == "ipo"), None)
     dpo = next((m for m, r in runs.items() if r.loss_type == "sigmoid"), None)
     return (ipo, dpo) if ipo and dpo else None
+
+
+def new_entry(claim_id: str, claim: str, statistic: str) -> dict[str, Any]:
+    """A claims.json entry before any data: inconclusive, every number None."""
+    return {"id": claim_id, "claim": claim, "statistic": statistic, "estimate": None, "ci_low": None,
+            "ci_high": None, "mde": None, "p_value": None, "verdict": "inconclusive", "secondary": [], "design": {}}
+
+
+def no_roles_reason(stage: str) -> str:
+    return (f"no {stage} runs of both an IPO (loss_type ipo) and a DPO (sigmoid) method yet: "
+            f"nox -s study -- --stage {stage}")
+
+
+class Secondaries(list[dict[str, Any]]):
+    """A claim's secondary rows: ``add`` estimates one statistic (clustered over seeds and pairs) or records why it
+    cannot be."""
+
+    def __init__(self, n_boot: int, seed: int) -> None:
+        super().__init__()
+        self.n_boot, self.seed = n_boot, seed
+
+    def add(self, name: str, statistic: Any, data: dict[str, Any], **extra: Any) -> None:
+        from prefstudy.evaluation.clustered import clustered
+
+        try:
+            self.append(entry_of(name, clustered(statistic, data, n_boot=self.n_boot, seed=self.seed), **extra))
+        except ValueError as exc:
+            self.append({"name": name, "estimate": None, "reason": str(exc)})
