@@ -75,7 +75,8 @@ def test_dry_run_prints_the_stage_cost(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "prefstudy", "study", str(SMOKE), "--dry-run", "--stage",
                              "lr-profile"], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "stage lr-profile: 28 runs" in result.stdout and "estimated" not in result.stdout  # tiny model: no CPU
+    assert "stage lr-profile: 28 runs = 2 methods x (6 learning rates" in result.stdout
+    assert "per run: 4 optimizer steps" in result.stdout and "8 val + 8 test pairs" in result.stdout
 
 
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="kaleido needs chromium (apt-get install chromium)")
