@@ -1,13 +1,15 @@
 """``--stage lr-profile`` end to end on the smoke spec: the search first, then the learning-rate grid through the
 trial loop (tuned beta at two seeds, beta re-tuned at the top), per-pair val and test values in every run, lm-eval
 and generation on the capability runs only, claims.json's lr_tolerance entry, the report's learning-rate profile and
-the end-of-run verdict line; a second call with two workers finds nothing left to do."""
+the end-of-run verdict line; interrupted, it resumes with two workers without redoing a finished run."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -23,27 +25,45 @@ KEYS = {"id", "statistic", "estimate", "ci_low", "ci_high", "mde", "verdict", "s
 
 @pytest.fixture(scope="module")
 def profile_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, list[subprocess.CompletedProcess]]:
+    """Interrupted (SIGTERM) inside IPO's fourth run, resumed with two workers, then called once more."""
     work = tmp_path_factory.mktemp("lr-profile")
     storage = f"sqlite:///{work}/runs/smoke/optuna.db"
     command = [sys.executable, "-m", "prefstudy", "study", str(SMOKE), *ARGS, "--stage", "lr-profile"]
-    first = subprocess.run(command, cwd=work, env=cli_env(), capture_output=True, text=True, timeout=900)
-    again = subprocess.run([*command, "--workers", "2"], cwd=work, env=cli_env(), capture_output=True, text=True,
-                           timeout=600)
-    return work, storage, [first, again]
+    process = subprocess.Popen(command, cwd=work, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    marker = work / "runs" / "smoke" / "ipo" / "lr-profile" / "trial-0003" / "env.json"
+    deadline = time.time() + 600
+    while not marker.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # inside the run
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=300)
+    first = subprocess.CompletedProcess(command, process.returncode, out, err)
+    before = {m: len([t for t in _trials(storage, m) if t.state == TrialState.COMPLETE]) for m in ("dpo", "ipo")}
+    (work / "before.json").write_text(json.dumps(before))
+    resumed = subprocess.run([*command, "--workers", "2"], cwd=work, env=cli_env(), capture_output=True, text=True,
+                             timeout=900)
+    again = subprocess.run(command, cwd=work, env=cli_env(), capture_output=True, text=True, timeout=600)
+    return work, storage, [first, resumed, again]
 
 
 def _trials(storage: str, method: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=f"smoke/{method}/lr-profile", storage=storage).trials
 
 
-def test_the_grid_runs_once_and_a_second_call_redoes_nothing(profile_run) -> None:
-    work, storage, (first, again) = profile_run
-    assert first.returncode == 0, first.stderr[-3000:]
+def test_an_interrupted_grid_resumes_with_workers_and_a_last_call_redoes_nothing(profile_run) -> None:
+    work, storage, (first, resumed, again) = profile_run
+    assert first.returncode == 130, first.stderr[-3000:]
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert again.returncode == 0, again.stderr[-3000:]
+    before = json.loads((work / "before.json").read_text())
+    assert 3 <= before["ipo"] < 14 and before["dpo"] >= 3
     assert "runs to do per method: {'dpo': 0, 'ipo': 0}" in again.stderr + again.stdout
     for method in ("dpo", "ipo"):
-        trials = _trials(storage, method)
-        assert len(trials) == 14 and all(t.state == TrialState.COMPLETE for t in trials)  # 6 x 2 seeds + 2
+        trials = [t for t in _trials(storage, method) if t.state == TrialState.COMPLETE]
+        assert len(trials) == 14  # 6 x 2 seeds + 2 re-tuned; the interrupted run was redone, nothing twice
+        assert len({(t.user_attrs["stage_params"]["beta"], t.user_attrs["stage_params"]["learning_rate"],
+                     t.user_attrs["stage_seed"]) for t in trials}) == 14
         slots = sorted(t.user_attrs["stage_slot"] for t in trials)
         assert slots == [0] * 12 + [1, 2]
         for t in trials:
@@ -56,7 +76,7 @@ def test_the_grid_runs_once_and_a_second_call_redoes_nothing(profile_run) -> Non
 
 
 def test_claims_json_report_and_summary_carry_the_verdict(profile_run) -> None:
-    work, _, (first, _) = profile_run
+    work, _, (_, first, _) = profile_run
     entries = {e["id"]: e for e in json.loads((work / "reports" / "smoke" / "claims.json").read_text())}
     entry = entries["lr_tolerance"]
     assert KEYS <= set(entry) and entry["verdict"] in ("supported", "contradicted", "inconclusive")
