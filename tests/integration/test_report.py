@@ -18,9 +18,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.slow
 
 #: figures every section must draw on the smoke study (importances need trials that differ, smoke's may not)
-FIGURES = ("fig-headline", "fig-landscape", "fig-peaks", "fig-trainval", "fig-gap",
-           "fig-dynamics", "fig-lmeval", "fig-pareto", "fig-history-dpo", "fig-history-ipo", "fig-parallel-dpo",
-           "fig-parallel-ipo", "fig-toy")
+FIGURES = ("fig-headline", "fig-landscape", "fig-peaks", "fig-trainval", "fig-gap", "fig-dynamics", "fig-train-loss",
+           "fig-lmeval", "fig-pareto", "fig-history-dpo", "fig-history-ipo", "fig-parallel-dpo", "fig-parallel-ipo",
+           "fig-toy")
 
 
 @pytest.fixture(scope="module")

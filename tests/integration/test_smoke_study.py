@@ -155,6 +155,10 @@ def test_run_directories_hold_config_env_curves_metrics_adapter(smoke_run) -> No
     assert curves[-1]["final"] and "val/accuracy" in curves[-1] and "test/accuracy" not in curves[-1]
     metrics = json.loads((trial / "metrics.json").read_text())
     assert metrics["status"] == "complete" and metrics["value"] == curves[-1]["objective"]
+    logged = [json.loads(line) for line in (trial / "trainer_log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in logged] == [1, 2, 3, 4]  # TRL's log at every optimizer step
+    assert all({"loss", "grad_norm", "learning_rate", "rewards/chosen", "logps/chosen"} <= set(row) for row in logged)
+    assert logged[-1]["loss"] == pytest.approx(curves[-1]["loss"])
     assert (trial / "adapter" / "adapter_config.json").exists()
     assert not (trial / "adapter" / "ref").exists()  # TRL's unused reference copy of the adapter is not saved
     assert config["prefix_sharing"] == "on" and config["spec"]["training"]["prefix_sharing"] == "auto"

@@ -54,6 +54,7 @@ class ReportData:
     claims: list[dict[str, Any]] = field(default_factory=list)  # claims.json entries (report.claims)
     claim_runs: dict[str, Any] = field(default_factory=dict)  # method -> report.claims.MethodRuns of the drift stage
     profile_runs: dict[str, Any] = field(default_factory=dict)  # method -> report.claims_lr.ProfileRuns (lr-profile)
+    steps: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per optimizer step (trainer_log.jsonl)
 
     @property
     def metric(self) -> str:
@@ -167,7 +168,7 @@ def load(spec: StudySpec, storage_url: str, storage: BaseStorage | str | None = 
         except KeyError:
             notes.append(f"no study '{spec.study_name(method)}' in the storage yet")
     study_attrs = {m: dict(s.user_attrs) for m, s in studies.items()}
-    rows, curve_rows, best = [], [], {}
+    rows, curve_rows, step_rows, best = [], [], [], {}
     for method, study in studies.items():
         chosen = best_trial(study)
         best[method] = chosen.number if chosen else None
@@ -177,6 +178,9 @@ def load(spec: StudySpec, storage_url: str, storage: BaseStorage | str | None = 
             if row["run_path"]:
                 for curve in read_jsonl(Path(row["run_path"]) / "curves.jsonl"):
                     curve_rows.append({**curve, "method": method, "number": trial.number, "state": row["state"]})
+                for logged in read_jsonl(Path(row["run_path"]) / "trainer_log.jsonl"):
+                    step_rows.append({**logged, "method": method, "number": trial.number, "state": row["state"],
+                                      "beta": row.get("beta")})
     trials = pd.DataFrame(rows)
     if not trials.empty:
         trials = trials.sort_values(["method", "number"], kind="stable").reset_index(drop=True)
@@ -190,7 +194,7 @@ def load(spec: StudySpec, storage_url: str, storage: BaseStorage | str | None = 
         spec=spec, storage_label=redact(storage_url), methods=list(spec.methods), studies=studies,
         study_attrs=study_attrs, trials=trials, curves=curves, best=best, base=base, base_lm_eval=base_lm,
         base_lm_eval_mean=base_lm_mean, env=_environment(trials, best),
-        spec_yaml=redact(str(first.get("spec_yaml") or spec_text(spec))), notes=notes,
+        spec_yaml=redact(str(first.get("spec_yaml") or spec_text(spec))), notes=notes, steps=pd.DataFrame(step_rows),
     )
     if len(studies) >= 2:
         from prefstudy.report.compare import compare

@@ -7,6 +7,7 @@ from markupsafe import Markup
 
 from prefstudy.report import data as rd
 from prefstudy.report import figures as fg
+from prefstudy.report.figures_steps import train_loss
 from prefstudy.report.html import (
     Section,
     Text,
@@ -31,9 +32,10 @@ def overfitting(d: rd.ReportData) -> Section:
                 f"From each trial's curves.jsonl: where val accuracy peaked and how much was lost by the final step; "
                 f"train vs val accuracy for the three best trials of each method; the generalization gap (train − "
                 f"val) against β and learning rate; and on val the chosen log-ratio (negative = the preferred answer "
-                f"became less likely than under the reference), the margin and the KL proxy over steps. Every eval "
-                f"point, the base model at step 0 included, scores the same first {ev.val_subset} val pairs for the "
-                f"curves (the final step also scores every split in full).")
+                f"became less likely than under the reference), the margin and the KL proxy over steps; last, TRL's "
+                f"training loss at every optimizer step (trainer_log.jsonl). Every eval point, the base model at "
+                f"step 0 included, scores the same first {ev.val_subset} val pairs for the curves (the final step "
+                f"also scores every split in full).")
     pk = rd.peaks(d)
     if pk.empty:
         s.verdict.append("No curves of complete trials found in the run directories.")
@@ -69,6 +71,11 @@ def overfitting(d: rd.ReportData) -> Section:
         s.verdict.append(text(name(m), line + "."))
     s.body += [figure(fg.peaks(pk, d.methods), "fig-peaks"), figure(fg.train_val(d), "fig-trainval"),
                figure(fg.gap(d), "fig-gap"), figure(fg.dynamics(d), "fig-dynamics")]
+    if not d.steps.empty and "loss" in d.steps:
+        s.body.append(figure(train_loss(d), "fig-train-loss"))
+    else:
+        s.body.append(missing("per-step training loss: no trainer_log.jsonl in the run directories (trials that "
+                              "ran before it was kept)"))
     return s
 
 

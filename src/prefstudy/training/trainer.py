@@ -1,9 +1,6 @@
-"""One trial's training: TRL's DPOTrainer on a fresh LoRA adapter over the shared base model.
-
-A fresh, seeded LoRA adapter is put on the shared base model, trained with TRL's DPOTrainer reading the cached
-reference log-probs, scored on our own held-out metrics at each eval step, and removed again in ``finally`` so a
-failed trial leaves no LoRA layers behind.
-"""
+"""One trial's training: a fresh, seeded LoRA adapter on the shared base model, trained with TRL's DPOTrainer reading
+the cached reference log-probs, scored on our own held-out metrics at each eval step, and removed again in
+``finally`` so a failed trial leaves no LoRA layers behind."""
 
 from __future__ import annotations
 
@@ -28,8 +25,7 @@ from prefstudy.training.adapter_check import check_adapter_applied
 from prefstudy.training.faults import NonFiniteLoss
 from prefstudy.training.trl_seams import CachedRefDPOTrainer, PackedPreferenceCollator
 
-# Paged optimizers page their state to CPU memory under GPU memory pressure; on the CPU their plain twins do the
-# same update (bitsandbytes' 32-bit AdamW is AdamW).
+# Paged optimizers page their state to CPU memory under GPU pressure; on the CPU their plain twins do the same update.
 UNPAGED = {"paged_adamw_32bit": "adamw_torch", "paged_adamw": "adamw_torch", "paged_adamw_8bit": "adamw_bnb_8bit",
            "paged_lion_32bit": "lion_32bit", "paged_lion_8bit": "lion_8bit"}
 
@@ -132,8 +128,11 @@ class _Evaluator:
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                logs: dict[str, Any] | None = None, **_: Any) -> None:
-        """Stop at the first NaN/infinite training loss instead of training on garbage until the next eval."""
+        """TRL's per-step log (loss, grad norm, rewards/*, logps/*) to trainer_log.jsonl; stop at the first
+        NaN/infinite training loss instead of training on garbage until the next eval."""
         loss = (logs or {}).get("loss")
+        if logs and loss is not None:
+            append_jsonl(self.run_dir / "trainer_log.jsonl", {"step": state.global_step, **logs})
         if isinstance(loss, (int, float)) and not math.isfinite(loss):
             raise NonFiniteLoss(f"training loss is {loss} at step {state.global_step}")
 

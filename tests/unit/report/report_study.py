@@ -58,6 +58,8 @@ def _curves(run_dir: Path, vals: list[float]) -> None:
         rows.append({"step": step, "final": step == 6, "objective": v, "val/accuracy": v, "train/accuracy": 0.9,
                      "val/chosen_log_ratio": -0.1 * step, "val/margin": 0.2 * step, "val/kl_proxy": 0.001 * step})
     (run_dir / "curves.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run_dir / "trainer_log.jsonl").write_text("".join(
+        json.dumps({"step": step, "loss": 1.0 / step, "grad_norm": 0.5}) + "\n" for step in range(1, 7)))
 
 
 def make_study(tmp_path: Path, lm_eval: bool = True, *, name: str | None = None,

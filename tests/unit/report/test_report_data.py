@@ -29,6 +29,13 @@ def test_the_lr_profile_section_says_what_to_run_and_keeps_the_clipped_steps(bui
     assert "1 of 6 trials clipped every step: those ran normalized gradient descent" in page
 
 
+def test_per_step_training_loss_is_loaded_and_drawn(built) -> None:
+    data, page = built
+    steps = data.steps[(data.steps["method"] == "dpo") & (data.steps["number"] == 1)]
+    assert list(steps["step"]) == [1, 2, 3, 4, 5, 6] and steps["loss"].iloc[1] == pytest.approx(0.5)
+    assert 'id="fig-train-loss"' in page and "IPO's floor" in page
+
+
 def test_peak_step_and_drop_from_curves(built) -> None:
     data, page = built
     peaks = rd.peaks(data).set_index(["method", "number"])
