@@ -69,7 +69,7 @@ def test_an_interrupted_grid_resumes_with_workers_and_a_last_call_redoes_nothing
         for t in trials:
             folder = Path(t.user_attrs["run_dir"])
             row = json.loads((folder / "pairs.jsonl").read_text().splitlines()[-1])
-            assert len(row["val"]) == 8 and len(row["test"]) == 8  # all of val, lr_profile.test_pairs of test
+            assert len(row["val"]) == 8 and len(row["test"]) == 6  # all of val, lr_profile.test_pairs of test
             capability = t.user_attrs["stage_capability"]
             assert capability == (t.user_attrs["stage_slot"] == 0 and t.user_attrs["stage_seed"] == 1)
             assert (folder / "lm_eval.json").is_file() == capability and ("generated" in row) == capability
@@ -96,7 +96,7 @@ def test_dry_run_prints_the_stage_cost(tmp_path: Path) -> None:
                              "lr-profile"], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "stage lr-profile: 28 runs = 2 methods x (6 learning rates" in result.stdout
-    assert "per run: 4 optimizer steps" in result.stdout and "8 val + 8 test pairs" in result.stdout
+    assert "per run: 4 optimizer steps" in result.stdout and "8 val + 6 test pairs" in result.stdout
 
 
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="kaleido needs chromium (apt-get install chromium)")

@@ -138,9 +138,11 @@ def derived_metrics(final: dict[str, dict[str, float]], arrays: dict[str, Arrays
 
 def heldout_test_metrics(arrays: dict[str, Arrays], prepared: Prepared, metric: str = "accuracy") -> dict[str, float]:
     """The test value's 95% Wilson interval and the paired gain over the base model on the same test pairs
-    (``power.paired_difference``: the per-pair t interval, coverage checked by simulation), in ``metric``."""
+    (``power.paired_difference``: the per-pair t interval, coverage checked by simulation), in ``metric``. A run
+    that scored a subset of test (an lr-profile run) scored its first rows: the base is read on the same rows."""
     test_wins = metric_wins(arrays["test"], metric)
-    paired = paired_difference(test_wins, metric_wins(prepared.ref["test"], metric))  # t over pairs (one seed)
+    base = metric_wins(prepared.ref["test"], metric)[: len(test_wins)]
+    paired = paired_difference(test_wins, base)  # t over pairs (one seed)
     test_ci = wilson_interval(float(test_wins.sum()), len(test_wins))
     return {
         "test_accuracy_ci_low": test_ci[0], "test_accuracy_ci_high": test_ci[1],

@@ -115,6 +115,17 @@ def test_a_trials_accuracy_intervals_are_wilson() -> None:
     assert out["test_gain_vs_base"] == pytest.approx(0.5)  # 1.5/3 against the base's 0/3
 
 
+def test_a_test_subset_is_compared_with_the_base_on_the_same_first_rows() -> None:
+    """An lr-profile run scores the first 2 of 4 test pairs: the base's first 2 (both lost) are the comparison, not
+    all 4 (two of them won): gain 1.0, not a shape error."""
+    from prefstudy.evaluation.heldout import Prepared, heldout_test_metrics
+
+    arrays = {"test": {"chosen": np.array([0.0, 0.0]), "rejected": np.array([-1.0, -1.0])}}
+    ref = {"test": {"chosen": np.array([0.0, 0, 0, 0]), "rejected": np.array([1.0, 1, -1, -1])}}
+    out = heldout_test_metrics(arrays, Prepared(tokenized={}, ref=ref, fingerprint="x"))
+    assert out["test_gain_vs_base"] == pytest.approx(1.0)
+
+
 def test_a_trials_intervals_follow_the_spec_metric() -> None:
     """accuracy_per_token: chosen -4 over 4 tokens (-1 a token) beats rejected -3 over 1 token; summed, it loses."""
     from prefstudy.evaluation.heldout import Prepared, derived_metrics
