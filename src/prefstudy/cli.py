@@ -30,6 +30,7 @@ EPILOG = """examples:
   python -m prefstudy study study/default.yaml --stage lr-profile  # + claim (b): learning-rate grid -> claims.json
   python -m prefstudy summary study/default.yaml
   python -m prefstudy rerun default/dpo 3                        # re-train trial 3, compare its curves
+  python -m prefstudy export default/ipo --best                  # adapter, model card, trl_dpo.yaml -> exports/
   python -m prefstudy report study/default.yaml                  # reports/default/index.html
   python -m prefstudy dashboard study/default.yaml --port 8080   # binds 127.0.0.1 unless --host says otherwise
 
@@ -94,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/<name>/optuna.db)")
     again.add_argument("--tolerance", type=float, default=1e-6, help="largest allowed difference (default 1e-6)")
     again.add_argument("--verbose", action="store_true", help="show other libraries' output on the terminal")
+    out = commands.add_parser("export", help="a finished trial's adapter, model card and trl dpo config",
+                              description="write exports/<name>-<method>/: the trial's adapter, a model card and "
+                                          "trl_dpo.yaml for TRL's own `trl dpo --config` (docs/export.md)")
+    out.add_argument("study", help="study name, e.g. default/ipo")
+    pick = out.add_mutually_exclusive_group()
+    pick.add_argument("--trial", type=int, default=None, help="trial number")
+    pick.add_argument("--best", action="store_true", help="the best trial (chosen on val; the default)")
+    out.add_argument("--merge", action="store_true", help="also write merged weights (non-quantized base only)")
+    out.add_argument("--out", type=Path, default=Path("exports"), help="parent folder (default exports/)")
+    out.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/<name>/optuna.db)")
     tasks = commands.add_parser("tasks", help="write prefstudy's lm-eval tasks to a folder for lm_eval's own CLI",
                                 description="copy prefstudy's offline lm-eval tasks to OUT with absolute data paths, "
                                             "for `lm_eval run --include_path OUT --tasks prefstudy_arith ...`")
@@ -124,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "rerun":
         return _rerun(args.study, args.trial, args.storage, args.tolerance, args.verbose)
+    if args.command == "export":
+        return _export(args)
     spec_arg, overrides = _split_spec_and_overrides(args.args)
     spec_path = str(find_spec(spec_arg))
     try:
@@ -162,6 +175,22 @@ def main(argv: list[str] | None = None) -> int:
                             command=command, stage=args.stage)
     return _run_guarded(args.command, spec, storage_url, args.verbose, confirm=getattr(args, "confirm", False),
                         role=role, stage=getattr(args, "stage", None))
+
+
+def _export(args: argparse.Namespace) -> int:
+    from prefstudy.core.console import error
+    from prefstudy.core.secrets import redact
+    from prefstudy.export import export
+    from prefstudy.spec import SpecError
+
+    try:
+        folder = export(args.study, args.trial, args.storage, args.out, args.merge)
+    except SpecError as exc:
+        error(f"error: {redact(str(exc))}")
+        return 2
+    print(f"exported: {folder} (adapter/, README.md, trl_dpo.yaml" + (", merged/" if args.merge else "") + ")")
+    print(f"train it again with TRL's CLI: trl dpo --config {folder / 'trl_dpo.yaml'}")
+    return 0
 
 
 def _rerun(study: str, trial: int, storage: str | None, tolerance: float, verbose: bool) -> int:

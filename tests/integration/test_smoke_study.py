@@ -392,3 +392,41 @@ def test_a_per_token_study_uses_its_metric_in_every_stored_and_printed_number(tm
     assert exploratory["mde"] == pytest.approx(hand["mde"])
     assert f"{hand['estimate']:+.3f} [95% {hand['ci_low']:+.3f}, {hand['ci_high']:+.3f}]" in result.stdout
     assert "primary: confirmation DPO − IPO, test accuracy_per_token: not yet measured" in result.stdout
+
+
+def test_export_writes_the_winner_for_trls_own_cli_and_merges_it(smoke_run, tmp_path: Path) -> None:
+    """``prefstudy export smoke/dpo --best --merge``: the adapter, a model card, a trl_dpo.yaml that TRL's own
+    ``trl dpo`` parser (scripts/dpo.py make_parser, parse_args_and_config) reads back value for value, and merged
+    weights whose log-probs equal the adapter model's."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    from trl.scripts.dpo import make_parser
+
+    runs, storage, result = smoke_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    done = run_cli("export", "smoke/dpo", "--best", "--merge", "--storage", storage, "--out", str(tmp_path),
+                   cwd=runs.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = tmp_path / "smoke-dpo"
+    best = best_trial(optuna.load_study(study_name="smoke/dpo", storage=storage))
+    assert (folder / "adapter" / "adapter_config.json").is_file() and (folder / "merged" / "config.json").is_file()
+    card = (folder / "README.md").read_text()
+    assert f"trial {best.number}" in card and "val accuracy" in card and "[95%" in card and "merge_and_unload" in card
+    script, dpo, model, data = make_parser().parse_args_and_config(["--config", str(folder / "trl_dpo.yaml")])
+    assert dpo.loss_type == ["sigmoid"] and dpo.beta == pytest.approx(best.params["beta"])
+    assert dpo.learning_rate == pytest.approx(best.params["learning_rate"])
+    assert (dpo.max_steps, dpo.per_device_train_batch_size, dpo.max_length) == (4, 4, 256)
+    assert dpo.seed == json.loads((Path(best.user_attrs["run_dir"]) / "config.json").read_text())["seed"]
+    assert (model.use_peft, model.lora_r, model.lora_alpha, model.load_in_4bit) == (True, 4, 8, False)
+    assert Path(data.datasets[0].data_files).is_file() and data.datasets[0].path == "json"
+    assert Path(model.model_name_or_path, "config.json").is_file()  # the built tiny model's local folder
+    ids = torch.tensor([[1, 5, 9, 13, 17, 21]])
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model.model_name_or_path),
+                                        str(folder / "adapter"))
+    merged = AutoModelForCausalLM.from_pretrained(str(folder / "merged"))
+    with torch.no_grad():
+        a, m = adapted(ids).logits.log_softmax(-1), merged(ids).logits.log_softmax(-1)
+    assert torch.allclose(a, m, atol=1e-4)
+    assert not torch.allclose(a, AutoModelForCausalLM.from_pretrained(model.model_name_or_path)(ids).logits
+                              .log_softmax(-1), atol=1e-6)  # the adapter changed something
