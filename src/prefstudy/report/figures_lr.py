@@ -40,6 +40,7 @@ def profile(all_runs: dict[str, Any], delta: float, n_boot: int = 300) -> go.Fig
         val, x = runs.values["val"], np.log10(runs.lrs)
         mean, low, high = band(val)
         fig.add_trace(go.Scatter(x=runs.lrs + runs.lrs[::-1], y=list(high) + list(low[::-1]), fill="toself",
+                                 mode="lines",
                                  fillcolor=_rgba(c, 0.15), line={"width": 0}, hoverinfo="skip", showlegend=False),
                       row=1, col=col)
         fig.add_trace(go.Scatter(x=runs.lrs, y=mean, mode="lines+markers", line={"color": c},
