@@ -19,7 +19,7 @@ from support import SMOKE, cli_env
 
 pytestmark = pytest.mark.slow
 
-ARGS = ["search.n_trials=1"]
+ARGS = ["search.n_trials=1", "lr_profile.betas={dpo: 0.1, ipo: 0.5}"]  # fixed: two candidates each
 KEYS = {"id", "statistic", "estimate", "ci_low", "ci_high", "mde", "verdict", "secondary"}
 
 

@@ -88,6 +88,9 @@ def test_the_spec_refuses_a_design_without_a_slope() -> None:
         load_spec(SMOKE, ["drift.betas={kto: [0.1, 0.2, 0.3]}"])
 
 
+BETAS = "lr_profile.betas={dpo: 0.1, ipo: 0.5}"
+
+
 def test_the_lr_profile_grid_reaches_past_the_search_range() -> None:
     spec = load_spec(SMOKE)  # learning_rate 1e-4 .. 1e-3, extend [2, 4]: 5e-5 .. 4e-3, 6 points
     lrs = stages.profile_learning_rates(spec)
@@ -102,7 +105,7 @@ def test_the_lr_profile_grid_reaches_past_the_search_range() -> None:
 
 
 def test_the_lr_profile_design_tunes_beta_at_the_highest_learning_rates() -> None:
-    spec = load_spec(SMOKE, ["lr_profile.retune_points=2"])  # betas dpo 0.1, ipo 0.5; seeds [1, 2]
+    spec = load_spec(SMOKE, ["lr_profile.retune_points=2", BETAS])  # seeds [1, 2]
     runs = stages.design(spec, "lr-profile", {})
     lrs = stages.profile_learning_rates(spec)
     dpo = runs["dpo"]
@@ -121,7 +124,7 @@ def test_the_lr_profile_design_tunes_beta_at_the_highest_learning_rates() -> Non
 
 
 def test_lr_profile_enqueue_resumes_and_counts_a_diverged_run_as_done() -> None:
-    spec = load_spec(SMOKE)
+    spec = load_spec(SMOKE, [BETAS])
     storage = optuna.storages.InMemoryStorage()
     created = stages.create(spec, storage, {}, "lr-profile")
     assert {m: todo for m, (_, todo) in created.items()} == {"dpo": 14, "ipo": 14}  # 6 x 2 seeds + 2 re-tuned
