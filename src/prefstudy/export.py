@@ -64,19 +64,11 @@ def trl_dpo_config(spec: StudySpec, loss_type: str, params: dict[str, float], se
 def _trial(study_name: str, number: int | None,
            storage_url: str | None) -> tuple[Any, Path, dict[str, Any], dict[str, Any]]:
     """(trial, run directory, config.json, its attributes with the test/OOD numbers scored after the search)."""
-    import optuna
-
     from prefstudy.search.chosen import trial_attrs
     from prefstudy.search.selection import best_trial
+    from prefstudy.search.storage import load_named_study
 
-    url = storage_url or f"sqlite:///runs/{study_name.split('/')[0]}/optuna.db"
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise SpecError(f"no storage at {redact(url)}; pass --storage URL")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=url)
-    except KeyError:
-        raise SpecError(f"no study '{study_name}' in the storage (names look like <name>/<method>)") from None
+    study = load_named_study(study_name, storage_url)
     if number is None:
         trial = best_trial(study)
         if trial is None:

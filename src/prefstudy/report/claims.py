@@ -19,16 +19,7 @@ import numpy as np
 
 from prefstudy.evaluation import drift as dr
 from prefstudy.evaluation.clustered import tost
-from prefstudy.report.stage_runs import (
-    Secondaries,
-    entry_of,
-    finite,
-    new_entry,
-    no_roles_reason,
-    roles,
-    run_folder,
-    stage_trials,
-)
+from prefstudy.report import stage_runs as sr
 from prefstudy.spec import StudySpec
 
 CLAIM_A = ("With deterministic preferences DPO keeps drifting from the reference whatever beta is, while IPO "
@@ -54,8 +45,8 @@ def load_drift(spec: StudySpec, storage: Any) -> dict[str, MethodRuns]:
     seeds = list(spec.drift.seeds)
     out: dict[str, MethodRuns] = {}
     for method, m in spec.methods.items():
-        trials = stage_trials(spec, storage, method, "drift")
-        loaded = [(t, _rows(run_folder(spec, method, "drift", t))) for t in trials]
+        trials = sr.stage_trials(spec, storage, method, "drift")
+        loaded = [(t, sr.read_rows(sr.run_folder(spec, method, "drift", t))) for t in trials]
         loaded = [(t, rows) for t, rows in loaded if rows and int(t.user_attrs["stage_seed"]) in seeds]
         if not loaded:
             continue
@@ -85,13 +76,12 @@ def load_drift(spec: StudySpec, storage: Any) -> dict[str, MethodRuns]:
 def drift_claim(spec: StudySpec, runs: dict[str, MethodRuns]) -> dict[str, Any]:
     """The ``drift`` entry of claims.json (module docstring); 'inconclusive' with a reason when data are missing."""
     d = spec.drift
-    entry = new_entry("drift", CLAIM_A,
+    entry = sr.new_entry("drift", CLAIM_A,
                       "slope(IPO) - slope(DPO) of log(final drift) against log(beta); drift = KL proxy on the val "
                       "chosen answers (0.5 * mean squared per-token log-ratio), mean over pairs, log averaged over "
                       "seeds; 95% t interval clustered over seeds and pairs")
-    pair = roles(runs)
+    pair = sr.ipo_and_dpo(runs, entry, "drift")
     if pair is None:
-        entry["reason"] = no_roles_reason("drift")
         return entry
     ipo, dpo = pair
     a, b = runs[ipo], runs[dpo]
@@ -107,10 +97,10 @@ def drift_claim(spec: StudySpec, runs: dict[str, MethodRuns]) -> dict[str, Any]:
     verdict = dr.verdict(diff, slopes[ipo].estimate)
     se, df = slopes[dpo].se, slopes[dpo].df
     flat, p_flat = tost(slopes[dpo].estimate, se, df, d.flat_margin)
-    entry.update({"estimate": finite(diff.estimate), "ci_low": finite(diff.ci_low), "ci_high": finite(diff.ci_high),
-                  "mde": finite(diff.mde), "p_value": finite(diff.p_value), "df": finite(diff.df), "verdict": verdict,
-                  "slopes": {m: entry_of(f"{m} slope of log drift vs log beta", e) for m, e in slopes.items()},
-                  "dpo_flat": {"margin": d.flat_margin, "equivalent": bool(flat), "p_tost": finite(p_flat),
+    entry.update({k: sr.finite(getattr(diff, k)) for k in ("estimate", "ci_low", "ci_high", "mde", "p_value", "df")})
+    entry.update({"verdict": verdict,
+                  "slopes": {m: sr.entry_of(f"{m} slope of log drift vs log beta", e) for m, e in slopes.items()},
+                  "dpo_flat": {"margin": d.flat_margin, "equivalent": bool(flat), "p_tost": sr.finite(p_flat),
                                "rule": f"DPO's slope within +-{d.flat_margin} (TOST, 5%)"},
                   "methods": {"ipo": ipo, "dpo": dpo}})
     entry["secondary"] = secondary(spec, a, b, logs, ipo, dpo)
@@ -121,7 +111,7 @@ def secondary(spec: StudySpec, a: MethodRuns, b: MethodRuns, logs: dict[str, np.
               dpo: str) -> list[dict[str, Any]]:
     """The claim's secondary statistics (unadjusted here; Holm-adjusted in the study's family)."""
     d = spec.drift
-    out = Secondaries(d.n_boot, spec.seed)
+    out = sr.Secondaries(d.n_boot, spec.seed)
     add = out.add
 
     margin = {ipo: a.values["margin_per_token"][:, -1], dpo: b.values["margin_per_token"][:, -1]}
@@ -189,8 +179,3 @@ def write(entries: list[dict[str, Any]], out_dir: Path) -> Path:
     tmp.replace(path)
     return path
 
-
-def _rows(folder: Path | None) -> list[dict[str, Any]]:
-    from prefstudy.core.rundir import read_jsonl
-
-    return read_jsonl(folder / "pairs.jsonl") if folder is not None else []

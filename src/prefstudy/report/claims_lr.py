@@ -14,15 +14,7 @@ import numpy as np
 from prefstudy.evaluation import drift as dr
 from prefstudy.evaluation import lr_profile as lp
 from prefstudy.evaluation.clustered import clustered
-from prefstudy.report.stage_runs import (
-    Secondaries,
-    finite,
-    new_entry,
-    no_roles_reason,
-    roles,
-    run_folder,
-    stage_trials,
-)
+from prefstudy.report import stage_runs as sr
 from prefstudy.spec import StudySpec
 
 CLAIM_B = ("IPO tolerates higher learning rates than DPO if beta is tuned with it: its val accuracy stays within "
@@ -67,7 +59,7 @@ def load_profile(spec: StudySpec, storage: Any) -> dict[str, ProfileRuns]:
     seeds = list(spec.lr_profile.seeds)
     out: dict[str, ProfileRuns] = {}
     for method, m in spec.methods.items():
-        trials = [t for t in stage_trials(spec, storage, method, "lr-profile")
+        trials = [t for t in sr.stage_trials(spec, storage, method, "lr-profile")
                   if int(t.user_attrs["stage_seed"]) in seeds]
         if not trials:
             continue
@@ -86,8 +78,8 @@ def load_profile(spec: StudySpec, storage: Any) -> dict[str, ProfileRuns]:
                 runs.diverged.append((lrs[i], runs.betas[k] or 0.0, seeds[s]))
                 pending.append((i, k, s))
                 continue
-            folder = run_folder(spec, method, "lr-profile", t)
-            rows = [] if folder is None else _read_rows(folder)
+            folder = sr.run_folder(spec, method, "lr-profile", t)
+            rows = sr.read_rows(folder)
             if not rows:
                 continue
             for key in lp.KEYS:
@@ -113,12 +105,6 @@ def load_profile(spec: StudySpec, storage: Any) -> dict[str, ProfileRuns]:
     return out
 
 
-def _read_rows(folder: Path) -> list[dict[str, Any]]:
-    from prefstudy.core.rundir import read_jsonl
-
-    return read_jsonl(folder / "pairs.jsonl") if (folder / "pairs.jsonl").is_file() else []
-
-
 def method_summary(spec: StudySpec, runs: ProfileRuns) -> dict[str, Any]:
     """Peak and degradation per method, re-tuned and at fixed beta, with test accuracy at them."""
     p, x = spec.lr_profile, np.log10(runs.lrs)
@@ -134,17 +120,17 @@ def method_summary(spec: StudySpec, runs: ProfileRuns) -> dict[str, Any]:
         peak = int(np.argmax(v)) if np.isfinite(v).all() else None
         est = clustered(lp.one_degradation(list(x), "v", p.delta, retune), {"v": val}, n_boot=p.n_boot, seed=spec.seed)
         entry: dict[str, Any] = {
-            "val": [finite(a) for a in v], "beta_read": [runs.betas[int(k)] for k in slots],
-            "degradation_lr": finite(10 ** deg) if math.isfinite(deg) else None, "censored": censored,
-            "log10_degradation_lr": finite(deg), "ci_low": finite(est.ci_low), "ci_high": finite(est.ci_high),
+            "val": [sr.finite(a) for a in v], "beta_read": [runs.betas[int(k)] for k in slots],
+            "degradation_lr": sr.finite(10 ** deg) if math.isfinite(deg) else None, "censored": censored,
+            "log10_degradation_lr": sr.finite(deg), "ci_low": sr.finite(est.ci_low), "ci_high": sr.finite(est.ci_high),
             "peak_lr": runs.lrs[peak] if peak is not None else None,
-            "val_peak": finite(v[peak]) if peak is not None else None}
+            "val_peak": sr.finite(v[peak]) if peak is not None else None}
         if test is not None:
             t = lp.profile(test, retune, choose_on=val)
-            entry["test"] = [finite(a) for a in t]
+            entry["test"] = [sr.finite(a) for a in t]
             if peak is not None and math.isfinite(deg):
-                entry["test_at_peak"] = finite(t[peak])
-                entry["test_at_degradation"] = finite(lp.interpolate(x, t, deg))
+                entry["test_at_peak"] = sr.finite(t[peak])
+                entry["test_at_degradation"] = sr.finite(lp.interpolate(x, t, deg))
         out[label] = entry
     return out
 
@@ -152,14 +138,13 @@ def method_summary(spec: StudySpec, runs: ProfileRuns) -> dict[str, Any]:
 def lr_claim(spec: StudySpec, runs: dict[str, ProfileRuns]) -> dict[str, Any]:
     """The ``lr_tolerance`` entry of claims.json; 'inconclusive' with a reason when data are missing."""
     p = spec.lr_profile
-    entry = new_entry("lr_tolerance", CLAIM_B,
+    entry = sr.new_entry("lr_tolerance", CLAIM_B,
                       f"log10(IPO's degradation learning rate) - log10(DPO's), beta re-tuned per learning rate (in "
                       f"decades); degradation lr = the largest lr whose val accuracy stays within {p.delta:g} of the "
                       "method's val peak, interpolated in log lr; diverged runs count as degraded; 95% t interval "
                       "clustered over seeds and pairs")
-    pair = roles(runs)
+    pair = sr.ipo_and_dpo(runs, entry, "lr-profile")
     if pair is None:
-        entry["reason"] = no_roles_reason("lr-profile")
         return entry
     ipo, dpo = pair
     a, b = runs[ipo], runs[dpo]
@@ -174,7 +159,7 @@ def lr_claim(spec: StudySpec, runs: dict[str, ProfileRuns]) -> dict[str, Any]:
         entry["reason"] = "the stage is incomplete: a learning rate has no finished tuned-beta run"
         return entry
     diff = clustered(lp.degradation_difference(x, ipo, dpo, p.delta, True), data, n_boot=p.n_boot, seed=spec.seed)
-    entry.update({k: finite(getattr(diff, k)) for k in ("estimate", "ci_low", "ci_high", "mde", "p_value", "df")})
+    entry.update({k: sr.finite(getattr(diff, k)) for k in ("estimate", "ci_low", "ci_high", "mde", "p_value", "df")})
     entry.update({"verdict": lp.verdict(diff),
                   "censored": {m: entry["design"][m]["retuned"]["censored"] for m in (ipo, dpo)}})
     entry["secondary"] = secondary(spec, a, b, x, ipo, dpo)
@@ -185,7 +170,7 @@ def secondary(spec: StudySpec, a: ProfileRuns, b: ProfileRuns, x: list[float], i
               dpo: str) -> list[dict[str, Any]]:
     """The claim's secondary statistics (unadjusted here; Holm-adjusted in the study's family)."""
     p = spec.lr_profile
-    out = Secondaries(p.n_boot, spec.seed)
+    out = sr.Secondaries(p.n_boot, spec.seed)
     add = out.add
 
     add("lr tolerance at the fixed tuned beta: log10 deg lr(IPO) - log10 deg lr(DPO) (decades)",

@@ -11,7 +11,6 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from prefstudy.evaluation import lr_profile as lp
-from prefstudy.evaluation.clustered import clustered
 from prefstudy.report.figures import _rgba, color, label, style
 
 
@@ -29,9 +28,17 @@ def band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, mean - half, mean + half
 
 
-def profile(all_runs: dict[str, Any], delta: float, n_boot: int = 300) -> go.Figure:
+def intervals_of(entry: dict[str, Any] | None) -> dict[str, tuple[float | None, float | None]]:
+    """Method -> the log10 interval of its re-tuned degradation learning rate, from claims.json's lr_tolerance."""
+    design = (entry or {}).get("design", {})
+    return {m: (d.get("retuned", {}).get("ci_low"), d.get("retuned", {}).get("ci_high")) for m, d in design.items()}
+
+
+def profile(all_runs: dict[str, Any], delta: float,
+            intervals: dict[str, tuple[float | None, float | None]] | None = None) -> go.Figure:
     """One panel per method: val at the tuned beta (band), val with beta re-tuned, test with beta re-tuned, and the
-    degradation learning rate (diamond on the peak - delta line, with its clustered interval)."""
+    degradation learning rate (diamond on the peak - delta line, with its clustered interval from ``intervals``:
+    :func:`intervals_of` the claims.json entry, computed once there)."""
     methods = [m for m in all_runs if "val" in all_runs[m].values]
     fig = make_subplots(rows=1, cols=max(1, len(methods)), subplot_titles=[label(m) for m in methods],
                         horizontal_spacing=0.08)
@@ -54,10 +61,10 @@ def profile(all_runs: dict[str, Any], delta: float, n_boot: int = 300) -> go.Fig
                                      name=f"{label(method)} test, β re-tuned (chosen on val)"), row=1, col=col)
         deg, censored = lp.degradation_log_lr(x, retuned, delta)
         if math.isfinite(deg):
-            est = clustered(lp.one_degradation(list(x), "v", delta, True), {"v": val}, n_boot=n_boot)
+            ci_low, ci_high = (intervals or {}).get(method, (None, None))
             y = float(np.nanmax(retuned)) - delta
-            err = {"type": "data", "symmetric": False, "array": [10 ** est.ci_high - 10 ** deg],
-                   "arrayminus": [10 ** deg - 10 ** est.ci_low]} if math.isfinite(est.se) else None
+            err = {"type": "data", "symmetric": False, "array": [10 ** ci_high - 10 ** deg],
+                   "arrayminus": [10 ** deg - 10 ** ci_low]} if ci_low is not None and ci_high is not None else None
             fig.add_trace(go.Scatter(x=[10 ** deg], y=[y], mode="markers", error_x=err,
                                      marker={"symbol": "diamond", "size": 12, "color": c},
                                      name=f"{label(method)} degradation lr{' (censored: >=)' if censored else ''}"),

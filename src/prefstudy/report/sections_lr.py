@@ -62,7 +62,7 @@ def lr_profile(d: rd.ReportData) -> Section:
                 "trials clipped every step" + (f": those ran normalized gradient descent (every gradient rescaled to "
                                                f"norm {max_norm:g})." if every else ".")))
     if d.profile_runs:
-        s.body.append(figure(fl.profile(d.profile_runs, delta), "fig-lr-profile"))
+        s.body.append(figure(fl.profile(d.profile_runs, delta, fl.intervals_of(entry)), "fig-lr-profile"))
         if any(any(v is not None for v in r.lm_eval_mean) for r in d.profile_runs.values()):
             s.body.append(figure(fl.lm_eval(d.profile_runs), "fig-lr-lm-eval"))
     return s

@@ -33,6 +33,21 @@ def run_folder(spec: StudySpec, method: str, stage: str, trial: Any) -> Path | N
     return None
 
 
+def read_rows(folder: Path | None) -> list[dict[str, Any]]:
+    """A stage run's ``pairs.jsonl`` rows ([] without a folder)."""
+    from prefstudy.core.rundir import read_jsonl
+
+    return read_jsonl(folder / "pairs.jsonl") if folder is not None else []
+
+
+def ipo_and_dpo(runs: dict[str, Any], entry: dict[str, Any], stage: str) -> tuple[str, str] | None:
+    """:func:`roles`, or None with the entry's reason set to what to run."""
+    pair = roles(runs)
+    if pair is None:
+        entry["reason"] = no_roles_reason(stage)
+    return pair
+
+
 def entry_of(name: str, est: ClusteredEstimate, **extra: Any) -> dict[str, Any]:
     """One statistic with its clustered interval, as a claims.json row."""
     values = {k: finite(getattr(est, k)) for k in ("estimate", "ci_low", "ci_high", "mde", "p_value", "df")}

@@ -41,16 +41,9 @@ def curve_differences(original: list[dict[str, Any]], again: list[dict[str, Any]
 
 def locate(study_name: str, number: int, storage_url: str | None) -> tuple[Path, dict[str, Any], dict[str, Any]]:
     """(run_dir, config.json, metrics.json) of a trial; SpecError when the study, trial or files are missing."""
-    import optuna
+    from prefstudy.search.storage import load_named_study
 
-    url = storage_url or f"sqlite:///runs/{study_name.split('/')[0]}/optuna.db"
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise SpecError(f"no storage at {url}; pass --storage URL")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=url)
-    except KeyError:
-        raise SpecError(f"no study '{study_name}' in the storage (names look like <name>/<method>)") from None
+    study = load_named_study(study_name, storage_url)
     trials = [t for t in study.get_trials(deepcopy=False) if t.number == number]
     if not trials:
         raise SpecError(f"study '{study_name}' has no trial {number}")

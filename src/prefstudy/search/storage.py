@@ -164,3 +164,16 @@ def top_up(study: optuna.Study, runs: list[tuple[Any, dict[str, float], dict[str
             study.enqueue_trial(dict(params), user_attrs=attrs)
             covered.add(key)
     return todo
+
+
+def load_named_study(study_name: str, storage_url: str | None) -> optuna.Study:
+    """A study by name (``<name>/<method>[/<stage>]``) from ``storage_url``, default ``sqlite:///runs/<name>/
+    optuna.db``; SpecError when the storage or the study is missing (``rerun``, ``export``)."""
+    url = storage_url or f"sqlite:///runs/{study_name.split('/')[0]}/optuna.db"
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise SpecError(f"no storage at {redact(url)}; pass --storage URL")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.load_study(study_name=study_name, storage=url)
+    except KeyError:
+        raise SpecError(f"no study '{study_name}' in the storage (names look like <name>/<method>)") from None
