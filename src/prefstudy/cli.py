@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                              help="N worker processes on this machine, one GPU each when there are GPUs "
                                   "(default workers.count of the spec, 1)")
             sub.add_argument("--role", choices=("search", "confirm", *STAGES), help=argparse.SUPPRESS)  # --workers
+            sub.add_argument("--needs", action="store_true", help=argparse.SUPPRESS)  # nox: the extras the spec needs
             sub.add_argument("--stage", choices=STAGES, default=None,
                              help="after the search (run first if needed), a fixed-design stage: 'drift' tests "
                                   "claim (a), a beta grid per method in long runs; 'lr-profile' tests claim (b), a "
@@ -113,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("target", nargs="?", default=DEFAULT_SPEC, help=f"spec file or storage URL ({DEFAULT_SPEC})")
     dash.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     dash.add_argument("--port", type=int, default=8080)
+    board = commands.add_parser("tensorboard", help="serve TensorBoard over a spec's run directories")
+    board.add_argument("target", nargs="?", default=DEFAULT_SPEC, help=f"spec file ({DEFAULT_SPEC})")
+    board.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    board.add_argument("--port", type=int, default=6006)
     return parser
 
 
@@ -120,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)  # overrides may come after options too
     stray = any("=" not in item or item.startswith("-") for item in extra)
-    if extra and (args.command in ("dashboard", "tasks") or stray):
+    if extra and (args.command in ("dashboard", "tasks", "tensorboard") or stray):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.args = [*args.args, *extra]
@@ -128,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "dashboard":
         return _dashboard(args.target, args.host, args.port)
+    if args.command == "tensorboard":
+        return _tensorboard(args.target, args.host, args.port)
     if args.command == "tasks":
         from prefstudy.evaluation.lmeval import export_tasks
 
@@ -146,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "validate":
         print(spec_text(spec), end="")
+        return 0
+    if getattr(args, "needs", False):  # noxfile's study session installs requirements-tracking.lock for these
+        print("tracking" if spec.tracking.tensorboard or spec.tracking.mlflow is not None else "")
         return 0
     if getattr(args, "dry_run", False):
         from prefstudy.plan import build_plan, format_plan
@@ -205,6 +215,18 @@ def _rerun(study: str, trial: int, storage: str | None, tolerance: float, verbos
     except SpecError as exc:
         error(f"error: {redact(str(exc))}")
         return 2
+
+
+def _tensorboard(target: str, host: str, port: int) -> int:
+    from prefstudy.spec import SpecError, load_spec
+    from prefstudy.tracking.serve import serve_tensorboard
+
+    try:
+        spec = load_spec(find_spec(target))
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return serve_tensorboard(spec.run_root(), host, port)
 
 
 def _dashboard(target: str, host: str, port: int) -> int:

@@ -16,7 +16,7 @@ from prefstudy.core.console import Log
 from prefstudy.core.secrets import redact
 from prefstudy.data.sources import DataError, PreferenceSplits, load_splits
 from prefstudy.models.loading import check_model, load_tokenizer_offline
-from prefstudy.spec import StudySpec
+from prefstudy.spec import SpecError, StudySpec
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -32,12 +32,23 @@ def check_inputs(spec: StudySpec, storage_url: str, log: Log | None = None) -> P
     Raises DataError, ModelError or StorageError (the exceptions the CLI maps to exit code 2), each one line.
     """
     url = parse_storage_url(storage_url)
+    check_trackers(spec)
     check_model(spec.model)
     splits = load_splits(spec.data)
     check_not_empty(spec, splits)
     check_storage(storage_url, url)
     check_lengths(spec, splits, log)
     return splits
+
+
+def check_trackers(spec: StudySpec) -> None:
+    """Every tracker the spec turns on is installed (they are optional extras), before any model loads."""
+    from prefstudy.tracking.trial import missing_modules
+
+    missing = missing_modules(spec)
+    if missing:
+        raise SpecError(f"tracking: not installed: {'; '.join(missing)}. `nox -s study` installs TensorBoard and "
+                         f"MLflow itself when the spec turns them on")
 
 
 def _one_line(text: str) -> str:

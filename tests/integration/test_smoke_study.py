@@ -28,8 +28,9 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, subp
     command = Path(sys.executable).with_name("prefstudy")
     assert command.is_file(), f"the installed prefstudy command is missing: {command}"
     env = {k: v for k, v in cli_env().items() if k != "PYTHONPATH"}  # the installed package, not this checkout's src
-    result = subprocess.run([str(command), "study", "smoke"], cwd=work, env=env, capture_output=True, text=True,
-                            timeout=600)
+    tracking = ("tracking.tensorboard=true", "tracking.mlflow=local")  # the trackers mirror every trial (test_tracking)
+    result = subprocess.run([str(command), "study", "smoke", *tracking], cwd=work, env=env, capture_output=True,
+                            text=True, timeout=600)
     runs = work / "runs"
     return runs, f"sqlite:///{runs}/smoke/optuna.db", result
 
@@ -171,6 +172,60 @@ def test_run_directories_hold_config_env_curves_metrics_adapter(smoke_run) -> No
     assert sum(1 for _ in open(data / "ood.jsonl")) == 4
 
 
+def _first_trials(runs: Path) -> list[tuple[str, optuna.trial.FrozenTrial]]:
+    """The trials the fixture's tracked run trained (later tests top the studies up without trackers)."""
+    return [(m, t) for m in ("dpo", "ipo")
+            for t in optuna.load_study(study_name=f"smoke/{m}", storage=_storage(runs)).trials if t.number < 2]
+
+
+def test_tensorboard_reader_finds_every_trials_per_step_and_eval_scalars(smoke_run) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runs, _, _ = smoke_run
+    for method, trial in _first_trials(runs):
+        run_dir = Path(trial.user_attrs["run_dir"])
+        events = EventAccumulator(str(run_dir / "tensorboard"))
+        events.Reload()
+        logged = [json.loads(line) for line in (run_dir / "trainer_log.jsonl").read_text().splitlines()]
+        loss = events.Scalars("train/loss")
+        assert [s.step for s in loss] == [row["step"] for row in logged] == [1, 2, 3, 4], method
+        assert [s.value for s in loss] == pytest.approx([row["loss"] for row in logged], rel=1e-6)
+        assert [s.step for s in events.Scalars("train/grad_norm")] == [1, 2, 3, 4]
+        curves = [json.loads(line) for line in (run_dir / "curves.jsonl").read_text().splitlines()]
+        val = events.Scalars("eval/val/accuracy")
+        scored = [(r["step"], r["val/accuracy"]) for r in curves if "val/accuracy" in r]  # step 0: the base's curve
+        assert len(scored) == 2 and [s.step for s in val] == [step for step, _ in scored]
+        assert [s.value for s in val] == pytest.approx([value for _, value in scored])
+        assert [s.step for s in events.Scalars("eval/curve/val/accuracy")] == [r["step"] for r in curves]
+        assert events.Scalars("final/value")[-1].value == pytest.approx(trial.value)
+        assert "params/text_summary" in events.Tags()["tensors"]
+
+
+def test_mlflow_client_lists_one_run_per_trial_under_a_parent_per_study(smoke_run) -> None:
+    from mlflow.tracking import MlflowClient
+
+    runs, storage, _ = smoke_run
+    client = MlflowClient(tracking_uri=f"sqlite:///{runs}/smoke/mlflow.db")
+    experiment = client.get_experiment_by_name("smoke")
+    found = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
+    trials = _first_trials(runs)
+    assert set(found) == {"smoke/dpo", "smoke/ipo"} | {f"smoke/{m}/trial-{t.number}" for m, t in trials}
+    for method, trial in trials:
+        run = found[f"smoke/{method}/trial-{trial.number}"]
+        assert run.data.tags["mlflow.parentRunId"] == found[f"smoke/{method}"].info.run_id
+        assert run.info.status == "FINISHED" and run.data.tags["state"] == "COMPLETE"
+        assert run.data.tags["method"] == method and run.data.tags["seed"] == str(trial.user_attrs["seed"])
+        assert float(run.data.params["beta"]) == trial.params["beta"]
+        assert float(run.data.params["learning_rate"]) == trial.params["learning_rate"]
+        assert run.data.params["loss_type"] == ("sigmoid" if method == "dpo" else "ipo")
+        assert run.data.metrics["value"] == pytest.approx(trial.value)
+        assert run.data.metrics["lm_eval/mean"] == pytest.approx(trial.user_attrs["lm_eval/mean"])
+        history = client.get_metric_history(run.info.run_id, "train/loss")
+        assert sorted(m.step for m in history) == [1, 2, 3, 4]
+    assert not (runs.parent / "mlruns").exists()  # the local store keeps its artifact folder beside it
+    assert "optuna.db" not in json.dumps([run.data.params for run in found.values()])  # no storage URL
+
+
 def test_second_run_adds_no_trial_and_skips_loading(smoke_run) -> None:
     runs, storage, _ = smoke_run
     again = run_cli("study", "study/smoke.yaml", f"runs_dir={runs}", "--storage", storage)
@@ -238,6 +293,21 @@ def test_dashboard_serves_the_smoke_storage_on_loopback_with_notes(smoke_run) ->
         for address in others[:1]:  # not reachable on the machine's other addresses
             with pytest.raises(OSError):
                 urllib.request.urlopen(f"http://{address}:{port}/api/studies", timeout=2)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_tensorboard_command_serves_the_run_directories_on_loopback(smoke_run) -> None:
+    runs, _, _ = smoke_run
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "prefstudy", "tensorboard", "smoke", "--port", str(port)],
+                              cwd=runs.parent, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    try:
+        names = wait_for_json(f"http://127.0.0.1:{port}/data/runs", attempts=120)
+        assert names is not None, "tensorboard did not answer"
+        assert {"dpo/trial-0000/tensorboard", "ipo/trial-0001/tensorboard"} <= set(names)
     finally:
         server.terminate()
         server.wait(timeout=10)

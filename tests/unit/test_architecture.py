@@ -15,7 +15,7 @@ LAYERS = {
     "core": 0, "spec": 0,
     "data": 1, "models": 1,
     "evaluation": 2,
-    "training": 3,
+    "training": 3, "tracking": 3,
     "search": 4,
     "report": 5,
     "preflight": 6, "plan": 6, "plan_stages": 6, "export": 6, "pipeline": 6, "cli": 6, "__main__": 6, "__init__": 6,

@@ -79,6 +79,7 @@ class Objective:
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, float]:
         from prefstudy.search import stages
+        from prefstudy.tracking.trial import open_tracker, trial_params
         from prefstudy.training.faults import failure_reason, free_memory
         from prefstudy.training.trainer import train_trial
 
@@ -135,17 +136,25 @@ class Objective:
         capability = bool(trial.user_attrs.get("stage_capability", False))  # lr-profile: lm-eval on these runs
         with_lm_eval = bool(spec.evaluation.lm_eval.tasks) and (capability if fixed else (
             not confirm or int(trial.user_attrs["confirm_seed"]) in spec.confirm.seeds[: spec.confirm.lm_eval_seeds]))
+        tracker = open_tracker(spec, trial.study.study_name, trial.number, run_dir,
+                               trial_params(spec, self.method, params, seed, self.stage),
+                               {"study": trial.study.study_name, "study_uuid": str(trial.study.user_attrs.get(
+                                   "study_uuid")), "trial": str(trial.number), "method": self.method,
+                                "seed": str(seed), "stage": self.stage, "run_dir": str(run_dir.resolve())},
+                               worker.log)
         schedule = probe = None
         if fixed:
             schedule, probe = stages.schedule_and_probe(worker, self.stage, run_dir, capability)
         try:
             outcome = train_trial(worker, method, params, seed, run_dir, reporter,
                                   after_training=lm_eval if with_lm_eval else None,
-                                  final_only=confirm, schedule=schedule, probe=probe)
+                                  final_only=confirm, schedule=schedule, probe=probe, trackers=tracker)
         except BaseException as exc:
             reason = failure_reason(exc)
             if self.stage == "lr-profile" and reason.startswith("non-finite loss"):
-                return diverged(trial, run_dir, reason)  # a result of the design, not a failure (docs/claims.md)
+                value = diverged(trial, run_dir, reason)  # a result of the design, not a failure (docs/claims.md)
+                _close(tracker, "DIVERGED")
+                return value
             trial.set_user_attr("fail_reason", redact(reason)[:500])
             try:
                 write_json(run_dir / "metrics.json", {"status": "failed", "reason": redact(reason)})
@@ -153,13 +162,22 @@ class Objective:
                 pass
             if reason.startswith("out of memory"):
                 free_memory()
+            _close(tracker, "FAIL")
             raise
         trial.set_user_attr("clipped_fraction", outcome.clipped_fraction)
         trial.set_user_attr("steps", outcome.steps_done)
         if outcome.pruned_at is not None:
             write_json(run_dir / "metrics.json", {"status": "pruned", "pruned_at": outcome.pruned_at})
+            _close(tracker, "PRUNED")
             raise optuna.TrialPruned(f"pruned at step {outcome.pruned_at}")
-        return record_complete(worker, self.method, trial, outcome, run_dir)
+        result = record_complete(worker, self.method, trial, outcome, run_dir)
+        _close(tracker, "COMPLETE", trial.user_attrs)
+        return result
+
+
+def _close(tracker: Any, state: str, attrs: dict[str, Any] | None = None) -> None:
+    if tracker is not None:
+        tracker.close(state, attrs)
 
 
 def diverged(trial: optuna.Trial, run_dir: Any, reason: str) -> float:

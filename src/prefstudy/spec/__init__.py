@@ -27,6 +27,7 @@ from prefstudy.spec.schema import (
     SpecError,
     StudySpec,
     SyntheticData,
+    TrackingSpec,
     TrainingSpec,
     WorkersSpec,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "INPUT_PATHS", "TRL_LOSS_TYPES", "Columns", "ConfirmSpec", "DataSpec", "DriftSpec", "EvaluationSpec",
     "GenerationSpec", "LmEvalSpec", "LmEvalTask", "LogRange", "LoraSpec", "LrProfileSpec", "MethodSpec", "ModelSpec",
     "PrunerSpec", "SamplerSpec", "SearchSpec",
-    "SpecError", "StudySpec", "SyntheticData", "TrainingSpec", "WorkersSpec", "apply_overrides", "load_spec",
+    "SpecError", "StudySpec", "SyntheticData", "TrackingSpec", "TrainingSpec", "WorkersSpec", "apply_overrides",
+    "load_spec",
     "spec_text",
 ]

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from prefstudy.spec.base import _Frozen
 from prefstudy.spec.stages import DriftSpec, LrProfileSpec
+from prefstudy.spec.tracking import TrackingSpec
 
 # TRL 1.16 DPOTrainer loss types (DPOConfig.loss_type); "sigmoid" is DPO, "ipo" is IPO.
 TRL_LOSS_TYPES = frozenset(
@@ -256,6 +257,7 @@ class StudySpec(_Frozen):
     drift: DriftSpec = DriftSpec()
     lr_profile: LrProfileSpec = LrProfileSpec()
     workers: WorkersSpec = WorkersSpec()
+    tracking: TrackingSpec = TrackingSpec()
     storage: str | None = None
     runs_dir: str = "runs"
 
@@ -292,6 +294,11 @@ class StudySpec(_Frozen):
     def run_root(self) -> Path:
         return Path(self.runs_dir) / self.name
 
+    def mlflow_uri(self) -> str | None:
+        """The MLflow tracking URI of ``tracking.mlflow`` ('local': a SQLite store beside the Optuna one)."""
+        uri = self.tracking.mlflow
+        return f"sqlite:///{self.run_root() / 'mlflow.db'}" if uri == "local" else uri
+
     def default_storage(self) -> str:
         return f"sqlite:///{self.run_root() / 'optuna.db'}"
 
@@ -309,7 +316,7 @@ class StudySpec(_Frozen):
         """Hash of the fields that define a study (not its size, workers or storage)."""
         data = self.model_dump(mode="json")
         data["search"].pop("n_trials", None)
-        for key in ("workers", "storage", "runs_dir", "confirm", "drift", "lr_profile"):
+        for key in ("workers", "storage", "runs_dir", "confirm", "drift", "lr_profile", "tracking"):
             data.pop(key, None)
         data["data"].pop("leakage", None)  # a check on the data, not part of what the study is
         data["evaluation"].pop("primary", None)  # how the results are read, not what the trials are

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from transformers import PrinterCallback, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
-from trl import DPOConfig
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -21,13 +20,11 @@ if TYPE_CHECKING:
 from prefstudy.core.rundir import append_jsonl
 from prefstudy.evaluation.heldout import Arrays, Prepared, curve_metrics, score_splits
 from prefstudy.spec import MethodSpec, StudySpec, TrainingSpec
+from prefstudy.tracking.trial import report_to
 from prefstudy.training.adapter_check import check_adapter_applied
+from prefstudy.training.dpo_config import dpo_config
 from prefstudy.training.faults import NonFiniteLoss
 from prefstudy.training.trl_seams import CachedRefDPOTrainer, PackedPreferenceCollator
-
-# Paged optimizers page their state to CPU memory under GPU pressure; on the CPU their plain twins do the same update.
-UNPAGED = {"paged_adamw_32bit": "adamw_torch", "paged_adamw": "adamw_torch", "paged_adamw_8bit": "adamw_bnb_8bit",
-           "paged_lion_32bit": "lion_32bit", "paged_lion_8bit": "lion_8bit"}
 
 # Called with (step, val objective value) -> True when the trial should stop (pruned).
 Reporter = Callable[[int, float], bool]
@@ -229,41 +226,6 @@ def _callback(evaluator: _Evaluator) -> TrainerCallback:
     return EvalCallback()
 
 
-def dpo_config(training: TrainingSpec, method: MethodSpec, params: dict[str, float], out_dir: Path, n_steps: int,
-               seed: int) -> DPOConfig:
-    cuda = torch.cuda.is_available()
-    optimizer = training.optimizer
-    if not cuda and optimizer.startswith("paged_"):
-        optimizer = UNPAGED.get(optimizer, "adamw_torch")  # paged optimizers need CUDA; same update rule unpaged
-    return DPOConfig(
-        output_dir=str(out_dir),
-        beta=params["beta"],
-        learning_rate=params["learning_rate"],
-        loss_type=[method.loss_type],
-        per_device_train_batch_size=training.batch_size,
-        gradient_accumulation_steps=training.gradient_accumulation_steps,
-        max_steps=n_steps,
-        max_length=training.max_length,
-        lr_scheduler_type=training.lr_scheduler,
-        warmup_steps=training.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the steps
-        max_grad_norm=training.max_grad_norm,
-        optim=optimizer,
-        gradient_checkpointing=training.gradient_checkpointing,
-        bf16=training.precision == "bf16",
-        use_cpu=not cuda,
-        precompute_ref_log_probs=False,
-        logging_steps=1,
-        logging_nan_inf_filter=False,  # log a NaN/inf loss as it is (the default hides it): the trial stops on it
-        save_strategy="no",
-        eval_strategy="no",
-        report_to=[],
-        disable_tqdm=True,
-        seed=seed,
-        data_seed=seed,
-        dataloader_num_workers=0,
-    )
-
-
 def packed_collator(ctx: TrialContext) -> PackedPreferenceCollator:
     """The prefix-shared batches (training.packing): rows of up to twice ``max_length`` tokens keep attention's
     share of the work near TRL's own while a default batch of short pairs fits one row."""
@@ -288,11 +250,11 @@ def attach_adapter(base_model: Any, training: TrainingSpec, seed: int) -> Any:
 
 def build_trainer(ctx: TrialContext, peft_model: Any, method: MethodSpec, params: dict[str, float], seed: int,
                   run_dir: Path, n_steps: int, callbacks: list[TrainerCallback],
-                  prefix_sharing: bool | None = None) -> CachedRefDPOTrainer:
+                  prefix_sharing: bool | None = None, **config_extra: Any) -> CachedRefDPOTrainer:
     """The trial's trainer on ``peft_model``: TRL's DPOTrainer reading the cached reference, with the packed
     prefix-shared forward when ``prefix_sharing`` (default: the worker's resolved setting)."""
     sharing = ctx.prefix_sharing if prefix_sharing is None else prefix_sharing
-    config = dpo_config(ctx.spec.training, method, params, run_dir / "trainer", n_steps, seed)
+    config = dpo_config(ctx.spec.training, method, params, run_dir / "trainer", n_steps, seed, **config_extra)
     trainer = CachedRefDPOTrainer(
         model=peft_model, args=config, train_dataset=ctx.prepared.tokenized["train"],
         processing_class=ctx.tokenizer, callbacks=callbacks,
@@ -305,7 +267,7 @@ def build_trainer(ctx: TrialContext, peft_model: Any, method: MethodSpec, params
 def train_trial(
     ctx: TrialContext, method: MethodSpec, params: dict[str, float], seed: int, run_dir: Path, reporter: Reporter,
     after_training: Callable[[Any], Any] | None = None, final_only: bool = False,
-    schedule: Schedule | None = None, probe: Probe | None = None,
+    schedule: Schedule | None = None, probe: Probe | None = None, trackers: Any = None,
 ) -> TrialOutcome:
     """Train one adapter on ``ctx.base_model``; the base model is left exactly as it was.
 
@@ -313,6 +275,7 @@ def train_trial(
     (lm-eval); its result lands in ``outcome.extra``. ``final_only`` scores the held-out splits at the last step
     only (confirmation runs: nothing to prune, the search already recorded the dynamics). ``schedule`` replaces the
     spec's length and eval points (a fixed-design stage); ``probe`` adds measurements at every eval point.
+    ``trackers`` (tracking.trial.TrialTracker) mirrors the per-step log and the eval points while it trains.
     """
     prepared: Prepared = ctx.prepared
     training = ctx.spec.training
@@ -321,7 +284,9 @@ def train_trial(
     peft_model = attach_adapter(ctx.base_model, training, seed)
     trainer = None
     try:
-        trainer = build_trainer(ctx, peft_model, method, params, seed, run_dir, n_steps, [_callback(evaluator)])
+        callbacks = [_callback(evaluator)] + ([trackers.callback()] if trackers is not None else [])
+        extra = report_to(ctx.spec, run_dir, f"{ctx.spec.name}/{ctx.trial_label}")  # TRL's own integrations
+        trainer = build_trainer(ctx, peft_model, method, params, seed, run_dir, n_steps, callbacks, **extra)
         started = time.perf_counter()
         trainer.train()
         evaluator.outcome.seconds = {
