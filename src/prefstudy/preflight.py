@@ -42,13 +42,23 @@ def check_inputs(spec: StudySpec, storage_url: str, log: Log | None = None) -> P
 
 
 def check_trackers(spec: StudySpec) -> None:
-    """Every tracker the spec turns on is installed (they are optional extras), before any model loads."""
+    """Every tracker the spec turns on is installed (they are optional extras) and a remote MLflow server answers,
+    before any model loads: a study does not start its hours of trials with a tracker that cannot take them."""
     from prefstudy.tracking.trial import missing_modules
 
     missing = missing_modules(spec)
     if missing:
         raise SpecError(f"tracking: not installed: {'; '.join(missing)}. `nox -s study` installs TensorBoard and "
                          f"MLflow itself when the spec turns them on")
+    uri = spec.mlflow_uri()
+    if uri is not None:
+        from prefstudy.tracking.mlflow_sink import check_server
+
+        why = check_server(uri)
+        if why is not None:
+            raise SpecError(_one_line(redact(
+                f"tracking.mlflow: no MLflow server answers at {uri} ({why}). Start it (e.g. `mlflow server --host "
+                f"127.0.0.1 --port 5000`), fix the URI, or use tracking.mlflow=local")))
 
 
 def _one_line(text: str) -> str:

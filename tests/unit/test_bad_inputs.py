@@ -255,6 +255,8 @@ CLI_CASES = [
     pytest.param("model.name_or_path={tmp}/no-model", None, "{tmp}/no-model", id="cli-unknown-model-folder"),
     pytest.param(None, f"postgresql+psycopg2://u:{SECRET}@127.0.0.1:{{port}}/db", "u:***@127.0.0.1",
                  id="cli-postgres-unreachable"),
+    pytest.param("tracking.mlflow=http://127.0.0.1:{port}", None, "no MLflow server answers at http://127.0.0.1:",
+                 id="cli-mlflow-server-unreachable"),
     pytest.param("--workers 0", None, "--workers 0: must be at least 1", id="cli-workers-zero"),
     pytest.param("--workers -3", None, "--workers -3: must be at least 1", id="cli-workers-negative"),
 ]
@@ -263,10 +265,11 @@ CLI_CASES = [
 @pytest.mark.parametrize(("override", "storage", "names"), CLI_CASES)
 def test_cli_exits_2_with_one_line(tmp_path: Path, override: str | None, storage: str | None, names: str) -> None:
     spec_path, storage_url = _spec_file(tmp_path, Case("cli", lambda _t, _d: {}, Exception, "", ""))
-    storage_url = storage.format(port=free_port()) if storage else storage_url
+    port = free_port()
+    storage_url = storage.format(port=port) if storage else storage_url
     argv = [sys.executable, "-m", "prefstudy", "study", str(spec_path), "--storage", storage_url]
     if override:
-        argv += override.format(tmp=tmp_path).split(" ")
+        argv += override.format(tmp=tmp_path, port=port).split(" ")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1",
            "PREFSTUDY_CACHE": str(tmp_path / "model-cache")}
     before = _files(tmp_path)

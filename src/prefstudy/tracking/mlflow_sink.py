@@ -3,10 +3,62 @@ named after the spec. Written through ``MlflowClient`` only: no process-global a
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 PARENT_TAG = "prefstudy.study"  # on the parent run: the Optuna study's name
+
+# MLflow's own HTTP defaults (7 retries, backoff factor 2, 120 s timeout) ride out a rate-limited shared server for
+# ~4 minutes per request: with a server that is down, that is ~4 minutes lost at the start of every trial. A trial's
+# metrics are in its run directory anyway, so prefstudy gives up sooner; a variable the user set is kept.
+RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+PROBE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+         "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}  # the check before a study: one quick answer or a refusal
+
+
+def patient_defaults() -> None:
+    for name, value in RETRY_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+@contextlib.contextmanager
+def quick_requests() -> Iterator[None]:
+    """PROBE's settings for the length of the block (the user's own variables win), then the environment as it was."""
+    saved = {name: os.environ.get(name) for name in PROBE}
+    for name, value in PROBE.items():
+        os.environ.setdefault(name, value)
+    try:
+        yield
+    finally:
+        for name, before in saved.items():
+            if before is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = before
+
+
+def is_remote(uri: str) -> bool:
+    return uri.split(":", 1)[0].lower() in ("http", "https")
+
+
+def check_server(uri: str) -> str | None:
+    """None when the tracking server at ``uri`` answers an experiment search; else why not, in one line. Local
+    stores (sqlite:, file paths) are not probed: probing one would create it before the study is accepted."""
+    if not is_remote(uri):
+        return None
+    from mlflow.tracking import MlflowClient
+
+    try:
+        with quick_requests():
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as exc:  # noqa: BLE001 - MlflowException, requests' errors, ...
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return f"{type(exc).__name__}: {first[:200]}"
+    return None
 
 
 def _experiment(client: Any, name: str, artifacts: str | None) -> str:
@@ -43,6 +95,7 @@ class MlflowSink:
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient  # needs the mlflow extra (preflight checks it)
 
+        patient_defaults()
         self.client = MlflowClient(tracking_uri=uri)
         experiment = _experiment(self.client, experiment_name, artifacts)
         self.parent = parent_run(self.client, experiment, study, {k: v for k, v in tags.items() if k == "study_uuid"})

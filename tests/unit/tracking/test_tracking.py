@@ -164,3 +164,80 @@ def test_preflight_refuses_a_tracker_that_is_not_installed_before_loading_anythi
     check_trackers(_spec("tracking.tensorboard=true", "tracking.mlflow=local"))  # installed: no error
     with pytest.raises(SpecError, match=r"not installed: swanlab \(pip install swanlab\)"):
         check_trackers(_spec("tracking.report_to=[swanlab]"))
+
+
+class _FakeMlflowServer:
+    """Answers MLflow's experiment search on 127.0.0.1 (no experiments) and counts the requests."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        server = self
+        self.paths: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                server.paths.append(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                body = json.dumps({"experiments": []}).encode()
+                self.send_response(200 if "experiments/search" in self.path else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_remote_mlflow_server_is_probed_before_the_study(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from support import free_port
+
+    from prefstudy.preflight import check_trackers
+
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    dead = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(SpecError, match="no MLflow server answers at") as caught:
+        check_trackers(_spec(f"tracking.mlflow={dead}"))
+    assert dead in str(caught.value) and "tracking.mlflow=local" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ  # the probe's quick settings do not outlive it
+    server = _FakeMlflowServer()
+    try:
+        check_trackers(_spec(f"tracking.mlflow={server.url}"))  # it answers: accepted
+        assert any("experiments/search" in path for path in server.paths)
+    finally:
+        server.close()
+    check_trackers(_spec(f"runs_dir={tmp_path}", "tracking.mlflow=local"))  # not probed: that would create it
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_sink_gives_up_on_a_dead_server_sooner_than_mlflow_but_keeps_the_users_settings(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefstudy.tracking.mlflow_sink import RETRY_DEFAULTS, patient_defaults, quick_requests
+
+    for name in RETRY_DEFAULTS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "77")
+    with quick_requests():
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "1"
+        assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "77"
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ and os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "77"
+    patient_defaults()
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"
+    assert os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] == "1"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "77"
