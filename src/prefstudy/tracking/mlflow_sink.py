@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 PARENT_TAG = "prefstudy.study"  # on the parent run: the Optuna study's name
@@ -25,30 +24,17 @@ def patient_defaults() -> None:
         os.environ.setdefault(name, value)
 
 
-@contextlib.contextmanager
-def quick_requests() -> Iterator[None]:
+def quick_requests() -> contextlib.AbstractContextManager[Any]:
     """PROBE's settings for the length of the block (the user's own variables win), then the environment as it was."""
-    saved = {name: os.environ.get(name) for name in PROBE}
-    for name, value in PROBE.items():
-        os.environ.setdefault(name, value)
-    try:
-        yield
-    finally:
-        for name, before in saved.items():
-            if before is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = before
+    from unittest import mock
 
-
-def is_remote(uri: str) -> bool:
-    return uri.split(":", 1)[0].lower() in ("http", "https")
+    return mock.patch.dict(os.environ, {name: os.environ.get(name, value) for name, value in PROBE.items()})
 
 
 def check_server(uri: str) -> str | None:
     """None when the tracking server at ``uri`` answers an experiment search; else why not, in one line. Local
     stores (sqlite:, file paths) are not probed: probing one would create it before the study is accepted."""
-    if not is_remote(uri):
+    if uri.split(":", 1)[0].lower() not in ("http", "https"):
         return None
     from mlflow.tracking import MlflowClient
 
