@@ -28,6 +28,7 @@ import yaml
 
 from prefstudy.core.paths import TASKS_DIR
 from prefstudy.evaluation import metrics
+from prefstudy.models.merged_adapter import merged_adapter
 from prefstudy.spec import LmEvalTask, StudySpec
 
 if TYPE_CHECKING:
@@ -133,11 +134,12 @@ def evaluate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, spec: S
     was_training = model.training
     model.eval()
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=lm_spec.batch_size, device=device)
-    if hasattr(model, "disable_adapter"):  # a trial's adapter: lm-eval must score it, not the base model
+    adapter = hasattr(model, "disable_adapter")
+    if adapter:  # a trial's adapter: lm-eval must score it, not the base model
         check_wrapper_applies_adapter(lm, model, tokenizer)
     out: dict[str, Any] = {"tasks": {}, "raw": {}, "tasks_digest": tasks_digest(lm_spec.tasks)}
     try:
-        with no_env_probe():
+        with no_env_probe(), merged_adapter(model) if adapter else contextlib.nullcontext():
             _evaluate_tasks(lm, lm_spec, manager, seed, out)
     finally:
         del lm

@@ -1,27 +1,30 @@
 """Sequence log-probabilities of tokenized pairs (``training.trl_seams.tokenize_records``): the reference cache and
 every held-out metric read them.
 
-Each prompt runs once and its KV cache serves both answers, the prefix every prompt of a pass shares (system prompt,
-chat header) runs once per pass; the LM head is applied only at answer positions. Both
-are equal to TRL's own full-sequence computation up to float rounding (tests/unit/test_trl_seams.py).
+Where the model's attention takes a 4D mask (sdpa, eager), a scoring pass runs the pairs as packed rows
+(``evaluation.packing.packed_answer_logps``): several pairs a row, padding only at the rows' ends, each row's
+common prefix (system prompt, chat header), each prompt and the start both answers share run once. Elsewhere each
+prompt runs once with a KV cache that serves both answers, and the prefix every prompt of a pass shares runs once
+per pass. The LM head is applied only at answer positions. Both are equal to TRL's own full-sequence computation
+up to float rounding (tests/unit/training/test_trl_seams.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-
-def backbone_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The decoder stack and LM head of a causal LM (LoRA layers, injected in place by peft, stay active)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base.get_decoder(), base.get_output_embeddings()
+from prefstudy.evaluation.packing import (
+    attention_takes_mask,
+    backbone_and_head,
+    common_prefix,
+    packed_answer_logps,
+)
 
 
 def completion_logps(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -40,18 +43,6 @@ def completion_logps(model: torch.nn.Module, input_ids: torch.Tensor, attention_
     out = torch.zeros(targets.shape, dtype=torch.float32, device=hidden.device)
     out[targets] = picked - torch.logsumexp(logits, dim=-1)
     return out
-
-
-def common_prefix(sequences: Sequence[Sequence[int]]) -> int:
-    """Length of the longest prefix shared by every sequence, leaving each at least one token of its own."""
-    if not sequences:
-        return 0
-    limit = min(len(s) for s in sequences) - 1
-    first = sequences[0]
-    length = 0
-    while length < limit and all(s[length] == first[length] for s in sequences):
-        length += 1
-    return length
 
 
 @dataclass
@@ -148,7 +139,7 @@ def sequence_logps(
 ) -> dict[str, np.ndarray]:
     """Summed answer log-probs of chosen and rejected for every row, plus token counts and the per-token
     log-probs of the chosen answers (padded with 0, for the KL proxy). Rows longer than ``max_length`` must
-    have been dropped already (tokenize_records does)."""
+    have been dropped already (tokenize_records does); packed rows hold up to ``2 * max_length`` tokens."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -157,8 +148,10 @@ def sequence_logps(
     try:
         columns = dataset.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"])
         prompts, chosen_ids, rejected_ids = (list(columns[c]) for c in ("prompt_ids", "chosen_ids", "rejected_ids"))
-        with autocast(precision, device):  # once per pass: every batch starts from its cache
-            prefix = shared_prefix(model, prompts)
+        packed = attention_takes_mask(model)
+        if not packed:
+            with autocast(precision, device):  # once per pass: every batch starts from its cache
+                prefix = shared_prefix(model, prompts)
         # batches of similar lengths pad less (~10% faster on the default data); results go back in row order
         order = length_order(prompts, chosen_ids, rejected_ids)
         for start in range(0, len(order), batch_size):
@@ -166,9 +159,14 @@ def sequence_logps(
             rows = {"prompt_ids": [prompts[i] for i in picked], "chosen_ids": [chosen_ids[i] for i in picked],
                     "rejected_ids": [rejected_ids[i] for i in picked]}
             with autocast(precision, device):
-                chosen, chosen_mask, rejected, rejected_mask = shared_prompt_logps(
-                    model, rows["prompt_ids"], rows["chosen_ids"], rows["rejected_ids"], pad_token_id, prefix
-                )
+                if packed:
+                    chosen, chosen_mask, rejected, rejected_mask = packed_answer_logps(
+                        model, rows["prompt_ids"], rows["chosen_ids"], rows["rejected_ids"], pad_token_id,
+                        row_tokens=2 * max_length)
+                else:
+                    chosen, chosen_mask, rejected, rejected_mask = shared_prompt_logps(
+                        model, rows["prompt_ids"], rows["chosen_ids"], rows["rejected_ids"], pad_token_id, prefix
+                    )
             parts["chosen"].append(chosen.sum(1).cpu().numpy())
             parts["rejected"].append(rejected.sum(1).cpu().numpy())
             parts["chosen_tokens"].append(chosen_mask.sum(1).cpu().numpy())

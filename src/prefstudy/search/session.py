@@ -36,7 +36,7 @@ class Worker:
     trial_label: str = ""
     lm_eval_manager: TaskManager | None = None  # resolved once
     lm_eval_base: dict[str, Any] | None = None  # the base model's lm-eval result (per-doc scores included)
-    prefix_sharing: bool = False  # training.prefix_sharing resolved for this model (training.packing)
+    prefix_sharing: bool = False  # training.prefix_sharing resolved for this model (evaluation.packing)
 
 
 def quiet_libraries() -> None:
@@ -94,8 +94,8 @@ def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Stu
     import torch
 
     from prefstudy.data.sources import load_splits
+    from prefstudy.evaluation.packing import resolve_prefix_sharing
     from prefstudy.models.loading import load_base_model, load_tokenizer, resolve_model_path
-    from prefstudy.training.packing import resolve_prefix_sharing
     from prefstudy.training.refcache import model_identity, prepare
 
     torch.set_num_threads(spec.training.threads or max(1, os.cpu_count() or 1))

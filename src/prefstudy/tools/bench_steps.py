@@ -55,7 +55,7 @@ def _timer() -> Any:
 
 def _one_run(worker: Any, method: str, params: dict[str, float], seed: int, sharing: bool, shape: Shape,
              n_steps: int, one_pair_per_row: bool = False) -> dict[str, Any]:
-    from prefstudy.evaluation.logprobs import common_prefix, sequence_logps
+    from prefstudy.evaluation.logprobs import sequence_logps
     from prefstudy.training.trainer import attach_adapter, build_trainer, remove_adapter
 
     spec = worker.spec
@@ -88,7 +88,7 @@ def _one_run(worker: Any, method: str, params: dict[str, float], seed: int, shar
             prompts = [list(p) for p in dataset["prompt_ids"]]
             scoring[split] = {"pairs": len(dataset), "seconds": round(seconds, 3), "flops": score_flops(
                 shape, prompts, list(dataset["chosen_ids"]), list(dataset["rejected_ids"]),
-                spec.evaluation.batch_size, common_prefix(prompts))}
+                spec.evaluation.batch_size, 2 * spec.training.max_length)}
     finally:
         remove_adapter(peft_model)
     kept = steps[WARMUP:]

@@ -12,8 +12,9 @@ every key, masked or not):
 - LM head: ``2 * hidden * vocab`` per scored position, forward + input gradient in training. TRL's fused head
   scores every position on the CPU (its compact path needs Triton); the packed forward scores answer tokens only.
 
-A scoring pass (``evaluation.logprobs.sequence_logps``) is forward only: the shared prefix once, each batch's
-left-padded prompt suffixes, then both answers of every pair after the prompt's cache, the head at answer tokens.
+A scoring pass (``evaluation.logprobs.sequence_logps``) is forward only, over packed rows as in training (several
+pairs a row, the row's shared prefix, each prompt and each pair's common answer start once), the head at each
+distinct answer position.
 """
 
 from __future__ import annotations
@@ -72,17 +73,21 @@ def train_flops(shape: Shape, batch: dict[str, torch.Tensor], checkpointing: boo
 
 
 def score_flops(shape: Shape, prompts: list[list[int]], chosen: list[list[int]], rejected: list[list[int]],
-                batch_size: int, prefix: int) -> float:
-    """Executed forward FLOPs of one ``sequence_logps`` pass over these pairs (``prefix``: shared tokens)."""
-    total = sum(_layer_forward(shape, prefix, prefix))
-    for start in range(0, len(prompts), batch_size):
-        p = prompts[start:start + batch_size]
-        c, r = chosen[start:start + batch_size], rejected[start:start + batch_size]
-        width = max(len(x) for x in p) - prefix
-        answer = max(max(len(x) for x in c), max(len(x) for x in r))
-        total += sum(_layer_forward(shape, len(p) * width, prefix + width))
-        total += sum(_layer_forward(shape, 2 * len(p) * answer, prefix + width + answer))
-        total += 2.0 * shape.hidden * shape.vocab * sum(len(x) + len(y) for x, y in zip(c, r, strict=True))
+                batch_size: int, row_tokens: int) -> float:
+    """Executed forward FLOPs of one packed ``sequence_logps`` pass over these pairs: the same batches (length
+    order, ``batch_size`` pairs) and rows of up to ``row_tokens`` tokens, padding included."""
+    from prefstudy.evaluation.logprobs import length_order
+    from prefstudy.evaluation.packing import pack_pairs
+
+    order = length_order(prompts, chosen, rejected)
+    total = 0.0
+    for start in range(0, len(order), batch_size):
+        picked = order[start:start + batch_size]
+        packed = pack_pairs([prompts[i] for i in picked], [chosen[i] for i in picked],
+                            [rejected[i] for i in picked], 0, row_tokens, answer_layout=True)
+        rows, width = packed["packed_input_ids"].shape
+        total += sum(_layer_forward(shape, rows * width, width))
+        total += 2.0 * shape.hidden * shape.vocab * int(packed["packed_labels"].numel())
     return total
 
 

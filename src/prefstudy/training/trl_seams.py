@@ -6,7 +6,7 @@
   reference log-probs from the dataset's ``ref_chosen_logps``/``ref_rejected_logps`` columns, as TRL does after its
   own precompute (which would hash the whole model, seeded LoRA init included, and so never hit across trials).
 - :class:`PackedPreferenceCollator` and ``CachedRefDPOTrainer.compute_loss`` run the prefix-shared forward of
-  :mod:`prefstudy.training.packing` in place of the model call inside TRL's ``_compute_loss``: TRL still builds the
+  :mod:`prefstudy.evaluation.packing` in place of the model call inside TRL's ``_compute_loss``: TRL still builds the
   labels and masks, and computes the DPO/IPO loss and its logged metrics from the per-token log-probs we hand back
   in the layout its fused LM head returns (``FusedCausalLMOutput``).
 """
@@ -21,7 +21,7 @@ from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import FusedCausalLMOutput
 
-from prefstudy.training.packing import pack_pairs, packed_forward
+from prefstudy.evaluation.packing import pack_pairs, packed_forward
 
 # DPOConfig and DPOTrainer are re-exported: the bench's TRL baselines import TRL only through this seam
 __all__ = ["CachedRefDPOTrainer", "DPOConfig", "DPOTrainer", "PackedPreferenceCollator", "TrlSeamError",
@@ -131,7 +131,7 @@ class CachedRefDPOTrainer(DPOTrainer):
 
 
 _PACKED_KEYS = ("packed_input_ids", "packed_position_ids", "packed_attention_mask", "packed_source",
-                "packed_target", "packed_labels")
+                "packed_target", "packed_labels", "packed_pick")
 
 
 class _PackedModel:
@@ -152,7 +152,7 @@ class _PackedModel:
 
 class PackedPreferenceCollator:
     """TRL's own ``DataCollatorForPreference`` batch (labels, masks, reference columns as TRL reads them) plus the
-    packed rows of the same pairs (:func:`prefstudy.training.packing.pack_pairs`)."""
+    packed rows of the same pairs (:func:`prefstudy.evaluation.packing.pack_pairs`)."""
 
     def __init__(self, pad_token_id: int, max_length: int | None, row_tokens: int = 0,
                  sliding_window: int | None = None) -> None:

@@ -66,3 +66,16 @@ def test_gradients_after_an_eval_pass_equal_gradients_without_one(qlora) -> None
     assert any(g.abs().sum() > 0 for g in before.values())
     for name, grad in before.items():
         torch.testing.assert_close(after[name], grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_a_4bit_base_is_not_merged(qlora) -> None:
+    """Folding LoRA into NF4 weights cannot be exact: the 4-bit path scores unmerged (models.merged_adapter)."""
+    from prefstudy.models.merged_adapter import _lora_layers, mergeable, merged_adapter
+
+    _, model, layers, _ = qlora
+    before = [layer.weight for layer in layers]
+    assert not mergeable(model)
+    with merged_adapter(model) as merged:
+        assert merged is False
+        assert _lora_layers(model) and not any(layer.disable_adapters for layer in _lora_layers(model))
+    assert all(layer.weight is weight for layer, weight in zip(layers, before, strict=True))

@@ -28,12 +28,14 @@ def test_packed_step_by_hand_with_and_without_checkpointing() -> None:
 
 
 def test_scoring_pass_by_hand() -> None:
-    # 2 pairs in one batch, prompts [1 2 3] and [1 2 4 5] share 2 tokens; answers (1, 2) and (1, 1) tokens
-    # prefix: 2 tokens over 2 keys: base 2*10*2 = 40, LoRA 8, attention 4*2*2*2 = 32 -> 80
-    # prompt suffixes: 2 rows x width 2 over 4 keys: 80 + 16 + 4*2*4*4 = 128 -> 224
-    # answers: 4 rows x 2 tokens over 6 keys: 160 + 32 + 4*2*6*8 = 384 -> 576; head 2*3*5*(3 + 2) = 150
-    total = score_flops(TOY, [[1, 2, 3], [1, 2, 4, 5]], [[6], [8]], [[9, 7], [10]], batch_size=2, prefix=2)
-    assert total == 80 + 224 + 576 + 150
+    # 2 pairs in one batch and one row: prompts [1 2 3] and [1 2 4 5] share [1 2], kept once;
+    # pair 0 answers [6] / [9 7] share nothing, pair 1 answers [8 7] / [8 10] share the stem [8]
+    # row: prefix 2 + pair 0 (1 + 1 + 2) + pair 1 (2 + 1 stem + 1 + 1) = 11 tokens over 11 keys:
+    # base 2*10*11 = 220, LoRA 2*2*11 = 44, attention 4*1*2*11*11 = 968
+    # head: pair 0 scores 6, 9, 7; pair 1 scores 8 (once for both), 7, 10: 6 positions, 2*3*5*6 = 180
+    total = score_flops(TOY, [[1, 2, 3], [1, 2, 4, 5]], [[6], [8, 7]], [[9, 7], [8, 10]], batch_size=2,
+                        row_tokens=100)
+    assert total == 220 + 44 + 968 + 180
 
 
 def test_model_shape_of_the_tiny_mistral(tiny) -> None:

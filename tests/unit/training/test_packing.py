@@ -1,4 +1,4 @@
-"""The prefix-shared training forward (training.packing + the seam in training.trl_seams).
+"""The prefix-shared training forward (evaluation.packing + the seam in training.trl_seams).
 
 - the packed layout, worked out by hand on two small pairs;
 - through TRL 1.16's own ``_compute_loss``: per-token log-probs, the DPO/IPO loss and the LoRA gradient norm equal
@@ -16,8 +16,8 @@ import torch
 
 from prefstudy.data.sources import load_splits
 from prefstudy.evaluation.logprobs import common_prefix
+from prefstudy.evaluation.packing import pack_pairs, packed_forward, resolve_prefix_sharing
 from prefstudy.spec import DataSpec, ModelSpec, SpecError, SyntheticData, TrainingSpec
-from prefstudy.training.packing import pack_pairs, packed_forward, resolve_prefix_sharing
 from prefstudy.training.trl_seams import PackedPreferenceCollator, tokenize_records
 
 MAX_LENGTH = 256
@@ -52,6 +52,27 @@ def test_packed_layout_worked_by_hand() -> None:
     mask = shared["packed_attention_mask"][0, 0].int().tolist()
     assert mask[6] == [1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0]  # pair 1's prompt token 4 sees the prefix, not pair 0
     assert mask[10] == [1, 1, 0, 0, 0, 0, 1, 1, 0, 1, 1]  # rejected 11: prefix, own prompt, own rejected
+
+
+def test_answers_common_start_runs_once_worked_by_hand() -> None:
+    # prompt [1 2], chosen [5 6 7], rejected [5 6 8 9]: both answers start with the stem [5 6]
+    one = pack_pairs([[1, 2]], [[5, 6, 7]], [[5, 6, 8, 9]], pad_token_id=0)
+    # row [prompt 1 2 | stem 5 6 | chosen tail 7 | rejected tail 8 9]: 7 tokens instead of 9
+    assert one["packed_input_ids"].tolist() == [[1, 2, 5, 6, 7, 8, 9]]
+    assert one["packed_position_ids"].tolist() == [[0, 1, 2, 3, 4, 4, 5]]
+    # scored once each: 5 <- 2 (index 1), 6 <- 5 (2), 7 <- 6 (3), 8 <- 6 (3), 9 <- 8 (5)
+    assert one["packed_source"].tolist() == [1, 2, 3, 3, 5]
+    assert one["packed_labels"].tolist() == [5, 6, 7, 8, 9]
+    # TRL's shifted layout [2, 5]: chosen row 0 at t=2,3,4 -> 1,2,3; rejected row 1 at t=2..5 -> 6,7,8,9;
+    # the stem's two log-probs fill both answers
+    assert one["packed_target"].tolist() == [1, 2, 3, 6, 7, 8, 9]
+    assert one["packed_pick"].tolist() == [0, 1, 2, 0, 1, 3, 4]
+    mask = one["packed_attention_mask"][0, 0].int().tolist()
+    assert mask[4] == [1, 1, 1, 1, 1, 0, 0]  # chosen 7 sees prompt, stem, itself
+    assert mask[5] == [1, 1, 1, 1, 0, 1, 0]  # rejected 8 sees prompt and stem, not chosen 7
+    answers = pack_pairs([[1, 2]], [[5, 6, 7]], [[5, 6, 8, 9]], pad_token_id=0, answer_layout=True)
+    # answer-aligned [2, 4]: chosen tokens 0..2 -> 0,1,2; rejected tokens 0..3 -> 4..7
+    assert answers["packed_target"].tolist() == [0, 1, 2, 4, 5, 6, 7]
 
 
 def test_rows_respect_the_token_budget_and_the_sliding_window() -> None:

@@ -197,23 +197,39 @@ def test_shared_prompt_pass_equals_full_sequences(tiny, records) -> None:
     assert rejected_mask.sum(1).tolist() == [len(r) for r in rows["rejected_ids"]]
 
 
+@pytest.mark.parametrize("packed", [True, False], ids=["packed-rows", "kv-cache"])
 @pytest.mark.parametrize("batch_size", [3, 8])
-def test_scoring_with_the_shared_prefix_equals_full_sequences(tiny, records, batch_size: int) -> None:
-    """sequence_logps runs the prefix every prompt shares once per pass and reuses its cache in every batch: per
-    pair it equals the full-sequence computation within 1e-4."""
+def test_scoring_with_the_shared_prefix_equals_full_sequences(tiny, records, batch_size: int, packed: bool,
+                                                               monkeypatch) -> None:
+    """sequence_logps, both ways: packed rows (the model's attention takes a 4D mask: shared prefix once a row,
+    answers' common start once a pair) and the KV-cache path (the prefix every prompt shares once per pass, its
+    cache reused in every batch). Per pair each equals the full-sequence computation within 1e-4, and the
+    per-token log-probs of the chosen answers match too."""
     from trl.trainer.dpo_trainer import DataCollatorForPreference
 
+    from prefstudy.evaluation import packing
     from prefstudy.evaluation.logprobs import common_prefix, completion_logps
 
     tokenizer, model = tiny
     dataset, _ = tokenize_records(records, tokenizer, MAX_LENGTH)
     assert common_prefix(dataset["prompt_ids"]) >= 5  # the system prompt and chat header really are shared
+    stems = [common_prefix([c, r]) for c, r in zip(dataset["chosen_ids"], dataset["rejected_ids"], strict=True)]
+    assert max(stems) >= 1 and min(stems) == 0  # pairs with and without a shared answer start
+    assert packing.attention_takes_mask(model)
+    if not packed:
+        monkeypatch.setattr(packing, "attention_takes_mask", lambda _model: False)
     ours = sequence_logps(model, dataset, tokenizer.pad_token_id, batch_size, "fp32", MAX_LENGTH)
     model.eval()
     with torch.no_grad():
         batch = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)(
             [{c: row[c] for c in ("prompt_ids", "chosen_ids", "rejected_ids")} for row in dataset])
         full = completion_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]).sum(1)
+        per_token = completion_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
     n = len(dataset)
     np.testing.assert_allclose(ours["chosen"], full[:n].numpy(), rtol=0, atol=1e-4)
     np.testing.assert_allclose(ours["rejected"], full[n:].numpy(), rtol=0, atol=1e-4)
+    assert ours["chosen_tokens"].tolist() == [len(c) for c in dataset["chosen_ids"]]
+    assert ours["rejected_tokens"].tolist() == [len(r) for r in dataset["rejected_ids"]]
+    for i in range(n):  # the chosen answer's per-token log-probs, in order (the KL proxy reads them)
+        expected = per_token[i][batch["completion_mask"][i, 1:].bool()].numpy()
+        np.testing.assert_allclose(ours["chosen_token_logps"][i, : len(expected)], expected, atol=1e-5)

@@ -1,11 +1,15 @@
-"""The prefix-shared training forward: each preference pair runs as ONE packed row ``[prompt, chosen, rejected]``.
+"""Packed rows, for the prefix-shared training forward and for scoring passes: each preference pair runs as ONE
+packed row ``[prompt, chosen, rejected]``.
 
 A 4D attention mask hides the chosen tokens from the rejected ones (both see the prompt), and the rejected
 answer's position ids restart where the prompt ends, so every token sees exactly what it would see in TRL's two
 separate sequences ``[prompt, chosen]`` and ``[prompt, rejected]``: equal log-probs up to float rounding, at
-``P + C + R`` tokens a pair instead of ``2P + C + R``. The LM head is applied only at the positions that predict
-an answer token. The per-token log-probs come back in TRL's own layout (rows ``[chosen..., rejected...]``, shifted
-positions, 0 outside the completion), so TRL's loss code reads them unchanged (``training.trl_seams``).
+``P + C + R`` tokens a pair instead of ``2P + C + R``. The tokens both answers start with (a restated question:
+"98 + 485 = " before "583." and "483.") run once too, as part of the prompt both branches see; their log-probs
+are computed once and handed to both answers. The LM head is applied only at the positions that predict an
+answer token, once per distinct position. The per-token log-probs come back in TRL's own layout (rows
+``[chosen..., rejected...]``, shifted positions, 0 outside the completion), so TRL's loss code reads them unchanged
+(``training.trl_seams``); scoring passes (``evaluation.logprobs``) read them in an answer-aligned layout.
 
 Rows: one pair per row, right-padded (``pairs_per_row=1``), or several pairs per row with block-diagonal masks.
 Padding tokens attend only to themselves (a fully masked query row would give NaN in the softmax).
@@ -18,12 +22,28 @@ from typing import Any
 
 import torch
 
-from prefstudy.evaluation.logprobs import backbone_and_head, common_prefix
-
 #: attention implementations that take an arbitrary 4D mask: sdpa (boolean mask) and eager (additive float mask)
 MASK_ATTENTION = ("sdpa", "eager")
 #: segment ids of tokens that belong to no pair: padding, and a row's shared prefix
 PAD, SHARED = -1, -2
+
+
+def backbone_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The decoder stack and LM head of a causal LM (LoRA layers, injected in place by peft, stay active)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder(), base.get_output_embeddings()
+
+
+def common_prefix(sequences: Sequence[Sequence[int]]) -> int:
+    """Length of the longest prefix shared by every sequence, leaving each at least one token of its own."""
+    if not sequences:
+        return 0
+    limit = min(len(s) for s in sequences) - 1
+    first = sequences[0]
+    length = 0
+    while length < limit and all(s[length] == first[length] for s in sequences):
+        length += 1
+    return length
 
 
 def attention_takes_mask(model: torch.nn.Module) -> bool:
@@ -56,32 +76,38 @@ def trl_width(prompts: Sequence[Sequence[int]], chosen: Sequence[Sequence[int]],
 
 def pack_pairs(prompts: Sequence[Sequence[int]], chosen: Sequence[Sequence[int]], rejected: Sequence[Sequence[int]],
                pad_token_id: int, row_tokens: int = 0, sliding_window: int | None = None,
-               ) -> dict[str, torch.Tensor]:
+               answer_layout: bool = False) -> dict[str, torch.Tensor]:
     """The packed batch for ``len(prompts)`` pairs, with the maps back to TRL's layout.
 
     Returns ``packed_input_ids``/``packed_position_ids`` [R, W], ``packed_attention_mask`` [R, 1, W, W] (True =
-    may attend), ``packed_source`` (flat index into R*W of the hidden state that predicts each answer token),
-    ``packed_target`` (flat index of the same token in TRL's shifted [2B, L-1] layout) and ``packed_labels``.
+    may attend), ``packed_source`` (flat index into R*W of the hidden state that predicts each scored answer
+    token), ``packed_labels`` (that token), ``packed_target`` (flat index of every answer token in TRL's shifted
+    [2B, L-1] layout; with ``answer_layout``, in [2B, A]: row i chosen of pair i, row B+i its rejected, column j
+    the answer's token j, A the longest answer) and ``packed_pick`` (which scored token fills each target: a token
+    both answers start with is scored once and fills two).
     ``row_tokens=0`` gives each pair its own row; otherwise consecutive pairs share a row while their tokens fit in
     ``row_tokens`` (a longer pair gets a row of its own), and a row of several pairs holds the prefix their prompts
     share (system prompt, chat header) once, visible to all of them.
     """
     batch = len(prompts)
     width_trl = trl_width(prompts, chosen, rejected)
+    answer_width = max(max(len(c), len(r)) for c, r in zip(chosen, rejected, strict=True))
     groups = _rows(
         [len(p) + len(c) + len(r) for p, c, r in zip(prompts, chosen, rejected, strict=True)], row_tokens)
     shared = [common_prefix([prompts[i] for i in group]) if len(group) > 1 else 0 for group in groups]
-    lengths = [c + sum(len(prompts[i]) - c + len(chosen[i]) + len(rejected[i]) for i in group)
+    stems = [common_prefix([c, r]) for c, r in zip(chosen, rejected, strict=True)]
+    lengths = [c + sum(len(prompts[i]) - c + len(chosen[i]) + len(rejected[i]) - stems[i] for i in group)
                for c, group in zip(shared, groups, strict=True)]
     width = max(lengths)
     rows = len(groups)
     ids = torch.full((rows, width), pad_token_id, dtype=torch.long)
     positions = torch.zeros((rows, width), dtype=torch.long)
     segment = torch.full((rows, width), PAD, dtype=torch.long)  # which pair a token belongs to
-    branch = torch.zeros((rows, width), dtype=torch.long)  # 0 prompt, 1 chosen, 2 rejected
+    branch = torch.zeros((rows, width), dtype=torch.long)  # 0 prompt and shared answer start, 1 chosen, 2 rejected
     source: list[int] = []
-    target: list[int] = []
     labels: list[int] = []
+    target: list[int] = []
+    pick: list[int] = []
     for row, (group, c) in enumerate(zip(groups, shared, strict=True)):
         if c:
             ids[row, :c] = torch.tensor(list(prompts[group[0]][:c]), dtype=torch.long)
@@ -89,22 +115,31 @@ def pack_pairs(prompts: Sequence[Sequence[int]], chosen: Sequence[Sequence[int]]
             segment[row, :c] = SHARED
         offset = c
         for i in group:
-            prompt, good, bad = list(prompts[i]), list(chosen[i]), list(rejected[i])
+            prompt, good, bad, k = list(prompts[i]), list(chosen[i]), list(rejected[i]), stems[i]
             n_p, n_c, n_r = len(prompt), len(good), len(bad)
-            end = offset + n_p - c + n_c + n_r
-            ids[row, offset:end] = torch.tensor(prompt[c:] + good + bad, dtype=torch.long)
+            end = offset + n_p - c + n_c + n_r - k
+            # [prompt suffix, stem = the answers' common start, chosen tail, rejected tail]
+            ids[row, offset:end] = torch.tensor(prompt[c:] + good + bad[k:], dtype=torch.long)
             positions[row, offset:end] = torch.tensor(
-                list(range(c, n_p + n_c)) + list(range(n_p, n_p + n_r)), dtype=torch.long)
+                list(range(c, n_p + n_c)) + list(range(n_p + k, n_p + n_r)), dtype=torch.long)
             segment[row, offset:end] = i
-            answers = offset + n_p - c  # the first chosen token
-            branch[row, answers:answers + n_c] = 1
+            answers = offset + n_p - c  # the first answer token (the stem's, or the chosen one's without a stem)
+            branch[row, answers + k:answers + n_c] = 1
             branch[row, answers + n_c:end] = 2
             base = row * width
-            for layout_row, answer, start in ((i, good, answers), (batch + i, bad, answers + n_c)):
+            good_at = [answers + j for j in range(n_c)]
+            bad_at = good_at[:k] + [answers + n_c + j for j in range(n_r - k)]
+            scored: dict[tuple[int, int], int] = {}  # (flat source, token) -> index of its scored token
+            for layout_row, answer, at in ((i, good, good_at), (batch + i, bad, bad_at)):
                 for j, token in enumerate(answer):
-                    source.append(base + (answers - 1 if j == 0 else start + j - 1))
-                    target.append(layout_row * (width_trl - 1) + n_p + j - 1)
-                    labels.append(token)
+                    flat = base + (answers - 1 if j == 0 else at[j - 1])
+                    if (flat, token) not in scored:
+                        scored[flat, token] = len(source)
+                        source.append(flat)
+                        labels.append(token)
+                    pick.append(scored[flat, token])
+                    target.append(layout_row * answer_width + j if answer_layout
+                                  else layout_row * (width_trl - 1) + n_p + j - 1)
             offset = end
     mask = _block_mask(segment, branch, positions, sliding_window)
     return {
@@ -112,6 +147,7 @@ def pack_pairs(prompts: Sequence[Sequence[int]], chosen: Sequence[Sequence[int]]
         "packed_source": torch.tensor(source, dtype=torch.long),
         "packed_target": torch.tensor(target, dtype=torch.long),
         "packed_labels": torch.tensor(labels, dtype=torch.long),
+        "packed_pick": torch.tensor(pick, dtype=torch.long),
     }
 
 
@@ -154,10 +190,10 @@ def _mask_for(model: torch.nn.Module, mask: torch.Tensor, dtype: torch.dtype) ->
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
 
 
-def packed_forward(model: Any, inputs: dict[str, torch.Tensor], layout_shape: tuple[int, int]
-                   ) -> dict[str, torch.Tensor]:
-    """Run the packed rows; return per-token ``log_probs`` (with grad) and TRL's logged fields (detached:
-    ``entropy``, ``mean_logits``, ``is_top1``), each [2B, L-1] in TRL's layout, 0 outside the completion."""
+def packed_forward(model: Any, inputs: dict[str, torch.Tensor], layout_shape: tuple[int, int],
+                   fields: bool = True) -> dict[str, torch.Tensor]:
+    """Run the packed rows; return per-token ``log_probs`` (with grad) and, with ``fields``, TRL's logged fields
+    (detached: ``entropy``, ``mean_logits``, ``is_top1``), each of ``layout_shape``, 0 outside the answers."""
     backbone, head = backbone_and_head(model)
     device = head.weight.device
     ids = inputs["packed_input_ids"].to(device)
@@ -171,16 +207,45 @@ def packed_forward(model: Any, inputs: dict[str, torch.Tensor], layout_shape: tu
     labels = inputs["packed_labels"].to(device)
     log_norm = torch.logsumexp(logits, dim=-1)
     picked = logits.gather(-1, labels[:, None]).squeeze(-1) - log_norm
-    target = inputs["packed_target"].to(device)
+    target, pick = inputs["packed_target"].to(device), inputs["packed_pick"].to(device)
     size = layout_shape[0] * layout_shape[1]
-    log_probs = picked.new_zeros(size).index_put((target,), picked).view(layout_shape)
+    log_probs = picked.new_zeros(size).index_put((target,), picked[pick]).view(layout_shape)
+    if not fields:
+        return {"log_probs": log_probs}
     with torch.no_grad():
         log_p = logits - log_norm[:, None]
-        fields = {
+        values = {
             "entropy": -(log_p.exp() * log_p).sum(-1),
             "mean_logits": logits.mean(-1),
             "is_top1": (logits.argmax(-1) == labels),
         }
-        out = {name: torch.zeros(size, dtype=value.dtype, device=device).index_put((target,), value).view(
-            layout_shape) for name, value in fields.items()}
+        out = {name: torch.zeros(size, dtype=value.dtype, device=device).index_put((target,), value[pick]).view(
+            layout_shape) for name, value in values.items()}
     return {"log_probs": log_probs, **out}
+
+
+def sliding_window_of(model: Any) -> int | None:
+    """The model's attention window in positions, where it has one in use (Mistral v0.1), else None."""
+    config = model.config
+    window = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window", True) else None
+    return window if isinstance(window, int) else None
+
+
+def packed_answer_logps(model: Any, prompts: list[list[int]], chosen: list[list[int]], rejected: list[list[int]],
+                        pad_token_id: int, row_tokens: int,
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token log-probs of chosen and rejected answers from packed rows (a scoring pass: call under no_grad).
+
+    Several pairs share a row of up to ``row_tokens`` tokens, so there is no padding but at the rows' ends, and
+    every shared piece runs once: the row's common prefix, each prompt, each pair's common answer start. Equal to
+    the full-sequence computation up to float rounding (tested). Returns (chosen [B, A], chosen mask, rejected
+    [B, A], rejected mask), A the longest answer.
+    """
+    batch = len(prompts)
+    packed = pack_pairs(prompts, chosen, rejected, pad_token_id, row_tokens, sliding_window_of(model),
+                        answer_layout=True)
+    width = max(max(len(c), len(r)) for c, r in zip(chosen, rejected, strict=True))
+    per_token = packed_forward(model, packed, (2 * batch, width), fields=False)["log_probs"]
+    lengths = torch.tensor([len(a) for a in list(chosen) + list(rejected)], device=per_token.device)
+    mask = (torch.arange(width, device=per_token.device)[None, :] < lengths[:, None]).long()
+    return per_token[:batch], mask[:batch], per_token[batch:], mask[batch:]
