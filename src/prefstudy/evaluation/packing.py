@@ -74,6 +74,11 @@ def trl_width(prompts: Sequence[Sequence[int]], chosen: Sequence[Sequence[int]],
     return max(len(p) + max(len(c), len(r)) for p, c, r in zip(prompts, chosen, rejected, strict=True))
 
 
+def answer_width(chosen: Sequence[Sequence[int]], rejected: Sequence[Sequence[int]]) -> int:
+    """A: the longest answer, the width of the ``answer_layout`` [2B, A]."""
+    return max(max(len(c), len(r)) for c, r in zip(chosen, rejected, strict=True))
+
+
 def pack_pairs(prompts: Sequence[Sequence[int]], chosen: Sequence[Sequence[int]], rejected: Sequence[Sequence[int]],
                pad_token_id: int, row_tokens: int = 0, sliding_window: int | None = None,
                answer_layout: bool = False) -> dict[str, torch.Tensor]:
@@ -91,7 +96,7 @@ def pack_pairs(prompts: Sequence[Sequence[int]], chosen: Sequence[Sequence[int]]
     """
     batch = len(prompts)
     width_trl = trl_width(prompts, chosen, rejected)
-    answer_width = max(max(len(c), len(r)) for c, r in zip(chosen, rejected, strict=True))
+    width_answers = answer_width(chosen, rejected)
     groups = _rows(
         [len(p) + len(c) + len(r) for p, c, r in zip(prompts, chosen, rejected, strict=True)], row_tokens)
     shared = [common_prefix([prompts[i] for i in group]) if len(group) > 1 else 0 for group in groups]
@@ -138,7 +143,7 @@ def pack_pairs(prompts: Sequence[Sequence[int]], chosen: Sequence[Sequence[int]]
                         source.append(flat)
                         labels.append(token)
                     pick.append(scored[flat, token])
-                    target.append(layout_row * answer_width + j if answer_layout
+                    target.append(layout_row * width_answers + j if answer_layout
                                   else layout_row * (width_trl - 1) + n_p + j - 1)
             offset = end
     mask = _block_mask(segment, branch, positions, sliding_window)
@@ -244,7 +249,7 @@ def packed_answer_logps(model: Any, prompts: list[list[int]], chosen: list[list[
     batch = len(prompts)
     packed = pack_pairs(prompts, chosen, rejected, pad_token_id, row_tokens, sliding_window_of(model),
                         answer_layout=True)
-    width = max(max(len(c), len(r)) for c, r in zip(chosen, rejected, strict=True))
+    width = answer_width(chosen, rejected)
     per_token = packed_forward(model, packed, (2 * batch, width), fields=False)["log_probs"]
     lengths = torch.tensor([len(a) for a in list(chosen) + list(rejected)], device=per_token.device)
     mask = (torch.arange(width, device=per_token.device)[None, :] < lengths[:, None]).long()

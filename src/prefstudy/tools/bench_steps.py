@@ -88,7 +88,7 @@ def _one_run(worker: Any, method: str, params: dict[str, float], seed: int, shar
             prompts = [list(p) for p in dataset["prompt_ids"]]
             scoring[split] = {"pairs": len(dataset), "seconds": round(seconds, 3), "flops": score_flops(
                 shape, prompts, list(dataset["chosen_ids"]), list(dataset["rejected_ids"]),
-                spec.evaluation.batch_size, 2 * spec.training.max_length)}
+                spec.evaluation.batch_size, spec.training.max_length)}
     finally:
         remove_adapter(peft_model)
     kept = steps[WARMUP:]

@@ -73,18 +73,16 @@ def train_flops(shape: Shape, batch: dict[str, torch.Tensor], checkpointing: boo
 
 
 def score_flops(shape: Shape, prompts: list[list[int]], chosen: list[list[int]], rejected: list[list[int]],
-                batch_size: int, row_tokens: int) -> float:
-    """Executed forward FLOPs of one packed ``sequence_logps`` pass over these pairs: the same batches (length
-    order, ``batch_size`` pairs) and rows of up to ``row_tokens`` tokens, padding included."""
-    from prefstudy.evaluation.logprobs import length_order
+                batch_size: int, max_length: int) -> float:
+    """Executed forward FLOPs of one packed ``sequence_logps`` pass over these pairs: its own batches and rows
+    (:func:`~prefstudy.evaluation.logprobs.scoring_batches`, ``packed_row_tokens(max_length)``), padding included."""
+    from prefstudy.evaluation.logprobs import packed_row_tokens, scoring_batches
     from prefstudy.evaluation.packing import pack_pairs
 
-    order = length_order(prompts, chosen, rejected)
     total = 0.0
-    for start in range(0, len(order), batch_size):
-        picked = order[start:start + batch_size]
+    for picked in scoring_batches(prompts, chosen, rejected, batch_size):
         packed = pack_pairs([prompts[i] for i in picked], [chosen[i] for i in picked],
-                            [rejected[i] for i in picked], 0, row_tokens, answer_layout=True)
+                            [rejected[i] for i in picked], 0, packed_row_tokens(max_length), answer_layout=True)
         rows, width = packed["packed_input_ids"].shape
         total += sum(_layer_forward(shape, rows * width, width))
         total += 2.0 * shape.hidden * shape.vocab * int(packed["packed_labels"].numel())

@@ -34,7 +34,7 @@ def test_scoring_pass_by_hand() -> None:
     # base 2*10*11 = 220, LoRA 2*2*11 = 44, attention 4*1*2*11*11 = 968
     # head: pair 0 scores 6, 9, 7; pair 1 scores 8 (once for both), 7, 10: 6 positions, 2*3*5*6 = 180
     total = score_flops(TOY, [[1, 2, 3], [1, 2, 4, 5]], [[6], [8, 7]], [[9, 7], [8, 10]], batch_size=2,
-                        row_tokens=100)
+                        max_length=50)
     assert total == 220 + 44 + 968 + 180
 
 
