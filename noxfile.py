@@ -99,16 +99,16 @@ def tensorboard(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff on src/, tests/ and this file; mypy on src/."""
+    """ruff on src/, benchmarks/, tests/ and this file; mypy on src/ and benchmarks/."""
     python = env_python(session)
-    session.run(python, "-m", "ruff", "check", "src", "tests", "noxfile.py")
-    session.run(python, "-m", "mypy", "src")
+    session.run(python, "-m", "ruff", "check", "src", "benchmarks", "tests", "noxfile.py")
+    session.run(python, "-m", "mypy", "src", "benchmarks")
 
 
 @nox.session
 def toy(session: nox.Session) -> None:
     """The IPO paper's toy experiment (Figure 1): writes reports/toy/results.json and index.html."""
-    session.run(env_python(session), "-m", "prefstudy.tools.toy", "--out", "reports/toy", *session.posargs)
+    session.run(env_python(session), "-m", "benchmarks.toy", "--out", "reports/toy", *session.posargs)
 
 
 @nox.session
@@ -118,7 +118,7 @@ def bench(session: nox.Session) -> None:
 
     --quick: the step measurement alone -> reports/bench/quick.json. Run nothing else meanwhile.
     nox -s bench -- [--quick] [SPEC] [key.path=value ...] [--variants steps,prefstudy,strong,naive]"""
-    session.run(env_python(session), "-m", "prefstudy.tools.bench", *session.posargs)
+    session.run(env_python(session), "-m", "benchmarks.bench", *session.posargs)
 
 
 @nox.session
@@ -127,7 +127,7 @@ def chaos(session: nox.Session) -> None:
     study, while workers are SIGKILLed every 20-40 s, PostgreSQL restarts once and the run directory's disk fills
     once -> reports/chaos/results.json (trials lost must be 0). Needs the Debian postgresql package; root for the
     disk-full tmpfs. nox -s chaos -- [--workers N] [--trials N] [--timeout S] ..."""
-    session.run(env_python(session), "-m", "prefstudy.tools.chaos", *session.posargs)
+    session.run(env_python(session), "-m", "benchmarks.chaos", *session.posargs)
 
 
 @nox.session

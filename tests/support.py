@@ -19,8 +19,10 @@ SMOKE = SPECS / "smoke.yaml"
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    """The environment of a prefstudy subprocess: this checkout's src first, Hugging Face offline."""
-    return {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **extra}
+    """The environment of a prefstudy subprocess: this checkout's src first (then its root, for ``benchmarks``),
+    Hugging Face offline."""
+    return {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{ROOT}", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+            **extra}
 
 
 def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
@@ -30,7 +32,7 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 600, **env: str) -> s
 
 
 def run_python(*args: str, cwd: Path = ROOT, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """``python ARGS`` (e.g. ``-m prefstudy.tools.toy``) in a subprocess with this checkout's src."""
+    """``python ARGS`` (e.g. ``-m benchmarks.toy``) in a subprocess with this checkout's src."""
     return subprocess.run([sys.executable, *args], cwd=cwd, env=cli_env(), capture_output=True, text=True,
                           timeout=timeout)
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from prefstudy.core.paths import DEFAULT_SPEC, find_spec
-from prefstudy.spec.stages import STAGES
+from prefstudy.spec.stages import ROLES, STAGES, Request
 
 if TYPE_CHECKING:
     from prefstudy.spec import StudySpec
@@ -78,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--workers", type=int, default=None, metavar="N",
                              help="N worker processes on this machine, one GPU each when there are GPUs "
                                   "(default workers.count of the spec, 1)")
-            sub.add_argument("--role", choices=("search", "confirm", *STAGES), help=argparse.SUPPRESS)  # --workers
+            sub.add_argument("--role", choices=ROLES, help=argparse.SUPPRESS)  # --workers
             sub.add_argument("--needs", action="store_true", help=argparse.SUPPRESS)  # nox: the extras the spec needs
             sub.add_argument("--stage", choices=STAGES, default=None,
                              help="after the search (run first if needed), a fixed-design stage: 'drift' tests "
@@ -172,19 +174,22 @@ def main(argv: list[str] | None = None) -> int:
 
         args.storage = args.storage or os.environ.get(STORAGE_ENV)
     storage_url = args.storage or spec.storage or spec.default_storage()
-    workers = getattr(args, "workers", None)
-    workers = spec.workers.count if workers is None else workers
-    if args.command == "study" and workers < 1:
+    if args.command == "report":
+        return _guarded(spec, args.verbose, lambda pipeline: pipeline.report(spec, storage_url))
+    if args.command == "summary":
+        return _guarded(spec, args.verbose, lambda pipeline: pipeline.summary(spec, storage_url))
+    workers = spec.workers.count if args.workers is None else args.workers
+    if workers < 1:
         print(f"error: --workers {workers}: must be at least 1 (one process per worker)", file=sys.stderr)
         return 2
-    if args.command == "study" and workers > 1 and not role:
+    request = Request(confirm=args.confirm, stage=args.stage, role=role)
+    if workers > 1 and not role:
         command = [sys.executable, "-m", "prefstudy", "study", spec_path, *overrides]
         if args.verbose:
             command.append("--verbose")
-        return _run_guarded("workers", spec, storage_url, args.verbose, confirm=args.confirm, workers=workers,
-                            command=command, stage=args.stage)
-    return _run_guarded(args.command, spec, storage_url, args.verbose, confirm=getattr(args, "confirm", False),
-                        role=role, stage=getattr(args, "stage", None))
+        return _guarded(spec, args.verbose,
+                        lambda pipeline: pipeline.run_workers(spec, storage_url, workers, command, request))
+    return _guarded(spec, args.verbose, lambda pipeline: pipeline.run(spec, storage_url, request))
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -243,11 +248,10 @@ def _dashboard(target: str, host: str, port: int) -> int:
     return serve(spec.storage or spec.default_storage(), spec.run_root(), host, port)
 
 
-def _run_guarded(action: str, spec: StudySpec, storage_url: str, verbose: bool, confirm: bool = False,
-                 role: str | None = None, workers: int = 1, command: list[str] | None = None,
-                 stage: str | None = None) -> int:
-    """Run one command with other libraries' output diverted to runs/<name>/study.log; map errors to exit codes."""
-    from prefstudy.core.console import diverted, error, log, stdout
+def _guarded(spec: StudySpec, verbose: bool, body: Callable[[ModuleType], int | None]) -> int:
+    """Run ``body(pipeline)`` with other libraries' output diverted to runs/<name>/study.log; map errors to exit
+    codes (None from ``body`` is success)."""
+    from prefstudy.core.console import diverted, error
     from prefstudy.core.secrets import redact
     from prefstudy.data.sources import DataError
     from prefstudy.evaluation.lmeval import LmEvalError
@@ -259,25 +263,9 @@ def _run_guarded(action: str, spec: StudySpec, storage_url: str, verbose: bool, 
     try:
         with diverted(spec.run_root() / "study.log", verbose):
             try:
-                if action == "report":
-                    from prefstudy.pipeline import log_verdicts
-                    from prefstudy.report import build_report
-
-                    index = build_report(spec, storage_url)
-                    log_verdicts(index.parent / "verdicts.json")
-                    log(f"report: {index}")
-                    return 0
-                if action == "summary":
-                    from prefstudy.report.summary import print_summary
-                    from prefstudy.search.storage import create_studies, open_storage
-
-                    print_summary(spec, create_studies(spec, open_storage(storage_url, spec)), storage_url, stdout())
-                    return 0
                 from prefstudy import pipeline
 
-                if action == "workers":
-                    return pipeline.run_workers(spec, storage_url, workers, command or [], confirm, stage)
-                return pipeline.run(spec, storage_url, confirm=confirm, role=role or "main", stage=stage)
+                return body(pipeline) or 0
             except (SpecError, DataError, ModelError, StorageError, LmEvalError) as exc:
                 error(f"error: {redact(str(exc))}")
                 return 2

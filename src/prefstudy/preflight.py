@@ -3,7 +3,8 @@
 ``check_inputs`` is called before the storage is opened, so a bad input is refused with one line naming the file,
 field or URL and what to do, and leaves no SQLite file, no study in a server storage and no ``runs/`` folder.
 Cheap checks come first; the last one (pairs longer than ``training.max_length``) needs the tokenizer, which is
-loaded only when that writes and downloads nothing (see ``model.load_tokenizer_offline``).
+loaded only when that writes and downloads nothing (see ``model.load_tokenizer_offline``). What it loads (splits,
+tokenizer) is returned as ``search.session.Inputs`` and used by the worker of the same process: loaded once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 from prefstudy.core.console import Log
 from prefstudy.core.secrets import redact
 from prefstudy.data.sources import DataError, PreferenceSplits, load_splits
-from prefstudy.models.loading import check_model, load_tokenizer_offline
+from prefstudy.models.builtin import BUILT_FOLDERS
+from prefstudy.models.loading import cached_tokenizer, check_model, load_tokenizer_offline
+from prefstudy.search.session import Inputs
 from prefstudy.spec import SpecError, StudySpec
 
 if TYPE_CHECKING:
@@ -26,8 +29,9 @@ EXAMPLES = "e.g. sqlite:///runs/NAME/optuna.db or postgresql+psycopg2://USER@HOS
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-def check_inputs(spec: StudySpec, storage_url: str, log: Log | None = None) -> PreferenceSplits:
-    """Validate every input of ``spec`` without writing anything; returns the loaded splits.
+def check_inputs(spec: StudySpec, storage_url: str, log: Log | None = None) -> Inputs:
+    """Validate every input of ``spec`` without writing anything; returns what was loaded for it (the splits, the
+    tokenizer where it could be read from files), which the worker of this process then uses as it is.
 
     Raises DataError, ModelError or StorageError (the exceptions the CLI maps to exit code 2), each one line.
     """
@@ -37,8 +41,11 @@ def check_inputs(spec: StudySpec, storage_url: str, log: Log | None = None) -> P
     splits = load_splits(spec.data)
     check_not_empty(spec, splits)
     check_storage(storage_url, url)
-    check_lengths(spec, splits, log)
-    return splits
+    tokenizer = cached_tokenizer(spec.model)
+    check_lengths(spec, splits, tokenizer or load_tokenizer_offline(spec.model), log)
+    name = spec.model.name_or_path
+    local = name in BUILT_FOLDERS or Path(name).expanduser().is_dir()
+    return Inputs(splits, tokenizer if local else None)  # a hub model's tokenizer loads with it, same revision
 
 
 def check_trackers(spec: StudySpec) -> None:
@@ -170,45 +177,21 @@ def check_not_empty(spec: StudySpec, splits: PreferenceSplits) -> None:
             raise DataError(f"{_where(spec, split)}: the {split} split is empty; add preference pairs to it")
 
 
-def _length(tokenizer: PreTrainedTokenizerBase, messages: list, **kwargs: Any) -> list[int]:
-    out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, tools=None, **kwargs)
-    return list(out["input_ids"])
-
-
-def pair_length(record: dict[str, Any], tokenizer: PreTrainedTokenizerBase, max_length: int) -> int | None:
-    """Tokens of prompt + the longer answer as TRL 1.16 ``DPOTrainer._prepare_dataset`` tokenizes the pair, or
-    None when ``training.trl_seams.tokenize_records`` would keep it at ``max_length`` (tests/unit/test_trl_seams.py)."""
-    prompt = _length(tokenizer, record["prompt"], add_generation_prompt=True)
-    chosen = _length(tokenizer, record["prompt"] + record["chosen"])
-    rejected = _length(tokenizer, record["prompt"] + record["rejected"])
-
-    def common(a: list[int], b: list[int]) -> int:
-        n = 0
-        while n < min(len(a), len(b)) and a[n] == b[n]:
-            n += 1
-        return n
-
-    prompt_len = min(common(prompt, chosen), common(prompt, rejected))
-    # kept by tokenize_records: prompt_len + max(answer lengths) = max(len(chosen), len(rejected)) <= max_length,
-    # and by TRL's own filter: prompt_len < max_length
-    longest = max(len(chosen), len(rejected))
-    if longest <= max_length and prompt_len < max_length:
-        return None
-    return max(longest, prompt_len + 1)
-
-
-def check_lengths(spec: StudySpec, splits: PreferenceSplits, log: Log | None = None) -> None:
-    """Refuse a split in which every pair is longer than training.max_length (all of them would be dropped).
+def check_lengths(spec: StudySpec, splits: PreferenceSplits, tokenizer: PreTrainedTokenizerBase | None,
+                  log: Log | None = None) -> None:
+    """Refuse a split in which every pair is longer than training.max_length (all of them would be dropped), by
+    TRL's own length rule (``training.trl_seams.pair_length``).
 
     Stops at the first pair that fits, so a good split costs one tokenization; skipped (the reference pass still
     refuses it later) when the tokenizer cannot be had without building or downloading the model.
     """
-    tokenizer = load_tokenizer_offline(spec.model)
     if tokenizer is None:
         if log is not None:
             log(f"preflight: pairs longer than training.max_length are checked once {spec.model.name_or_path} "
                 "is converted or downloaded")
         return
+    from prefstudy.training.trl_seams import pair_length
+
     max_length = spec.training.max_length
     for split, records in splits.splits.items():
         shortest = None

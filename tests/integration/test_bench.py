@@ -1,4 +1,4 @@
-"""`python -m prefstudy.tools.bench` on the smoke spec (tiny model): the step measurement times the same trainer with
+"""`python -m benchmarks.bench` on the smoke spec (tiny model): the step measurement times the same trainer with
 TRL's forward and the packed one, the three wall-time variants run the same 4 trials, and the results file carries
 every number the benchmark promises, computed from the raw timings; ``--quick`` writes the same step keys alone."""
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 def test_bench_writes_results_with_ratios_phases_and_passes(tmp_path: Path) -> None:
     env = cli_env()
-    done = subprocess.run([sys.executable, "-m", "prefstudy.tools.bench", "study/smoke.yaml", "--out", str(tmp_path),
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench", "study/smoke.yaml", "--out", str(tmp_path),
                            "--repeats", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((tmp_path / "results.json").read_text())
@@ -49,7 +49,7 @@ def test_bench_writes_results_with_ratios_phases_and_passes(tmp_path: Path) -> N
     assert "not run" in result["gpu"]["status"] or result["gpu"]["status"] == "measured"
     summary = (tmp_path / "results.md").read_text()
     assert "wall_ratio_vs_naive" in summary and "| naive |" in summary
-    quick = subprocess.run([sys.executable, "-m", "prefstudy.tools.bench", "study/smoke.yaml", "--out", str(tmp_path),
+    quick = subprocess.run([sys.executable, "-m", "benchmarks.bench", "study/smoke.yaml", "--out", str(tmp_path),
                             "--quick"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert quick.returncode == 0, quick.stdout[-3000:] + quick.stderr[-3000:]
     fast = json.loads((tmp_path / "quick.json").read_text())

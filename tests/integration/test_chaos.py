@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from pgcluster import REQUIRE_ENV, find_bindir
 from support import ROOT, cli_env
+
+from benchmarks.pgcluster import REQUIRE_ENV, find_bindir
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +25,7 @@ def test_a_short_soak_loses_no_trial(tmp_path: Path) -> None:
         pytest.skip("no PostgreSQL server binaries")
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "prefstudy.tools.chaos", "--workers", "2", "--trials", "5", "--steps", "8",
+        [sys.executable, "-m", "benchmarks.chaos", "--workers", "2", "--trials", "5", "--steps", "8",
          "--kill-every", "10", "14", "--restart-after", "6", "--fill-after", "16", "--full-for", "5",
          "--min-kills", "1", "--tmpfs-mb", "48", "--timeout", "420", "--work", str(tmp_path / "work"),
          "--out", str(out)],

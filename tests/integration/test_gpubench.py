@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 def test_gpubench_tiny_shape_runs_dpo_and_ipo_through_the_trial_code(tmp_path: Path) -> None:
     out = tmp_path / "gpu.json"
     result = subprocess.run(
-        [sys.executable, "-m", "prefstudy.tools.gpubench", "--shape", "tiny", "--steps", "2", "--batch-size", "2",
+        [sys.executable, "-m", "benchmarks.gpubench", "--shape", "tiny", "--steps", "2", "--batch-size", "2",
          "--max-length", "192", "--out", str(out)],
         cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=600,
     )

@@ -103,7 +103,7 @@ def test_dry_run_prints_the_stage_cost(tmp_path: Path) -> None:
 def test_the_figures_tool_writes_the_profile_as_png(profile_run) -> None:
     work, storage, _ = profile_run
     out = work / "figures"
-    result = subprocess.run([sys.executable, "-m", "prefstudy.tools.claims_figures", str(SMOKE), "--storage", storage,
+    result = subprocess.run([sys.executable, "-m", "benchmarks.claims_figures", str(SMOKE), "--storage", storage,
                              "--out", str(out)], cwd=work, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     for name in ("lr-profile", "lr-lm-eval"):

@@ -1,4 +1,4 @@
-"""open_storage and create_studies against a real PostgreSQL (the private cluster of tests/pgcluster.py).
+"""open_storage and create_studies against a real PostgreSQL (the private cluster of benchmarks/pgcluster.py).
 
 Also the failures a user meets first with a server storage: nothing listening, a wrong password, a malformed
 URL. Each must be a StorageError of one line, quickly, and never show the password.
@@ -13,10 +13,10 @@ import time
 import optuna
 import pytest
 from optuna.trial import TrialState
-from pgcluster import PostgresCluster, free_port
 from sqlalchemy.engine import make_url
 from support import ROOT
 
+from benchmarks.pgcluster import PostgresCluster, free_port
 from prefstudy.core.secrets import redact
 from prefstudy.search.storage import StorageError, create_studies, open_storage
 from prefstudy.spec import load_spec

@@ -29,7 +29,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
     storage = f"sqlite:///{runs}/optuna.db"
     study = run_python("-m", "prefstudy", "study", "study/smoke.yaml", f"runs_dir={runs}", "--storage", storage)
     assert study.returncode == 0, study.stderr[-3000:]
-    toy = run_python("-m", "prefstudy.tools.toy", "--out", str(runs / "toy"), "--steps", "300", "--seeds", "2")
+    toy = run_python("-m", "benchmarks.toy", "--out", str(runs / "toy"), "--steps", "300", "--seeds", "2")
     assert toy.returncode == 0, toy.stderr[-2000:]
     spec = load_spec(ROOT / "study" / "smoke.yaml", [f"runs_dir={runs}"])
     started = time.perf_counter()

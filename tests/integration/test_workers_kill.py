@@ -1,6 +1,6 @@
 """Two workers (--workers 2) on one storage; one is killed with SIGKILL mid-trial. Nothing may be lost.
 
-Runs on SQLite and on a real PostgreSQL (the private cluster of tests/pgcluster.py). The killed trial must turn
+Runs on SQLite and on a real PostgreSQL (the private cluster of benchmarks/pgcluster.py). The killed trial must turn
 FAIL through Optuna's heartbeat and be re-run to completion with the same parameters by the surviving worker; the
 finished count ends at the target or above it by at most workers - 1; and the storage password (PostgreSQL) must
 not appear in the output, the run directories, the study's attributes or the report.

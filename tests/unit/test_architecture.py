@@ -1,9 +1,11 @@
 """The package's shape, checked: dependencies point down the layers, no import circle, TRL and bitsandbytes each
-behind one seam, modules small. Static (ast), so it sees imports inside functions too."""
+behind one seam, every foreign private API in its library's seam file, nothing imported from tests/, no benchmark
+or soak inside the installed package, modules small. Static (ast, text), so it sees imports inside functions too."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,6 @@ LAYERS = {
     "search": 4,
     "report": 5,
     "preflight": 6, "plan": 6, "plan_stages": 6, "export": 6, "pipeline": 6, "cli": 6, "__main__": 6, "__init__": 6,
-    "tools": 7,
 }
 MAX_LINES = 350
 
@@ -101,9 +102,38 @@ def test_no_import_circle() -> None:
             visit(module, [module])
 
 
-def test_trl_is_imported_only_under_training_and_tools() -> None:
+def test_trl_is_imported_only_under_training() -> None:
     users = sorted(name for name, path in _modules().items() if "trl" in _third_party(path))
-    assert users and all(name.startswith(("prefstudy.training.", "prefstudy.tools.")) for name in users), users
+    assert users and all(name.startswith("prefstudy.training.") for name in users), users
+
+
+#: private names of TRL, lm-eval, transformers and Optuna that only their seam files may touch
+PRIVATE = re.compile(r"_model_call|__dict__\.pop\(|_attn_implementation|UnboundLocalError|\._compute_loss|"
+                     r"\._prepare_dataset|add_env_info")
+SEAMS = {"training/trl_seams.py", "evaluation/lmeval_seams.py", "models/transformers_seams.py",
+         "search/optuna_seams.py"}
+
+
+def test_foreign_private_api_lives_in_one_seam_file_per_library() -> None:
+    outside = sorted(f"{path.relative_to(PACKAGE)}:{n}" for path in PACKAGE.rglob("*.py")
+                     for n, line in enumerate(path.read_text().splitlines(), 1)
+                     if PRIVATE.search(line.split("#")[0]) and str(path.relative_to(PACKAGE)) not in SEAMS)
+    assert not outside, f"foreign private API outside the seam files {sorted(SEAMS)}: {outside}"
+    assert all((PACKAGE / seam).is_file() for seam in SEAMS)
+
+
+def test_no_package_code_imports_from_tests() -> None:
+    test_modules = {"tests", "support", "conftest"} | {p.stem for p in (SRC.parent / "tests").rglob("*.py")}
+    for path in [*PACKAGE.rglob("*.py"), *(SRC.parent / "benchmarks").rglob("*.py")]:
+        text = path.read_text()
+        assert "tests" not in "".join(re.findall(r"sys\.path\.\w+\(([^)]*)\)", text)), path
+        imported = _third_party(path)
+        assert not imported & test_modules, f"{path} imports test code: {sorted(imported & test_modules)}"
+
+
+def test_the_installed_package_holds_no_benchmark_soak_or_toy() -> None:
+    names = {path.stem for path in PACKAGE.rglob("*.py")} | {path.name for path in PACKAGE.rglob("*") if path.is_dir()}
+    assert not names & {"tools", "bench", "bench_steps", "bench_trl", "chaos", "gpubench", "toy", "flops"}, names
 
 
 def test_bitsandbytes_and_optuna_stay_in_their_places() -> None:

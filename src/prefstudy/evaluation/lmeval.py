@@ -18,7 +18,6 @@ import hashlib
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
 from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,7 @@ import yaml
 
 from prefstudy.core.paths import TASKS_DIR
 from prefstudy.evaluation import metrics
+from prefstudy.evaluation.lmeval_seams import model_logits, no_env_probe
 from prefstudy.models.merged_adapter import merged_adapter
 from prefstudy.spec import LmEvalTask, StudySpec
 
@@ -149,28 +149,6 @@ def evaluate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, spec: S
     return out
 
 
-@contextlib.contextmanager
-def no_env_probe() -> Iterator[None]:
-    """lm-eval's ``simple_evaluate`` ends with ``add_env_info``: torch's ``collect_env``, which runs pip, conda and
-    nvidia-smi in subprocesses, 3-12 s on this CPU, on every call (4 a trial). Every run directory's env.json already
-    has the versions, so that probe is replaced for the length of the block by one that records lm-eval's own."""
-    from lm_eval import evaluator
-
-    original = evaluator.add_env_info
-
-    def versions_only(storage: dict[str, Any]) -> None:
-        from importlib.metadata import version
-
-        storage.update({"pretty_env_info": "not collected (prefstudy: see the run directory's env.json)",
-                        "lm_eval_version": version("lm_eval")})
-
-    evaluator.add_env_info = versions_only
-    try:
-        yield
-    finally:
-        evaluator.add_env_info = original
-
-
 def _evaluate_tasks(lm: Any, lm_spec: Any, manager: TaskManager | None, seed: int, out: dict[str, Any]) -> None:
     """One ``simple_evaluate`` per task (each its own few-shot count and limit) into ``out``."""
     from lm_eval import simple_evaluate
@@ -211,9 +189,9 @@ def check_wrapper_applies_adapter(lm: Any, model: torch.nn.Module, tokenizer: Pr
 
     ids = torch.tensor([tokenizer("Question: what is 7 times 8?\nAnswer: 56")["input_ids"]], device=lm.device)
     with torch.no_grad():
-        on = lm._model_call(ids).float()
+        on = model_logits(lm, ids).float()
         with model.disable_adapter():
-            off = lm._model_call(ids).float()
+            off = model_logits(lm, ids).float()
     if lm.model is not model or torch.equal(on, off):
         raise LmEvalError("adapter not applied: lm-eval's model gives the base model's logits; its scores would be "
                           "the base model's, not the trial's")

@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from prefstudy.models.transformers_seams import attention_implementation
+
 #: attention implementations that take an arbitrary 4D mask: sdpa (boolean mask) and eager (additive float mask)
 MASK_ATTENTION = ("sdpa", "eager")
 #: segment ids of tokens that belong to no pair: padding, and a row's shared prefix
@@ -49,7 +51,7 @@ def common_prefix(sequences: Sequence[Sequence[int]]) -> int:
 def attention_takes_mask(model: torch.nn.Module) -> bool:
     """Whether ``model``'s attention accepts a custom 4D mask (the condition for ``prefix_sharing: auto``)."""
     config = getattr(model, "config", None)
-    implementation = getattr(config, "_attn_implementation", None) or "eager"
+    implementation = (attention_implementation(config) if config is not None else None) or "eager"
     return implementation in MASK_ATTENTION and not getattr(config, "output_router_logits", False)
 
 
@@ -62,7 +64,7 @@ def resolve_prefix_sharing(setting: str, model: torch.nn.Module) -> bool:
     if setting == "on":
         from prefstudy.spec import SpecError
 
-        implementation = getattr(getattr(model, "config", None), "_attn_implementation", None)
+        implementation = attention_implementation(model)
         raise SpecError(f"training.prefix_sharing: on needs attention that takes a 4D mask ({', '.join(MASK_ATTENTION)}"
                         f"), not '{implementation}' on a non-MoE model; use auto or off")
     return False
@@ -189,7 +191,7 @@ def _block_mask(segment: torch.Tensor, branch: torch.Tensor, positions: torch.Te
 
 
 def _mask_for(model: torch.nn.Module, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    implementation = getattr(model.config, "_attn_implementation", None) or "eager"
+    implementation = attention_implementation(model.config) or "eager"
     if implementation == "sdpa":
         return mask
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)

@@ -26,8 +26,8 @@ from prefstudy.spec import ModelSpec, TrainingSpec
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["ModelError", "check_model", "load_base_model", "load_tokenizer", "load_tokenizer_offline",
-           "resolve_model_path"]
+__all__ = ["ModelError", "cached_tokenizer", "check_model", "load_base_model", "load_tokenizer",
+           "load_tokenizer_offline", "resolve_model_path"]
 
 
 def load_tokenizer(spec_model: ModelSpec) -> PreTrainedTokenizerBase:
@@ -101,19 +101,26 @@ def check_model(spec_model: ModelSpec) -> None:
 
 def load_tokenizer_offline(spec_model: ModelSpec) -> PreTrainedTokenizerBase | None:
     """The spec's tokenizer without building, converting or downloading anything; None when that is impossible
-    (a hub model not in the local cache, or the embedded model before its one-time conversion)."""
+    (a hub model not in the local cache, or the embedded model before its one-time conversion). The tiny model's,
+    before it is built, is trained in memory (:func:`cached_tokenizer` gives only tokenizers read from files)."""
+    tokenizer = cached_tokenizer(spec_model)
+    if tokenizer is None and spec_model.name_or_path == TINY:
+        return _finish_tokenizer(tiny_tokenizer(), spec_model)
+    return tokenizer
+
+
+def cached_tokenizer(spec_model: ModelSpec) -> PreTrainedTokenizerBase | None:
+    """The tokenizer :func:`load_tokenizer` would load, read from the files it would read, when they exist already
+    (a built model's folder, a local folder, the hub cache); None otherwise."""
     from transformers import AutoTokenizer
 
     name = spec_model.name_or_path
     kwargs = {"trust_remote_code": spec_model.trust_remote_code, "revision": spec_model.revision}
     if name in BUILT_FOLDERS:
         folder = cache_dir() / "models" / BUILT_FOLDERS[name]
-        if (folder / "config.json").exists():
-            tokenizer = AutoTokenizer.from_pretrained(folder)
-        elif name == TINY:
-            tokenizer = tiny_tokenizer()
-        else:
+        if not (folder / "config.json").exists():
             return None
+        tokenizer = AutoTokenizer.from_pretrained(folder)
     else:
         path = Path(name).expanduser()
         try:

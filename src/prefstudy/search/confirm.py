@@ -8,16 +8,29 @@ trial carrying ``source_trial`` and ``confirm_seed`` user attributes; running ag
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import optuna
 from optuna.trial import FrozenTrial
 
+from prefstudy.core.console import log
 from prefstudy.search.selection import ranked_trials
+from prefstudy.search.stage import Queue, Request, Shape, Stage, StudyContext, TrialPlan, queue_of
+from prefstudy.search.stage_search import suggest
 from prefstudy.search.storage import top_up, waiting
 from prefstudy.spec import SpecError, StudySpec
+
+if TYPE_CHECKING:
+    from prefstudy.search.session import Worker
 
 
 def study_name(spec: StudySpec, method: str) -> str:
     return f"{spec.study_name(method)}/confirm"
+
+
+def confirm_seed(spec: StudySpec, seed: int) -> int:
+    """The training seed of a confirmation run: disjoint from every search trial's seed (< 1e6 per spec seed)."""
+    return 1_000_000_007 + spec.seed * 1_000 + seed
 
 
 def top_configs(study: optuna.Study, k: int) -> list[FrozenTrial]:
@@ -65,3 +78,40 @@ def create(spec: StudySpec, storage: optuna.storages.BaseStorage,
         todo = top_up(study, runs, lambda t: (t.user_attrs.get("source_trial"), t.user_attrs.get("confirm_seed")))
         out[method] = (study, todo)
     return out
+
+
+class ConfirmStage(Stage):
+    """``--confirm`` (or ``confirm.auto``): the top-k configurations re-trained to the end with fresh seeds, held-out
+    splits scored at the last step only; lm-eval on the first ``confirm.lm_eval_seeds`` seeds."""
+
+    name = "confirm"
+    title = "confirmation"
+    label = "confirmation runs"
+    run_attr = "confirm_seed"
+
+    def selected(self, spec: StudySpec, request: Request) -> bool:
+        return request.confirm or spec.confirm.auto
+
+    def check(self, spec: StudySpec) -> None:
+        check_configured(spec)
+
+    def enqueue(self, ctx: StudyContext) -> Queue:
+        queue = queue_of(create(ctx.spec, ctx.storage, ctx.searches))
+        log(f"confirmation: top {ctx.spec.confirm.top_k} configuration(s) x seeds {list(ctx.spec.confirm.seeds)}; "
+            f"runs to do per method: {queue.todo}")
+        return queue
+
+    def queued(self, ctx: StudyContext) -> Queue:
+        return queue_of(load(ctx.spec, ctx.storage, ctx.searches))
+
+    def plan(self, trial: optuna.Trial, method: str, worker: Worker) -> TrialPlan:
+        spec, seed = worker.spec, int(trial.user_attrs["confirm_seed"])
+        lm_eval_seeds = spec.confirm.seeds[: spec.confirm.lm_eval_seeds]
+        return TrialPlan(
+            params=suggest(trial, spec, method), seed=confirm_seed(spec, seed), folder=f"{method}/{self.name}",
+            sampling=self.name, with_lm_eval=bool(spec.evaluation.lm_eval.tasks) and seed in lm_eval_seeds,
+            shape=self.shape(worker, True),
+        )
+
+    def shape(self, worker: Worker, capability: bool) -> Shape:
+        return Shape(final_only=True)  # nothing to prune: the search already recorded the dynamics

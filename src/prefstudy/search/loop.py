@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from prefstudy.search.optuna_seams import TELL_FAILURE, storage_failure
 from prefstudy.search.storage import FINISHED, waiting
 from prefstudy.training.faults import DiskFull, failure_reason, is_disk_full
 
@@ -72,9 +73,9 @@ def run_trials(studies: dict[str, optuna.Study], objective_for: Callable[[str], 
             try:
                 study.optimize(objective_for(method), n_trials=1, catch=TRIAL_ERRORS, gc_after_trial=True,
                                callbacks=[rule, *(callbacks or [])])
-            except UnboundLocalError as exc:  # Optuna's tell failed on a storage error (database restarting)
-                cause = exc.__context__
-                if cause is None or "sqlalchemy" not in type(cause).__module__:
+            except TELL_FAILURE as exc:  # Optuna's tell failed on a storage error (database restarting)
+                cause = storage_failure(exc)
+                if cause is None:
                     raise
                 raise RuntimeError(f"the storage went away mid-trial ({type(cause).__name__}): this worker stops; "
                                    "its running trial is failed by the heartbeat and retried with the same "

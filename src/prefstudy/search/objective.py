@@ -1,188 +1,199 @@
-"""The Optuna objective: short glue -- take the parameters, write the config, train, report/prune, record, return.
+"""The Optuna objective, the same for every stage: short glue in six steps (optuna-examples' ``objective``).
+
+1. take the parameters: the stage (``search.stage.Stage.plan``) suggests them or takes its enqueued point;
+2. write the run directory (resolved config, environment) and the trial's identity, built once;
+3. train (``training.trainer.train_trial``);
+4. report the val objective at each eval point and prune, where the stage allows it;
+5. score and record (``search.record``);
+6. return the val objective.
 
 Data, the base model and the reference cache come in through a ``Worker`` (loaded once per process), never through
-globals. Run directories, failure reasons, interval maths and dashboard notes live in the modules that own them.
+globals. Failure bookkeeping is one context manager (:class:`TrialFailures`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import optuna
 
-from prefstudy.core.rundir import start_trial_dir, write_json
+from prefstudy.core.rundir import start_trial_dir, trial_dir, write_json
 from prefstudy.core.secrets import redact
 from prefstudy.search.record import record_complete
 from prefstudy.search.session import Worker
-from prefstudy.spec import StudySpec, spec_text
+from prefstudy.search.stage import Stage, TrialPlan
+from prefstudy.spec import spec_text
 
 
-def trial_seed(spec: StudySpec, number: int) -> int:
-    return spec.seed * 100_003 + number
+@dataclass(frozen=True)
+class TrialIdentity:
+    """Who a trial is, written to its config.json, its user attributes and its trackers' tags alike."""
+
+    study: str
+    study_uuid: Any
+    trial: int
+    method: str
+    stage: str
+    seed: int
+    run_dir: Path
+
+    @classmethod
+    def of(cls, trial: optuna.Trial, method: str, stage: str, plan: TrialPlan, run_root: Path) -> TrialIdentity:
+        return cls(trial.study.study_name, trial.study.user_attrs.get("study_uuid"), trial.number, method, stage,
+                   plan.seed, trial_dir(run_root, plan.folder, trial.number))
+
+    def record(self) -> dict[str, Any]:
+        return {"study": self.study, "study_uuid": self.study_uuid, "stage": self.stage, "trial": self.trial,
+                "method": self.method}
+
+    def tags(self) -> dict[str, str]:
+        return {"study": self.study, "study_uuid": str(self.study_uuid), "trial": str(self.trial),
+                "method": self.method, "seed": str(self.seed), "stage": self.stage,
+                "run_dir": str(self.run_dir.resolve())}
 
 
-def confirm_seed(spec: StudySpec, seed: int) -> int:
-    """The training seed of a confirmation run: disjoint from every search trial's seed (< 1e6 per spec seed)."""
-    return 1_000_000_007 + spec.seed * 1_000 + seed
+class TrialFailures:
+    """Failure bookkeeping around a trial's training: the reason in the storage and in metrics.json, memory given
+    back after an out-of-memory error, trackers closed. A stage may take a failure as one of its results
+    (``Stage.failed_result``): the exception is then swallowed and :attr:`result` holds the trial's value."""
 
+    def __init__(self, trial: optuna.Trial, run_dir: Path, tracker: Any, stage: Stage) -> None:
+        self.trial, self.run_dir, self.tracker, self.stage = trial, run_dir, tracker, stage
+        self.result: float | None = None
 
-def sampling_kind(trial: optuna.Trial, spec: StudySpec) -> str:
-    """How the trial's parameters were chosen: 'enqueued' (published defaults, resumed interrupts), 'random'
-    (non-adaptive: random/qmc/grid samplers and TPE's random start-up trials) or 'adaptive' (TPE proper)."""
-    attrs = trial.user_attrs
-    if "enqueued" in attrs or "requeued_from" in attrs:
-        return "enqueued"
-    sampler = spec.search.sampler
-    if sampler.type != "tpe":
-        return "random"
-    earlier = [
-        t for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
-                                                                   optuna.trial.TrialState.PRUNED))
-        if t.number < trial.number
-    ]
-    return "random" if len(earlier) < sampler.n_startup_trials else "adaptive"
+    def __enter__(self) -> TrialFailures:
+        return self
 
-
-class Objective:
-    """``stage`` 'search' suggests (beta, lr) and may be pruned; 'confirm' re-trains an enqueued configuration
-    with the seed in its ``confirm_seed`` user attribute, to the end, under ``<method>/confirm/trial-NNNN``; a
-    fixed-design stage ('drift', search.stages) trains its enqueued point (``stage_params``, ``stage_seed``) on the
-    stage's schedule with the stage's probe, under ``<method>/<stage>/trial-NNNN``."""
-
-    def __init__(self, worker: Worker, method: str, stage: str = "search") -> None:
-        self.worker = worker
-        self.method = method
-        self.stage = stage
-
-    def _params(self, trial: optuna.Trial) -> dict[str, float]:
-        spec = self.worker.spec
-        if self.stage not in ("search", "confirm"):  # a fixed design point: exactly the enqueued values
-            fixed = trial.user_attrs["stage_params"]
-            return {k: trial.suggest_float(k, float(fixed[k]), float(fixed[k])) for k in ("beta", "learning_rate")}
-        beta, lr = spec.methods[self.method].beta, spec.learning_rate
-        return {
-            "beta": trial.suggest_float("beta", beta.low, beta.high, log=beta.log),
-            "learning_rate": trial.suggest_float("learning_rate", lr.low, lr.high, log=lr.log),
-        }
-
-    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
-        from prefstudy.training.faults import failure_reason, is_disk_full
-
-        try:
-            return self._run(trial)
-        except OSError as exc:  # a full disk anywhere (the run directory's files): say so before the trial closes
-            if is_disk_full(exc) and "fail_reason" not in trial.user_attrs:
-                trial.set_user_attr("fail_reason", failure_reason(exc))
-            raise
-
-    def _run(self, trial: optuna.Trial) -> float | tuple[float, float]:
-        from prefstudy.search import stages
-        from prefstudy.tracking.trial import open_tracker, trial_params
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
         from prefstudy.training.faults import failure_reason, free_memory
-        from prefstudy.training.trainer import train_trial
 
-        confirm = self.stage == "confirm"
-        fixed = self.stage in stages.STAGES
-        needed = "confirm_seed" if confirm else "stage_seed" if fixed else None
-        if needed and needed not in trial.user_attrs:
-            # With several workers, another one can take the last enqueued run between this worker's check and
-            # its optimize(): Optuna then hands out a fresh trial, which is not an enqueued run. Close it
-            # without training (PRUNED, so no ranking or verdict ever reads it) instead of failing the worker.
-            trial.set_user_attr("note", f"no enqueued {self.stage} run was left (another worker took it)")
-            raise optuna.TrialPruned(f"no enqueued {self.stage} run left")
-        spec, worker = self.worker.spec, self.worker
-        method = spec.methods[self.method]
-        params = self._params(trial)
-        if confirm:
-            seed = confirm_seed(spec, int(trial.user_attrs["confirm_seed"]))
-        elif fixed:
-            seed = stages.stage_seed(spec, self.stage, int(trial.user_attrs["stage_seed"]))
-        else:
-            seed = trial_seed(spec, trial.number)
-        folder = self.method if self.stage == "search" else f"{self.method}/{self.stage}"
-        run_dir = start_trial_dir(spec.run_root(), folder, trial.number, {
-            "study": trial.study.study_name, "study_uuid": trial.study.user_attrs.get("study_uuid"),
-            "stage": self.stage, "trial": trial.number, "method": self.method,
-            "loss_type": method.loss_type, "params": params, "seed": seed,
-            "prefix_sharing": "on" if worker.prefix_sharing else "off",
-            "capability": bool(trial.user_attrs.get("stage_capability", not fixed)),
-            "storage": redact(worker.storage_url), "spec_fingerprint": spec.fingerprint(),
-            "data_fingerprint": worker.prepared.fingerprint, "spec": spec.model_dump(mode="json"),
-            "spec_yaml": spec_text(spec),
-        }, seed)
-        for key, value in {"run_dir": str(run_dir.resolve()), "seed": seed, "worker_pid": os.getpid(),
-                           "hostname": socket.gethostname(),
-                           "prefix_sharing": "on" if worker.prefix_sharing else "off",
-                           "sampling": self.stage if self.stage != "search" else sampling_kind(trial, spec)}.items():
-            trial.set_user_attr(key, value)
-        worker.trial_label = f"{self.method}#{trial.number}"
-        worker.log(f"[{trial.study.study_name} trial {trial.number}] beta={params['beta']:.4g} "
-                   f"learning_rate={params['learning_rate']:.3g} seed={seed}")
-        prunable = self.stage == "search" and spec.search.objective != "pareto"  # Optuna prunes single-objective only
-
-        def reporter(step: int, value: float) -> bool:
-            if not prunable:
-                return False
-            trial.report(value, step)
-            return trial.should_prune()
-
-        def lm_eval(model: Any) -> Any:
-            from prefstudy.evaluation.lmeval import evaluate
-
-            return evaluate(model, worker.tokenizer, spec, seed, worker.lm_eval_manager)
-
-        capability = bool(trial.user_attrs.get("stage_capability", False))  # lr-profile: lm-eval on these runs
-        with_lm_eval = bool(spec.evaluation.lm_eval.tasks) and (capability if fixed else (
-            not confirm or int(trial.user_attrs["confirm_seed"]) in spec.confirm.seeds[: spec.confirm.lm_eval_seeds]))
-        tracker = open_tracker(spec, trial.study.study_name, trial.number, run_dir,
-                               trial_params(spec, self.method, params, seed, self.stage),
-                               {"study": trial.study.study_name, "study_uuid": str(trial.study.user_attrs.get(
-                                   "study_uuid")), "trial": str(trial.number), "method": self.method,
-                                "seed": str(seed), "stage": self.stage, "run_dir": str(run_dir.resolve())},
-                               worker.log)
-        schedule = probe = None
-        if fixed:
-            schedule, probe = stages.schedule_and_probe(worker, self.stage, run_dir, capability)
+        if exc is None:
+            return False
+        reason = failure_reason(exc)
+        self.result = self.stage.failed_result(self.trial, self.run_dir, reason)
+        if self.result is not None:
+            close_tracker(self.tracker, "DIVERGED")
+            return True
+        self.trial.set_user_attr("fail_reason", redact(reason)[:500])
         try:
-            outcome = train_trial(worker, method, params, seed, run_dir, reporter,
-                                  after_training=lm_eval if with_lm_eval else None,
-                                  final_only=confirm, schedule=schedule, probe=probe, trackers=tracker)
-        except BaseException as exc:
-            reason = failure_reason(exc)
-            if self.stage == "lr-profile" and reason.startswith("non-finite loss"):
-                value = diverged(trial, run_dir, reason)  # a result of the design, not a failure (docs/claims.md)
-                _close(tracker, "DIVERGED")
-                return value
-            trial.set_user_attr("fail_reason", redact(reason)[:500])
-            try:
-                write_json(run_dir / "metrics.json", {"status": "failed", "reason": redact(reason)})
-            except OSError:  # the disk that just filled up: the reason is in the storage
-                pass
-            if reason.startswith("out of memory"):
-                free_memory()
-            _close(tracker, "FAIL")
-            raise
-        trial.set_user_attr("clipped_fraction", outcome.clipped_fraction)
-        trial.set_user_attr("steps", outcome.steps_done)
-        if outcome.pruned_at is not None:
-            write_json(run_dir / "metrics.json", {"status": "pruned", "pruned_at": outcome.pruned_at})
-            _close(tracker, "PRUNED")
-            raise optuna.TrialPruned(f"pruned at step {outcome.pruned_at}")
-        result = record_complete(worker, self.method, trial, outcome, run_dir)
-        _close(tracker, "COMPLETE", trial.user_attrs)
-        return result
+            write_json(self.run_dir / "metrics.json", {"status": "failed", "reason": redact(reason)})
+        except OSError:  # the disk that just filled up: the reason is in the storage
+            pass
+        if reason.startswith("out of memory"):
+            free_memory()
+        close_tracker(self.tracker, "FAIL")
+        return False
 
 
-def _close(tracker: Any, state: str, attrs: dict[str, Any] | None = None) -> None:
+@contextlib.contextmanager
+def disk_full_reason(trial: optuna.Trial) -> Iterator[None]:
+    """A full disk anywhere (the run directory's files): say so before the trial closes."""
+    from prefstudy.training.faults import failure_reason, is_disk_full
+
+    try:
+        yield
+    except OSError as exc:
+        if is_disk_full(exc) and "fail_reason" not in trial.user_attrs:
+            trial.set_user_attr("fail_reason", failure_reason(exc))
+        raise
+
+
+def close_tracker(tracker: Any, state: str, attrs: dict[str, Any] | None = None) -> None:
     if tracker is not None:
         tracker.close(state, attrs)
 
 
-def diverged(trial: optuna.Trial, run_dir: Any, reason: str) -> float:
-    """An lr-profile run whose loss or log-probs went non-finite: COMPLETE with value 0 and ``diverged`` set, so it
-    counts as degraded (every pair lost) and is never retried or dropped."""
-    trial.set_user_attr("diverged", redact(reason)[:500])
-    write_json(run_dir / "metrics.json", {"status": "diverged", "reason": redact(reason), "value": 0.0})
-    return 0.0
+class Objective:
+    """One method's objective in one stage (a ``search.stage.Stage`` or its name)."""
+
+    def __init__(self, worker: Worker, method: str, stage: Stage | str = "search") -> None:
+        from prefstudy.search.registry import by_name
+
+        self.worker = worker
+        self.method = method
+        self.stage = by_name(stage) if isinstance(stage, str) else stage
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        from prefstudy.training.trainer import train_trial
+
+        needed = self.stage.run_attr
+        if needed is not None and needed not in trial.user_attrs:
+            # With several workers, another one can take the last enqueued run between this worker's check and
+            # its optimize(): Optuna then hands out a fresh trial, which is not an enqueued run. Close it
+            # without training (PRUNED, so no ranking or verdict ever reads it) instead of failing the worker.
+            trial.set_user_attr("note", f"no enqueued {self.stage.name} run was left (another worker took it)")
+            raise optuna.TrialPruned(f"no enqueued {self.stage.name} run left")
+        worker, spec = self.worker, self.worker.spec
+        with disk_full_reason(trial):
+            plan = self.stage.plan(trial, self.method, worker)  # 1
+            identity = TrialIdentity.of(trial, self.method, self.stage.name, plan, spec.run_root())
+            tracker = self._start(trial, plan, identity)  # 2
+            shape, run_dir = plan.shape, identity.run_dir
+            with TrialFailures(trial, run_dir, tracker, self.stage) as failures:
+                outcome = train_trial(  # 3, with 4 at every eval point
+                    worker, spec.methods[self.method], plan.params, plan.seed, run_dir, self._reporter(trial, plan),
+                    after_training=self._lm_eval(plan.seed) if plan.with_lm_eval else None,
+                    final_only=shape.final_only, schedule=shape.schedule,
+                    probe=shape.probe(run_dir) if shape.probe is not None else None, trackers=tracker)
+            if failures.result is not None:
+                return failures.result
+            trial.set_user_attr("clipped_fraction", outcome.clipped_fraction)
+            trial.set_user_attr("steps", outcome.steps_done)
+            if outcome.pruned_at is not None:  # 4
+                write_json(run_dir / "metrics.json", {"status": "pruned", "pruned_at": outcome.pruned_at})
+                close_tracker(tracker, "PRUNED")
+                raise optuna.TrialPruned(f"pruned at step {outcome.pruned_at}")
+            result = record_complete(worker, self.method, trial, outcome, run_dir)  # 5
+            close_tracker(tracker, "COMPLETE", trial.user_attrs)
+            return result  # 6
+
+    def _start(self, trial: optuna.Trial, plan: TrialPlan, identity: TrialIdentity) -> Any:
+        """The run directory with the resolved config (before any work), the trial's attributes, its trackers."""
+        from prefstudy.tracking.trial import open_tracker, trial_params
+
+        worker, spec = self.worker, self.worker.spec
+        sharing = "on" if worker.prefix_sharing else "off"
+        start_trial_dir(spec.run_root(), plan.folder, trial.number, {
+            **identity.record(), "loss_type": spec.methods[self.method].loss_type, "params": plan.params,
+            "seed": plan.seed, "prefix_sharing": sharing, "capability": plan.capability,
+            "storage": redact(worker.storage_url), "spec_fingerprint": spec.fingerprint(),
+            "data_fingerprint": worker.prepared.fingerprint, "spec": spec.model_dump(mode="json"),
+            "spec_yaml": spec_text(spec),
+        }, plan.seed)
+        for key, value in {"run_dir": str(identity.run_dir.resolve()), "seed": plan.seed, "worker_pid": os.getpid(),
+                           "hostname": socket.gethostname(), "prefix_sharing": sharing,
+                           "sampling": plan.sampling}.items():
+            trial.set_user_attr(key, value)
+        worker.trial_label = f"{self.method}#{trial.number}"
+        worker.log(f"[{identity.study} trial {trial.number}] beta={plan.params['beta']:.4g} "
+                   f"learning_rate={plan.params['learning_rate']:.3g} seed={plan.seed}")
+        return open_tracker(spec, identity.study, trial.number, identity.run_dir,
+                            trial_params(spec, self.method, plan.params, plan.seed, identity.stage), identity.tags(),
+                            worker.log)
+
+    @staticmethod
+    def _reporter(trial: optuna.Trial, plan: TrialPlan) -> Any:
+        def reporter(step: int, value: float) -> bool:
+            if not plan.prunable:
+                return False
+            trial.report(value, step)
+            return trial.should_prune()
+
+        return reporter
+
+    def _lm_eval(self, seed: int) -> Any:
+        worker = self.worker
+
+        def lm_eval(model: Any) -> Any:
+            from prefstudy.evaluation.lmeval import evaluate
+
+            return evaluate(model, worker.tokenizer, worker.spec, seed, worker.lm_eval_manager)
+
+        return lm_eval

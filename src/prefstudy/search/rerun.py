@@ -62,8 +62,8 @@ def locate(study_name: str, number: int, storage_url: str | None) -> tuple[Path,
 
 def rerun(study_name: str, number: int, storage_url: str | None = None, tolerance: float = 1e-6) -> int:
     from prefstudy.core.console import log
+    from prefstudy.search.registry import by_name
     from prefstudy.search.session import load_worker, offline_if_local, quiet_libraries
-    from prefstudy.search.stages import STAGES, schedule_and_probe
     from prefstudy.training.trainer import train_trial
 
     run_dir, config, result = locate(study_name, number, storage_url)
@@ -81,14 +81,13 @@ def rerun(study_name: str, number: int, storage_url: str | None = None, toleranc
     worker.trial_label = f"{config['method']}#{number} (re-run)"
     log(f"re-running trial {number} of {study_name}: params {config['params']} seed {config['seed']}"
         + (f", stopping at step {stop_at} where it was pruned" if stop_at else ""))
-    schedule = probe = None
-    if config.get("stage") in STAGES:  # a fixed-design run: its own length, eval points and per-pair probe
-        (out / "pairs.jsonl").unlink(missing_ok=True)
-        schedule, probe = schedule_and_probe(worker, config["stage"], out, bool(config.get("capability", True)))
+    # the stage's own length, eval points, final-only scoring and per-pair probe (pairs.jsonl)
+    shape = by_name(config.get("stage", "search")).shape(worker, bool(config.get("capability", True)))
+    (out / "pairs.jsonl").unlink(missing_ok=True)
     started = time.perf_counter()
     train_trial(worker, spec.methods[config["method"]], config["params"], config["seed"], out,
-                lambda step, _value: stop_at is not None and step >= stop_at,
-                final_only=config.get("stage") == "confirm", schedule=schedule, probe=probe)
+                lambda step, _value: stop_at is not None and step >= stop_at, final_only=shape.final_only,
+                schedule=shape.schedule, probe=shape.probe(out) if shape.probe is not None else None)
     diffs = curve_differences(read_jsonl(run_dir / "curves.jsonl"), read_jsonl(out / "curves.jsonl"))
     worst = max(diffs.values(), default=math.inf)
     write_json(out / "rerun.json", {"study": study_name, "trial": number, "tolerance": tolerance,

@@ -15,12 +15,26 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from prefstudy.core.console import log
+from prefstudy.data.sources import PreferenceSplits
 from prefstudy.evaluation.heldout import Prepared
 from prefstudy.spec import StudySpec
 
 if TYPE_CHECKING:
     from lm_eval.tasks import TaskManager
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What preflight validated and loaded (``preflight.check_inputs``), handed to the worker of the same process so
+    nothing is loaded twice: the data splits, and the tokenizer where preflight could read it from files without
+    building or downloading a model (None: the worker loads it beside the model)."""
+
+    splits: PreferenceSplits
+    tokenizer: PreTrainedTokenizerBase | None = None
+
+    def fingerprint(self) -> str:
+        return self.splits.fingerprint()
 
 
 @dataclass
@@ -89,8 +103,10 @@ def _record_base(spec: StudySpec, prepared: Prepared, studies: dict[str, optuna.
 
 
 def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Study],
-                lm_eval_manager: TaskManager | None = None, with_lm_eval: bool = True) -> Worker:
-    """Load the tokenizer, the base model (once) and the reference cache; record the base metrics once."""
+                lm_eval_manager: TaskManager | None = None, with_lm_eval: bool = True,
+                inputs: Inputs | None = None) -> Worker:
+    """Load the tokenizer, the base model (once) and the reference cache; record the base metrics once. ``inputs``:
+    what preflight already loaded in this process (the splits, the tokenizer), used as they are."""
     import torch
 
     from prefstudy.data.sources import load_splits
@@ -99,9 +115,9 @@ def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Stu
     from prefstudy.training.refcache import model_identity, prepare
 
     torch.set_num_threads(spec.training.threads or max(1, os.cpu_count() or 1))
-    splits = load_splits(spec.data)
+    splits = inputs.splits if inputs is not None else load_splits(spec.data)
     started = time.perf_counter()
-    tokenizer = load_tokenizer(spec.model)
+    tokenizer = inputs.tokenizer if inputs is not None and inputs.tokenizer is not None else load_tokenizer(spec.model)
     model = load_base_model(spec.model, spec.training)
     sharing = resolve_prefix_sharing(spec.training.prefix_sharing, model)
     log(f"model {spec.model.name_or_path} loaded in {time.perf_counter() - started:.1f}s "

@@ -20,12 +20,17 @@ steps; lm-eval and generation run on the tuned beta's first-seed runs only (``st
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
 
+from prefstudy.core.console import log
+from prefstudy.core.rundir import write_json
+from prefstudy.core.secrets import redact
 from prefstudy.search.selection import ranked_trials
+from prefstudy.search.stage import Queue, Request, Shape, Stage, StudyContext, TrialPlan, queue_of
 from prefstudy.search.storage import top_up, waiting
 from prefstudy.spec import SpecError, StudySpec
 from prefstudy.spec.stages import STAGES
@@ -215,18 +220,68 @@ def create(spec: StudySpec, storage: optuna.storages.BaseStorage, searches: dict
     return out
 
 
-def schedule_and_probe(worker: Any, stage: str, run_dir: Any, capability: bool = True) -> tuple[Any, Any]:
-    """A stage run's training.trainer.Schedule (length, eval points, fixed pairs) and its probe (search.probes)."""
-    from prefstudy.search.probes import DriftProbe, ProfileProbe
-    from prefstudy.training.trainer import Schedule
+class FixedStage(Stage):
+    """A fixed design (module docstring): enqueued runs at given points, never pruned, on the stage's own schedule
+    with the stage's probe writing ``pairs.jsonl``."""
 
-    spec = worker.spec
-    n_train = len(worker.prepared.tokenized["train"])
-    if stage == "drift":
-        schedule = Schedule.even(drift_steps(spec, n_train), spec.drift.eval_points,
+    run_attr = "stage_seed"
+
+    def selected(self, spec: StudySpec, request: Request) -> bool:
+        return request.stage == self.name
+
+    def enqueue(self, ctx: StudyContext) -> Queue:
+        queue = queue_of(create(ctx.spec, ctx.storage, ctx.searches, self.name))
+        log(describe(ctx.spec, self.name, ctx.searches) + f"; runs to do per method: {queue.todo}")
+        return queue
+
+    def queued(self, ctx: StudyContext) -> Queue:
+        return queue_of(load(ctx.spec, ctx.storage, self.name))
+
+    def plan(self, trial: optuna.Trial, method: str, worker: Any) -> TrialPlan:
+        spec, fixed = worker.spec, trial.user_attrs["stage_params"]
+        capability = bool(trial.user_attrs.get("stage_capability", False))  # lr-profile: lm-eval on these runs
+        return TrialPlan(
+            params={k: trial.suggest_float(k, float(fixed[k]), float(fixed[k])) for k in ("beta", "learning_rate")},
+            seed=stage_seed(spec, self.name, int(trial.user_attrs["stage_seed"])), folder=f"{method}/{self.name}",
+            sampling=self.name, capability=capability,
+            with_lm_eval=bool(spec.evaluation.lm_eval.tasks) and capability, shape=self.shape(worker, capability),
+        )
+
+
+class DriftStage(FixedStage):
+    name = title = "drift"
+    label = "drift runs"
+
+    def shape(self, worker: Any, capability: bool) -> Shape:
+        from prefstudy.search.probes import DriftProbe
+        from prefstudy.training.trainer import Schedule
+
+        spec = worker.spec
+        schedule = Schedule.even(drift_steps(spec, len(worker.prepared.tokenized["train"])), spec.drift.eval_points,
                                  spec.drift.val_pairs or spec.evaluation.val_subset)
-        return schedule, DriftProbe(worker, run_dir)
-    n_val, n_test = (len(worker.prepared.tokenized[s]) for s in ("val", "test"))
-    test_pairs = min(spec.lr_profile.test_pairs or n_test, n_test)
-    steps = search_steps(spec, n_train)
-    return Schedule(steps, (steps,), n_val, test_pairs), ProfileProbe(worker, run_dir, capability)
+        return Shape(schedule=schedule, probe=lambda run_dir: DriftProbe(worker, run_dir))
+
+
+class LrProfileStage(FixedStage):
+    name = title = "lr-profile"
+    label = "lr-profile runs"
+
+    def shape(self, worker: Any, capability: bool) -> Shape:
+        from prefstudy.search.probes import ProfileProbe
+        from prefstudy.training.trainer import Schedule
+
+        spec, tokenized = worker.spec, worker.prepared.tokenized
+        n_val, n_test = (len(tokenized[s]) for s in ("val", "test"))
+        test_pairs = min(spec.lr_profile.test_pairs or n_test, n_test)
+        steps = search_steps(spec, len(tokenized["train"]))
+        return Shape(schedule=Schedule(steps, (steps,), n_val, test_pairs),
+                     probe=lambda run_dir: ProfileProbe(worker, run_dir, capability))
+
+    def failed_result(self, trial: optuna.Trial, run_dir: Path, reason: str) -> float | None:
+        """A run whose loss or log-probs went non-finite: COMPLETE with value 0 and ``diverged`` set, so it counts as
+        degraded (every pair lost) and is never retried or dropped (a result of the design, docs/claims.md)."""
+        if not reason.startswith("non-finite loss"):
+            return None
+        trial.set_user_attr("diverged", redact(reason)[:500])
+        write_json(run_dir / "metrics.json", {"status": "diverged", "reason": redact(reason), "value": 0.0})
+        return 0.0

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import Field, field_validator, model_validator
 
 from prefstudy.spec.base import _Frozen
 
 STAGES = ("drift", "lr-profile")  # the fixed-design stages (--stage NAME): search.stages runs them
+ROLES = ("search", "confirm", *STAGES)  # every stage, in the order it runs (search.registry): --role of a worker
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the command line asks of the stages (``search.registry``): ``--confirm``, ``--stage NAME``, and
+    ``--role NAME`` for a worker process started by ``--workers`` (it runs that one stage's queued trials only)."""
+
+    confirm: bool = False
+    stage: str | None = None
+    role: str | None = None
 
 
 class DriftSpec(_Frozen):

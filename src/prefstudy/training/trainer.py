@@ -26,7 +26,7 @@ from prefstudy.tracking.trial import report_to
 from prefstudy.training.adapter_check import check_adapter_applied
 from prefstudy.training.dpo_config import dpo_config
 from prefstudy.training.faults import NonFiniteLoss
-from prefstudy.training.trl_seams import CachedRefDPOTrainer, PackedPreferenceCollator
+from prefstudy.training.trl_seams import CachedRefDPOTrainer, PackedPreferenceCollator, remove_fused_head_patch
 
 # Called with (step, val objective value) -> True when the trial should stop (pruned).
 Reporter = Callable[[int, float], bool]
@@ -310,6 +310,6 @@ def train_trial(
 def remove_adapter(peft_model: Any) -> None:
     """Take the LoRA layers and TRL's fused-head patch off the shared base model, frozen again."""
     base = peft_model.unload()
-    base.__dict__.pop("forward", None)  # TRL's fused-head patch
+    remove_fused_head_patch(base)
     for param in base.parameters():
         param.requires_grad_(False)

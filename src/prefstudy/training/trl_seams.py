@@ -5,6 +5,9 @@
 - :class:`CachedRefDPOTrainer` skips ``_prepare_dataset`` for data that is already tokenized and reads the
   reference log-probs from the dataset's ``ref_chosen_logps``/``ref_rejected_logps`` columns, as TRL does after its
   own precompute (which would hash the whole model, seeded LoRA init included, and so never hit across trials).
+- :func:`pair_length` is ``_prepare_dataset``'s length rule on one pair, for preflight (no dataset is built):
+  where the completion starts (TRL's ``common_prefix_length`` of the prompt and prompt + answer) and what is kept.
+- :func:`remove_fused_head_patch` takes off the ``forward`` TRL sets on a model instance for its fused LM head.
 - :class:`PackedPreferenceCollator` and ``CachedRefDPOTrainer.compute_loss`` run the prefix-shared forward of
   :mod:`prefstudy.evaluation.packing` in place of the model call inside TRL's ``_compute_loss``: TRL still builds the
   labels and masks, and computes the DPO/IPO loss and its logged metrics from the per-token log-probs we hand back
@@ -25,7 +28,7 @@ from prefstudy.evaluation.packing import pack_pairs, packed_forward
 
 # DPOConfig and DPOTrainer are re-exported: the bench's TRL baselines import TRL only through this seam
 __all__ = ["CachedRefDPOTrainer", "DPOConfig", "DPOTrainer", "PackedPreferenceCollator", "TrlSeamError",
-           "tokenize_records"]
+           "pair_length", "remove_fused_head_patch", "tokenize_records"]
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -87,6 +90,34 @@ def tokenize_records(records: list[dict[str, Any]], tokenizer: PreTrainedTokeniz
     dropped = len(records) - len(keep)
     tokenized = tokenized.select(keep).remove_columns(["prompt", "chosen", "rejected"])
     return tokenized, dropped
+
+
+def _chat_ids(tokenizer: PreTrainedTokenizerBase, messages: list[Any], **kwargs: Any) -> list[int]:
+    out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, tools=None, **kwargs)
+    return list(out["input_ids"])
+
+
+def pair_length(record: dict[str, Any], tokenizer: PreTrainedTokenizerBase, max_length: int) -> int | None:
+    """Tokens of prompt + the longer answer as ``DPOTrainer._prepare_dataset`` tokenizes the (conversational) pair,
+    or None when :func:`tokenize_records` would keep it at ``max_length``."""
+    from trl.data_utils import common_prefix_length
+
+    prompt = _chat_ids(tokenizer, record["prompt"], add_generation_prompt=True)
+    chosen = _chat_ids(tokenizer, record["prompt"] + record["chosen"])
+    rejected = _chat_ids(tokenizer, record["prompt"] + record["rejected"])
+    prompt_len = min(common_prefix_length(prompt, chosen), common_prefix_length(prompt, rejected))
+    # kept by tokenize_records: prompt_len + max(answer lengths) = max(len(chosen), len(rejected)) <= max_length,
+    # and by TRL's own filter: prompt_len < max_length
+    longest = max(len(chosen), len(rejected))
+    if longest <= max_length and prompt_len < max_length:
+        return None
+    return max(longest, prompt_len + 1)
+
+
+def remove_fused_head_patch(model: Any) -> None:
+    """Take off the ``forward`` TRL 1.16 sets on the model instance for its fused LM head (``fused_lm_head=True``),
+    so the shared base model is called as a plain module again."""
+    model.__dict__.pop("forward", None)
 
 
 class CachedRefDPOTrainer(DPOTrainer):

@@ -78,27 +78,3 @@ def test_resume_refuses_a_base_scored_on_other_tasks(tmp_path: Path, monkeypatch
     now = tasks_digest(spec.evaluation.lm_eval.tasks)
     write_json(path, {"tasks": {}, "tasks_digest": now})
     assert session.base_lm_eval(worker, {})["tasks_digest"] == now  # same tasks: reused, not recomputed
-
-
-def test_no_env_probe_replaces_lm_evals_collect_env_and_restores_it(monkeypatch) -> None:
-    """simple_evaluate (pinned lm-eval) looks add_env_info up in its module at call time, so replacing it there skips
-    torch's collect_env (pip/conda/nvidia-smi subprocesses, seconds per task); outside the block it is lm-eval's own."""
-    import inspect
-
-    import torch.utils.collect_env
-    from lm_eval import evaluator
-
-    from prefstudy.evaluation.lmeval import no_env_probe
-
-    assert "add_env_info" in inspect.unwrap(evaluator.simple_evaluate).__code__.co_names  # a module-global lookup
-    original = evaluator.add_env_info
-
-    def fail() -> str:
-        raise AssertionError("collect_env ran")
-
-    monkeypatch.setattr(torch.utils.collect_env, "get_pretty_env_info", fail)
-    results: dict = {}
-    with no_env_probe():
-        evaluator.add_env_info(results)
-    assert results["pretty_env_info"].startswith("not collected") and results["lm_eval_version"]
-    assert evaluator.add_env_info is original

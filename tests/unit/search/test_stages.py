@@ -12,7 +12,9 @@ from optuna.trial import TrialState
 from support import SMOKE
 
 from prefstudy.search import stages
-from prefstudy.search.objective import Objective, confirm_seed, trial_seed
+from prefstudy.search.confirm import confirm_seed
+from prefstudy.search.objective import Objective
+from prefstudy.search.stage_search import trial_seed
 from prefstudy.spec import SpecError, load_spec
 
 

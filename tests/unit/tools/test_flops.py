@@ -1,10 +1,10 @@
-"""Executed-FLOP counts of the benchmark (prefstudy.tools.flops), worked out by hand."""
+"""Executed-FLOP counts of the benchmark (benchmarks.flops), worked out by hand."""
 
 from __future__ import annotations
 
 import torch
 
-from prefstudy.tools.flops import Shape, matmul_peak, model_shape, score_flops, train_flops
+from benchmarks.flops import Shape, matmul_peak, model_shape, score_flops, train_flops
 
 # one layer: linear weights of 10 multiply-adds per token, LoRA r*(in+out) = 2, 1 head of dim 2, hidden 3, vocab 5
 TOY = Shape(layers=1, linear=10, lora=2, heads=1, head_dim=2, hidden=3, vocab=5)

@@ -1,4 +1,4 @@
-"""Tests for the IPO-paper toy experiment (prefstudy.tools.toy)."""
+"""Tests for the IPO-paper toy experiment (benchmarks.toy)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from prefstudy.tools.toy import (
+from benchmarks.toy import (
     DEFAULT_TAUS,
     METHODS,
     dpo_loss,

@@ -15,7 +15,7 @@ import torch
 from prefstudy.data.sources import load_splits
 from prefstudy.evaluation.logprobs import sequence_logps
 from prefstudy.spec import DataSpec, SyntheticData
-from prefstudy.training.trl_seams import tokenize_records
+from prefstudy.training.trl_seams import remove_fused_head_patch, tokenize_records
 
 MAX_LENGTH = 256
 
@@ -56,10 +56,11 @@ def test_over_length_pairs_are_dropped_and_counted(tiny, records) -> None:
     assert len(kept) == len(records) - dropped
 
 
-def test_preflight_pair_length_keeps_what_tokenize_records_keeps(records) -> None:
-    """preflight.pair_length (tokenizer only, no TRL import) decides like tokenize_records at every cut."""
+def test_pair_length_keeps_what_tokenize_records_keeps(records) -> None:
+    """trl_seams.pair_length (preflight's rule: one pair, no dataset built) decides like tokenize_records at every
+    cut."""
     from prefstudy.models.builtin import tiny_tokenizer
-    from prefstudy.preflight import pair_length
+    from prefstudy.training.trl_seams import pair_length
 
     tokenizer = tiny_tokenizer()
     full, _ = tokenize_records(records, tokenizer, MAX_LENGTH)
@@ -114,7 +115,7 @@ def test_trl_reference_pass_equals_ours(tiny, records) -> None:
         np.testing.assert_allclose(ours["rejected"][:4], trl_rejected.numpy(), rtol=0, atol=1e-4)
         assert ours["chosen_tokens"][:4].tolist() == [len(r["chosen_ids"]) for r in dataset.select(range(4))]
     finally:
-        peft_model.unload().__dict__.pop("forward", None)
+        remove_fused_head_patch(peft_model.unload())
 
 
 def test_length_sorted_batches_return_rows_in_their_own_order(tiny, records) -> None:
@@ -159,7 +160,7 @@ def test_cached_reference_trainer_optimises_the_loss_on_our_numbers(tiny, record
         with torch.no_grad():
             loss = float(trainer.compute_loss(peft_model, batch))
     finally:
-        peft_model.unload().__dict__.pop("forward", None)
+        remove_fused_head_patch(peft_model.unload())
     chosen_ratio = policy["chosen"] - ref["chosen"][:4]
     rejected_ratio = policy["rejected"] - ref["rejected"][:4]
     beta = 0.3
@@ -233,3 +234,36 @@ def test_scoring_with_the_shared_prefix_equals_full_sequences(tiny, records, bat
     for i in range(n):  # the chosen answer's per-token log-probs, in order (the KL proxy reads them)
         expected = per_token[i][batch["completion_mask"][i, 1:].bool()].numpy()
         np.testing.assert_allclose(ours["chosen_token_logps"][i, : len(expected)], expected, atol=1e-5)
+
+
+def test_the_loss_type_list_is_trls_compute_loss_branches() -> None:
+    """TRL 1.16 exposes no list of loss types: spec.TRL_LOSS_TYPES is a copy of the branches of its private
+    ``_compute_loss`` ("sft" is an auxiliary term added to a preference loss, not a preference loss of its own)."""
+    import inspect
+    import re
+
+    from trl import DPOTrainer
+
+    from prefstudy.spec import TRL_LOSS_TYPES
+
+    branches = set(re.findall(r'loss_type == "(\w+)"', inspect.getsource(DPOTrainer._compute_loss)))
+    assert branches - {"sft"} == set(TRL_LOSS_TYPES), sorted(branches ^ set(TRL_LOSS_TYPES))
+
+
+def test_removing_trls_fused_head_patch_restores_the_plain_forward(tiny, records) -> None:
+    """TRL sets ``forward`` on the model instance for its fused LM head; after a trainer, the shared base model's
+    forward must be its class's again (remove_adapter relies on remove_fused_head_patch)."""
+    from datasets import Dataset
+
+    from prefstudy.training.trl_seams import DPOTrainer
+
+    tokenizer, model = tiny
+    peft_model, trainer = _trainer(DPOTrainer, model, tokenizer, Dataset.from_list(records), "ipo")
+    del trainer
+    base = peft_model.unload()
+    patched = "forward" in base.__dict__
+    remove_fused_head_patch(base)
+    for param in base.parameters():
+        param.requires_grad_(False)
+    assert patched, "the pinned TRL no longer patches forward on the instance: re-check remove_fused_head_patch"
+    assert "forward" not in base.__dict__ and base.forward.__func__ is type(base).forward

@@ -242,7 +242,7 @@ def make_figure(results: ToyResults) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """CLI: run the experiment, write ``results.json`` and ``index.html`` under ``--out``."""
-    ap = argparse.ArgumentParser(prog="python -m prefstudy.tools.toy", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.toy", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("reports/toy"))
     ap.add_argument("--taus", type=float, nargs="+", default=list(DEFAULT_TAUS))
     ap.add_argument("--seeds", type=int, default=10)

@@ -1,4 +1,4 @@
-"""A private, throw-away PostgreSQL cluster for tests that need a real PostgreSQL Optuna storage.
+"""A private, throw-away PostgreSQL cluster for the tests and the chaos soak that need a real PostgreSQL storage.
 
 Why: SQLite does not show what a study does against a server (network errors, authentication, passwords in
 URLs, concurrent workers), and tests must not depend on a server someone else runs. So each test session runs
@@ -16,8 +16,9 @@ Authentication (pg_hba.conf written by this module):
 
 PostgreSQL refuses to run as root, so as root the binaries run as the ``postgres`` user (``runuser``) and the
 folder is made under /tmp, mode 755 (pytest's own tmp folders are mode 700 under root's and not traversable by
-postgres). Without binaries, :func:`find_bindir` makes the test skip, or fail where ``PREFSTUDY_REQUIRE_POSTGRES=1``
-(CI installs the Debian ``postgresql`` package, so a missing server there is an error, not a skip).
+postgres). Without binaries, :func:`require_bindir` raises :class:`PostgresMissing`; the test suite turns it into a
+skip, or a failure where ``PREFSTUDY_REQUIRE_POSTGRES=1`` (CI installs the Debian ``postgresql`` package, so a
+missing server there is an error, not a skip).
 
 The server is started with fsync off: its data is thrown away, and the tests run on shared, slow disks.
 """
@@ -37,15 +38,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
-
 REQUIRE_ENV = "PREFSTUDY_REQUIRE_POSTGRES"
 SERVER_USER = "postgres"  # the OS user that runs the server when the tests run as root
 SUPERUSER = "postgres"  # the database superuser (trust: socket and 127.0.0.1)
 USER = "prefstudy"  # the database role with a password (scram-sha-256 over TCP)
 
 _HBA = f"""\
-# written by tests/pgcluster.py
+# written by benchmarks/pgcluster.py
 local all all                  trust
 host  all {SUPERUSER} 127.0.0.1/32 trust
 host  all all      127.0.0.1/32 scram-sha-256
@@ -70,23 +69,28 @@ def find_bindir() -> Path | None:
         except (OSError, subprocess.SubprocessError):
             pass
     candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version, reverse=True)
-    if shutil.which("initdb"):
-        candidates.append(str(Path(shutil.which("initdb")).parent))
+    initdb = shutil.which("initdb")
+    if initdb:
+        candidates.append(str(Path(initdb).parent))
     for folder in candidates:
         if all(os.access(Path(folder, tool), os.X_OK) for tool in ("initdb", "pg_ctl", "postgres", "psql")):
             return Path(folder)
     return None
 
 
+class PostgresMissing(RuntimeError):
+    """No PostgreSQL server binaries on this machine."""
+
+
+MISSING = ("PostgreSQL server binaries (initdb, pg_ctl, postgres, psql) not found via $PREFSTUDY_PG_BINDIR, "
+           "pg_config --bindir, /usr/lib/postgresql/*/bin or PATH; install the 'postgresql' package")
+
+
 def require_bindir() -> Path:
-    """:func:`find_bindir`, or skip the test (fail it where ``PREFSTUDY_REQUIRE_POSTGRES=1``) when there is none."""
+    """:func:`find_bindir`, or :class:`PostgresMissing` when there is none."""
     bindir = find_bindir()
     if bindir is None:
-        reason = ("PostgreSQL server binaries (initdb, pg_ctl, postgres, psql) not found via $PREFSTUDY_PG_BINDIR, "
-                  "pg_config --bindir, /usr/lib/postgresql/*/bin or PATH; install the 'postgresql' package")
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{reason} ({REQUIRE_ENV}=1: a real PostgreSQL is required here)", pytrace=False)
-        pytest.skip(reason)
+        raise PostgresMissing(MISSING)
     return bindir
 
 
@@ -116,19 +120,25 @@ class PostgresCluster:
 
     # -- paths -------------------------------------------------------------------------------------------------
     @property
+    def folder(self) -> Path:
+        if self.root is None:
+            raise RuntimeError("the cluster has not been started")
+        return self.root
+
+    @property
     def datadir(self) -> Path:
-        return self.root / "data"
+        return self.folder / "data"
 
     @property
     def logfile(self) -> Path:
-        return self.root / "postgres.log"
+        return self.folder / "postgres.log"
 
     @property
     def running(self) -> bool:
         return self.root is not None and (self.datadir / "postmaster.pid").exists()
 
     # -- commands ----------------------------------------------------------------------------------------------
-    def _run(self, tool: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    def run_tool(self, tool: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
         """Run a PostgreSQL binary (as the postgres user when we are root); raise with its output on failure."""
         command = [str(self.bindir / tool), *args]
         if self.as_root:
@@ -150,7 +160,7 @@ class PostgresCluster:
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         """Run SQL as the superuser over the Unix socket; returns psql's unaligned output."""
-        done = self._run("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(self.root),
+        done = self.run_tool("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(self.root),
                          "-p", str(self.port), "-U", SUPERUSER, "-d", database, "-c", sql)
         return done.stdout.strip()
 
@@ -170,7 +180,7 @@ class PostgresCluster:
             os.chmod(self.root, 0o755)
             if self.as_root:
                 os.chown(self.root, owner.pw_uid, owner.pw_gid)
-            self._run("initdb", "-D", str(self.datadir), "-U", SUPERUSER, "--auth-local=trust",
+            self.run_tool("initdb", "-D", str(self.datadir), "-U", SUPERUSER, "--auth-local=trust",
                       "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync")
             (self.datadir / "pg_hba.conf").write_text(_HBA)  # the owner may read it; its mode stays 600
             for attempt in range(attempts):  # another process may take the free port before the server does
@@ -178,7 +188,7 @@ class PostgresCluster:
                 options = (f"-c listen_addresses={self.host} -p {self.port} -k {self.root} -c fsync=off "
                            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=50")
                 try:
-                    self._run("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-o", options, "-w",
+                    self.run_tool("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-o", options, "-w",
                               "-t", str(self.start_timeout), "start", timeout=self.start_timeout + 30)
                     break
                 except RuntimeError:
@@ -214,7 +224,7 @@ class PostgresCluster:
             return
         for mode in ("fast", "immediate"):
             try:
-                self._run("pg_ctl", "-D", str(self.datadir), "-m", mode, "-w", "-t", "30", "stop", timeout=60)
+                self.run_tool("pg_ctl", "-D", str(self.datadir), "-m", mode, "-w", "-t", "30", "stop", timeout=60)
                 return
             except (RuntimeError, subprocess.TimeoutExpired):
                 continue

@@ -1,6 +1,6 @@
 """QLoRA throughput and memory through prefstudy's own trial code, on a randomly initialised model.
 
-On a CUDA machine: ``python -m prefstudy.tools.gpubench`` builds a Mistral-7B-shaped model with random weights (nothing
+On a CUDA machine: ``python -m benchmarks.gpubench`` builds a Mistral-7B-shaped model with random weights (nothing
 to download), loads it in 4-bit NF4 through ``model.load_base_model`` exactly as a study does, and runs a few DPO
 and IPO steps through ``training.trainer.train_trial`` at the recipe's batch size and max_length
 (study/mistral7b_qlora.yaml), with prefix sharing off (TRL's own forward) and on (the packed forward, sdpa with a

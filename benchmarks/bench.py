@@ -1,6 +1,6 @@
 """``nox -s bench``: training steps against TRL's own forward, and the same trials timed three ways, in one run.
 
-- **steps** (``tools.bench_steps``): whole optimizer steps of the same trainer, seeds and batches with TRL's own
+- **steps** (``benchmarks.bench_steps``): whole optimizer steps of the same trainer, seeds and batches with TRL's own
   forward and with the packed prefix-shared one, scoring passes, executed FLOPs and the machine's matmul peak;
 
 - **prefstudy**: ``pipeline.run`` as users run it (one model load, one reference pass for the whole study, tokenized
@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefstudy.tools.bench_steps import run_steps, summarize_steps
-from prefstudy.tools.bench_trl import TRIALS, run_trl
+from benchmarks.bench_steps import run_steps, summarize_steps
+from benchmarks.bench_trl import TRIALS, run_trl
 
 VARIANTS = ("steps", "prefstudy", "strong", "naive")
 BENCH_SPEC = "study/bench.yaml"
@@ -182,7 +182,7 @@ def gpu_note() -> dict[str, Any]:
     path = Path("reports/bench/gpu.json")
     if path.is_file():
         return {"status": "measured", "file": str(path), **json.loads(path.read_text())}
-    return {"status": "not run: no CUDA GPU has run `python -m prefstudy.tools.gpubench --shape mistral-7b` yet, so "
+    return {"status": "not run: no CUDA GPU has run `python -m benchmarks.gpubench --shape mistral-7b` yet, so "
                       "there are no tokens/s or peak GPU memory numbers for the 4-bit Mistral-7B shape"}
 
 
@@ -253,7 +253,7 @@ def markdown(summary: dict[str, Any]) -> str:
                   f"{summary['steps_timed_per_run']} steps): TRL's own forward {summary['train_step_s_trl']} s, "
                   f"packed prefix-shared {summary['train_step_s']} s; executed GFLOP/s "
                   f"{summary['train_gflops_trl']} -> {summary['train_gflops']} (training), "
-                  f"{summary['score_gflops']} (scoring). FLOPs: executed, padding included (prefstudy.tools.flops)."]
+                  f"{summary['score_gflops']} (scoring). FLOPs: executed, padding included (benchmarks.flops)."]
     if "phases" not in summary:
         return "\n".join(lines + [""])
     lines += ["", "Seconds, summed over the 4 trials; 'once' is what prefstudy pays once per study (model load, "
@@ -278,7 +278,7 @@ def markdown(summary: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m prefstudy.tools.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
     parser.add_argument("spec", nargs="?", default=BENCH_SPEC)
     parser.add_argument("overrides", nargs="*", help="key.path=value overrides of the spec")
     parser.add_argument("--out", default="reports/bench")
@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"== {variant}", flush=True)
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "prefstudy.tools.bench", args.spec, *args.overrides, "--variant", variant,
+        subprocess.run([sys.executable, "-m", "benchmarks.bench", args.spec, *args.overrides, "--variant", variant,
                         "--result", str(result), "--repeats", str(repeats)], check=True)
         results[variant] = json.loads(result.read_text())
         print(f"== {variant}: {time.perf_counter() - started:.1f}s", flush=True)

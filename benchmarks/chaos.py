@@ -17,7 +17,7 @@ Then it checks what must hold, and writes ``<out>/results.json``:
 - the full disk failed a trial with a clear reason ("disk full ...") and did not spin: at most ``2 * workers``
   trials failed while it was full.
 
-The PostgreSQL cluster is the test suite's (``tests/pgcluster.py``: a throw-away ``initdb`` on 127.0.0.1, stopped
+The PostgreSQL cluster is the test suite's (``benchmarks/pgcluster.py``: a throw-away ``initdb`` on 127.0.0.1, stopped
 and removed at the end); the tmpfs needs root (without it the disk-full event is skipped and the run says so).
 """
 
@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[1]
 RUN_FILES = ("config.json", "env.json", "curves.jsonl", "metrics.json", "heldout.json")
 
 
@@ -104,9 +104,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import optuna
     from optuna.trial import TrialState
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from pgcluster import PostgresCluster  # the suite's throw-away cluster
-
+    from benchmarks.pgcluster import PostgresCluster  # the throw-away cluster the tests use too
     from prefstudy.search.workers import STORAGE_ENV
     from prefstudy.spec import load_spec
 
@@ -125,10 +123,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cluster.psql("CREATE DATABASE chaos")
         url = cluster.trust_url("chaos")  # no password: nothing secret to keep off command lines here
         from prefstudy.pipeline import prepare
+        from prefstudy.search.registry import by_name
 
-        prepare(spec, url, confirm=False)  # the launcher's part: studies created once, before any worker races
+        prepare(spec, url, [by_name("search")])  # the launcher's part: studies created once, before any worker races
         command = [sys.executable, "-m", "prefstudy", "study", str(spec_path), *overrides, "--role", "search"]
-        env = dict(os.environ, **{STORAGE_ENV: url, "PYTHONPATH": str(ROOT / "src")})
+        env = dict(os.environ, **{STORAGE_ENV: url, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"})
         log = work / "workers.log"
         for _ in range(args.workers):
             soak.start_worker(command, env, log)
@@ -173,7 +172,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if soak.restarts == 0 and now >= restart_at:
                 # -l again: without it the restarted server keeps pg_ctl's output pipes open (the same options
                 # are reused from postmaster.opts)
-                cluster._run("pg_ctl", "-D", str(cluster.datadir), "-l", str(cluster.logfile), "-m", "fast", "-w",
+                cluster.run_tool("pg_ctl", "-D", str(cluster.datadir), "-l", str(cluster.logfile), "-m", "fast", "-w",
                              "-t", "60", "restart", timeout=120)
                 soak.restarts += 1
                 soak.note("PostgreSQL restarted")
@@ -266,7 +265,7 @@ def _check(spec: Any, studies: dict[str, Any], soak: Soak, args: argparse.Namesp
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m prefstudy.tools.chaos", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.chaos", description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--trials", type=int, default=40, help="finished trials per method")
     parser.add_argument("--steps", type=int, default=120, help="optimizer steps per trial (long enough for the kills)")

@@ -1,5 +1,5 @@
 """The benchmark's TRL baselines (``nox -s bench``): the 'strong' and 'naive' loops a TRL user would write, timed
-on the same trials as prefstudy (see prefstudy.tools.bench). They import TRL directly: that is what they measure."""
+on the same trials as prefstudy (see benchmarks.bench). They import TRL directly: that is what they measure."""
 
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def lm_eval_by_path(spec: Any, path: str, kwargs: dict[str, Any], adapter: Path,
 
 def run_trl(spec: Any, variant: str) -> dict[str, Any]:
     from prefstudy.core.rundir import rss_mb
-    from prefstudy.search.objective import trial_seed
+    from prefstudy.search.stage_search import trial_seed
 
     trials = []
     started = time.perf_counter()

@@ -1,6 +1,6 @@
 """The claims section's figures as PNG files (kaleido, headless Chromium), for a results page.
 
-    python -m prefstudy.tools.claims_figures [SPEC] [--storage URL] --out docs/results
+    python -m benchmarks.claims_figures [SPEC] [--storage URL] --out docs/results
 
 Reads the drift and lr-profile stages' runs from the storage and run directories (as the report does), writes
 ``<out>/claims-<figure>.png`` and copies ``reports/<name>/claims.json`` (built by the report, with the
@@ -20,7 +20,7 @@ from prefstudy.core.paths import DEFAULT_SPEC, find_spec
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m prefstudy.tools.claims_figures", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.claims_figures", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("spec", nargs="?", default=DEFAULT_SPEC)
     parser.add_argument("--storage", default=None)

@@ -5,7 +5,7 @@ trainer (``training.trainer.build_trainer``), seeds and batches run twice, alter
 (``prefix_sharing`` off) and with the packed prefix-shared one (on). Every whole optimizer step is timed, from
 one step's end to the next (collation, forward, backward, clipping, optimizer, logging and callbacks all count);
 the first ``WARMUP`` steps of each run are left out, the next ``TIMED`` are timed. Each run then scores the val
-and test splits with the trained adapter attached, as a trial's eval steps do. FLOPs: ``tools.flops`` (executed,
+and test splits with the trained adapter attached, as a trial's eval steps do. FLOPs: ``benchmarks.flops`` (executed,
 padding included); the machine's matmul peak is measured in the same process, with the spec's threads.
 """
 
@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefstudy.tools.bench_trl import TRIALS
-from prefstudy.tools.flops import Shape, matmul_peak, model_shape, score_flops, train_flops
+from benchmarks.bench_trl import TRIALS
+from benchmarks.flops import Shape, matmul_peak, model_shape, score_flops, train_flops
 
 WARMUP = 2  # steps of each run left out of the step statistics (allocator and thread-pool warm-up)
 TIMED = 12  # steps timed per run after the warm-up (trials are longer; this keeps the whole bench <= 60 min)

@@ -1,0 +1,54 @@
+"""The private Optuna seam (search/optuna_seams.py) against the pinned Optuna: a storage that fails while
+``study.optimize`` records a trial's result surfaces as Optuna's internal UnboundLocalError, the database error as
+its context, which ``storage_failure`` recognises; any other error is not mistaken for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy.exc
+
+from prefstudy.search.optuna_seams import TELL_FAILURE, storage_failure
+
+
+def test_a_storage_failing_during_tell_is_recognised(tmp_path: Path) -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/seam.db")
+    study = optuna.create_study(storage=storage)
+    gone = {"now": False}
+    real_set, real_get = storage.set_trial_state_values, storage.get_trial
+
+    def failing(real):  # the database goes away once the objective has run (a server restarting)
+        def call(*args, **kwargs):
+            if gone["now"]:
+                raise sqlalchemy.exc.OperationalError("UPDATE trials", {}, Exception("server closed the connection"))
+            return real(*args, **kwargs)
+        return call
+
+    storage.set_trial_state_values, storage.get_trial = failing(real_set), failing(real_get)
+
+    def objective(trial: optuna.Trial) -> float:
+        gone["now"] = True
+        return trial.number + 1.0
+
+    with pytest.raises(TELL_FAILURE) as caught:
+        study.optimize(objective, n_trials=1)
+    cause = storage_failure(caught.value)
+    assert isinstance(cause, sqlalchemy.exc.OperationalError), "the pinned Optuna changed how a failed tell surfaces"
+
+
+def test_other_errors_are_not_storage_failures() -> None:
+    try:
+        raise UnboundLocalError("a real bug")
+    except UnboundLocalError as exc:
+        assert storage_failure(exc) is None
+    try:
+        try:
+            raise KeyError("not a database")
+        except KeyError:
+            raise UnboundLocalError("during handling") from None
+    except UnboundLocalError as exc:
+        assert storage_failure(exc) is None  # its context is not a SQLAlchemy error
+    assert storage_failure(ValueError("x")) is None
