@@ -47,9 +47,9 @@ def split_metrics(policy: Arrays, ref: Arrays) -> dict[str, float]:
 
 def score_splits(
     model: torch.nn.Module, spec: StudySpec, pad_token_id: int, prepared: Prepared, names: list[str],
-    subsets: dict[str, int] | None = None,
+    subsets: dict[str, int | None] | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, Arrays]]:
-    """Score ``model`` on the named splits (the first ``subsets[name]`` pairs when given)."""
+    """Score ``model`` on the named splits (the first ``subsets[name]`` pairs when given, all when None)."""
     results: dict[str, dict[str, float]] = {}
     arrays: dict[str, Arrays] = {}
     for name in names:

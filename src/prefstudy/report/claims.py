@@ -41,13 +41,15 @@ class MethodRuns:
 
 
 def load_drift(spec: StudySpec, storage: Any) -> dict[str, MethodRuns]:
-    """Every method's complete drift runs, aligned on betas, eval steps, seeds (``drift.seeds`` order) and pairs."""
+    """Every method's complete drift runs on deterministic preferences (p = 1; runs at ``drift.preference_p`` < 1
+    are not read by this statistic), aligned on betas, eval steps, seeds (``drift.seeds`` order) and pairs."""
     seeds = list(spec.drift.seeds)
     out: dict[str, MethodRuns] = {}
     for method, m in spec.methods.items():
         trials = sr.stage_trials(spec, storage, method, "drift")
         loaded = [(t, sr.read_rows(sr.run_folder(spec, method, "drift", t))) for t in trials]
-        loaded = [(t, rows) for t, rows in loaded if rows and int(t.user_attrs["stage_seed"]) in seeds]
+        loaded = [(t, rows) for t, rows in loaded if rows and int(t.user_attrs["stage_seed"]) in seeds
+                  and float(t.user_attrs.get("preference_p", 1.0)) == 1.0]  # this statistic: deterministic data
         if not loaded:
             continue
         betas = sorted({float(t.user_attrs["stage_params"]["beta"]) for t, _ in loaded})

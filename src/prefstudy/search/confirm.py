@@ -8,7 +8,8 @@ trial carrying ``source_trial`` and ``confirm_seed`` user attributes; running ag
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial
@@ -110,8 +111,8 @@ class ConfirmStage(Stage):
         return TrialPlan(
             params=suggest(trial, spec, method), seed=confirm_seed(spec, seed), folder=f"{method}/{self.name}",
             sampling=self.name, with_lm_eval=bool(spec.evaluation.lm_eval.tasks) and seed in lm_eval_seeds,
-            shape=self.shape(worker, True),
+            shape=self.shape(worker, True, {}),
         )
 
-    def shape(self, worker: Worker, capability: bool) -> Shape:
+    def shape(self, worker: Worker, capability: bool, design: Mapping[str, Any]) -> Shape:
         return Shape(final_only=True)  # nothing to prune: the search already recorded the dynamics

@@ -165,7 +165,7 @@ class Objective:
             "seed": plan.seed, "prefix_sharing": sharing, "capability": plan.capability,
             "storage": redact(worker.storage_url), "spec_fingerprint": spec.fingerprint(),
             "data_fingerprint": worker.prepared.fingerprint, "spec": spec.model_dump(mode="json"),
-            "spec_yaml": spec_text(spec),
+            "spec_yaml": spec_text(spec), **({"design": plan.design} if plan.design else {}),
         }, plan.seed)
         for key, value in {"run_dir": str(identity.run_dir.resolve()), "seed": plan.seed, "worker_pid": os.getpid(),
                            "hostname": socket.gethostname(), "prefix_sharing": sharing,

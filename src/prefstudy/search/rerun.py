@@ -82,7 +82,8 @@ def rerun(study_name: str, number: int, storage_url: str | None = None, toleranc
     log(f"re-running trial {number} of {study_name}: params {config['params']} seed {config['seed']}"
         + (f", stopping at step {stop_at} where it was pruned" if stop_at else ""))
     # the stage's own length, eval points, final-only scoring and per-pair probe (pairs.jsonl)
-    shape = by_name(config.get("stage", "search")).shape(worker, bool(config.get("capability", True)))
+    shape = by_name(config.get("stage", "search")).shape(worker, bool(config.get("capability", True)),
+                                                         config.get("design", {}))
     (out / "pairs.jsonl").unlink(missing_ok=True)
     started = time.perf_counter()
     train_trial(worker, spec.methods[config["method"]], config["params"], config["seed"], out,

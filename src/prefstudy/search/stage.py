@@ -14,7 +14,7 @@ The pipeline walks the stages without knowing their names; the report reads thei
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -55,6 +55,7 @@ class TrialPlan:
     prunable: bool = False  # the val objective is reported at every eval point and may prune the trial
     with_lm_eval: bool = False  # lm-eval on the trained adapter
     shape: Shape = Shape()
+    design: dict[str, Any] = field(default_factory=dict)  # a design point's other factors (config.json 'design')
 
 
 @dataclass
@@ -123,8 +124,9 @@ class Stage:
         """The trial's parameters (suggested through ``trial``), seed, folder and shape."""
         raise NotImplementedError
 
-    def shape(self, worker: Worker, capability: bool) -> Shape:
-        """How a run of the stage trains and is scored (default: as the spec says)."""
+    def shape(self, worker: Worker, capability: bool, design: Mapping[str, Any]) -> Shape:
+        """How a run of the stage trains and is scored (default: as the spec says); ``design`` is the run's
+        TrialPlan.design (config.json's 'design' when ``prefstudy rerun`` repeats it)."""
         return Shape()
 
     def callbacks(self, spec: StudySpec) -> list[Any]:

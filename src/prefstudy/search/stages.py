@@ -20,6 +20,7 @@ steps; lm-eval and generation run on the tuned beta's first-seed runs only (``st
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,24 @@ def search_steps(spec: StudySpec, n_train: int | None = None) -> int:
     return total_steps(spec.training, n_train or 1)
 
 
-def drift_steps(spec: StudySpec, n_train: int | None = None) -> int:
-    return math.ceil(spec.drift.steps_factor * search_steps(spec, n_train))
+def drift_steps(spec: StudySpec, n_train: int | None = None, copies: int = 1) -> int:
+    """A drift run's steps: ``steps_factor`` times a search trial's, and with ``copies`` per instance rounded up to
+    whole epochs of the expanded training set (so every instance is seen equally often in both p arms)."""
+    steps = math.ceil(spec.drift.steps_factor * search_steps(spec, n_train))
+    if copies > 1 and n_train:
+        per_epoch = math.ceil(n_train * copies / (spec.training.batch_size * spec.training.gradient_accumulation_steps))
+        steps = math.ceil(steps / per_epoch) * per_epoch
+    return steps
+
+
+#: a drift run's preference-determinism factors (user attributes of its trial, config.json 'design')
+DETERMINISM = ("preference_p", "copies")
+
+
+def drift_determinism(spec: StudySpec) -> list[dict[str, Any]]:
+    """Each preference probability's run attributes (none for deterministic data shown once, as before)."""
+    d = spec.drift
+    return [{} if p == 1.0 and d.copies == 1 else {"preference_p": p, "copies": d.copies} for p in d.preference_p]
 
 
 def stage_steps(spec: StudySpec, stage: str, n_train: int | None = None) -> int:
@@ -117,8 +134,9 @@ def design(spec: StudySpec, stage: str, searches: dict[str, optuna.Study] | None
     """The stage's runs per method (module docstring)."""
     if stage == "drift":
         lr, _ = drift_learning_rate(spec, searches)
-        return {m: [{"params": {"beta": b, "learning_rate": lr}, "seed": s, "attrs": {}}
-                    for b in drift_betas(spec, m) for s in spec.drift.seeds] for m in spec.methods}
+        return {m: [{"params": {"beta": b, "learning_rate": lr}, "seed": s, "attrs": dict(factors)}
+                    for b in drift_betas(spec, m) for factors in drift_determinism(spec) for s in spec.drift.seeds]
+                for m in spec.methods}
     if stage != "lr-profile":
         raise SpecError(f"unknown stage '{stage}' (known: {', '.join(STAGES)})")
     from prefstudy.evaluation.lr_profile import retune_candidates
@@ -178,8 +196,9 @@ def load(spec: StudySpec, storage: optuna.storages.BaseStorage, stage: str) -> d
     return out
 
 
-def _key(params: dict[str, Any], seed: Any) -> tuple[Any, ...]:
-    return round(float(params["beta"]), 12), round(float(params["learning_rate"]), 15), seed
+def _key(params: dict[str, Any], seed: Any, attrs: dict[str, Any]) -> tuple[Any, ...]:
+    determinism = round(float(attrs.get("preference_p", 1.0)), 12), int(attrs.get("copies", 1))
+    return round(float(params["beta"]), 12), round(float(params["learning_rate"]), 15), seed, *determinism
 
 
 def _stored_runs(stored: list[Any], seeds: tuple[int, ...]) -> list[Run]:
@@ -211,10 +230,10 @@ def create(spec: StudySpec, storage: optuna.storages.BaseStorage, searches: dict
             runs = wanted[method]
         else:
             runs = wanted[method] if pinned(spec, stage) else _stored_runs(stored, seeds)
-        todo = top_up(study, [(_key(r["params"], r["seed"]), r["params"],
+        todo = top_up(study, [(_key(r["params"], r["seed"], r["attrs"]), r["params"],
                                {"stage_params": dict(r["params"]), "stage_seed": r["seed"], **r["attrs"]})
                               for r in runs],
-                      lambda t: _key(t.user_attrs["stage_params"], t.user_attrs.get("stage_seed"))
+                      lambda t: _key(t.user_attrs["stage_params"], t.user_attrs.get("stage_seed"), t.user_attrs)
                       if "stage_params" in t.user_attrs else None)
         out[method] = (study, todo)
     return out
@@ -240,11 +259,13 @@ class FixedStage(Stage):
     def plan(self, trial: optuna.Trial, method: str, worker: Any) -> TrialPlan:
         spec, fixed = worker.spec, trial.user_attrs["stage_params"]
         capability = bool(trial.user_attrs.get("stage_capability", False))  # lr-profile: lm-eval on these runs
+        factors = {k: trial.user_attrs[k] for k in DETERMINISM if k in trial.user_attrs}
         return TrialPlan(
             params={k: trial.suggest_float(k, float(fixed[k]), float(fixed[k])) for k in ("beta", "learning_rate")},
             seed=stage_seed(spec, self.name, int(trial.user_attrs["stage_seed"])), folder=f"{method}/{self.name}",
             sampling=self.name, capability=capability,
-            with_lm_eval=bool(spec.evaluation.lm_eval.tasks) and capability, shape=self.shape(worker, capability),
+            with_lm_eval=bool(spec.evaluation.lm_eval.tasks) and capability,
+            shape=self.shape(worker, capability, factors), design=factors,
         )
 
 
@@ -252,13 +273,18 @@ class DriftStage(FixedStage):
     name = title = "drift"
     label = "drift runs"
 
-    def shape(self, worker: Any, capability: bool) -> Shape:
+    def shape(self, worker: Any, capability: bool, design: Mapping[str, Any]) -> Shape:
+        """The run's length in whole epochs of its copies, every training instance scored at every eval point
+        beside the fixed val pairs, and its training rows: ``copies`` per instance, a share 1 - p flipped."""
         from prefstudy.search.probes import DriftProbe
+        from prefstudy.training.preference_copies import Copies
         from prefstudy.training.trainer import Schedule
 
-        spec = worker.spec
-        schedule = Schedule.even(drift_steps(spec, len(worker.prepared.tokenized["train"])), spec.drift.eval_points,
-                                 spec.drift.val_pairs or spec.evaluation.val_subset)
+        spec, d = worker.spec, worker.spec.drift
+        p, copies = float(design.get("preference_p", 1.0)), int(design.get("copies", 1))
+        steps = drift_steps(spec, len(worker.prepared.tokenized["train"]), copies)
+        schedule = Schedule.even(steps, d.eval_points, d.val_pairs or spec.evaluation.val_subset,
+                                 train_every_point=True, copies=Copies(p, copies, d.copies_together))
         return Shape(schedule=schedule, probe=lambda run_dir: DriftProbe(worker, run_dir))
 
 
@@ -266,7 +292,7 @@ class LrProfileStage(FixedStage):
     name = title = "lr-profile"
     label = "lr-profile runs"
 
-    def shape(self, worker: Any, capability: bool) -> Shape:
+    def shape(self, worker: Any, capability: bool, design: Mapping[str, Any]) -> Shape:
         from prefstudy.search.probes import ProfileProbe
         from prefstudy.training.trainer import Schedule
 

@@ -35,6 +35,11 @@ class DriftSpec(_Frozen):
     generation_pairs: int = Field(32, ge=0)  # val prompts answered at every point (0: no generation accuracy)
     flat_margin: float = Field(0.5, gt=0)  # TOST margin: DPO's log-log slope counts as flat inside +-this
     n_boot: int = Field(1000, ge=100)  # pair bootstrap resamples of the clustered intervals
+    # preference determinism (training/preference_copies.py): every p trains on `copies` rows per instance, a share
+    # 1 - p of them flipped; (1 - p) * copies must be whole. (1.0,) with 1 copy: the training split as it is
+    preference_p: tuple[float, ...] = (1.0,)
+    copies: int = Field(1, ge=1)  # rows per training instance (the same for every p: same size, same data order)
+    copies_together: bool = True  # with copies > 1, an instance's copies share one batch (its exact mean gradient)
 
     @field_validator("seeds")
     @classmethod
@@ -42,6 +47,19 @@ class DriftSpec(_Frozen):
         if len(value) < 2 or len(set(value)) != len(value) or any(s < 0 for s in value):
             raise ValueError("drift.seeds needs at least 2 distinct non-negative integers (seed variance)")
         return value
+
+    @model_validator(mode="after")
+    def _determinism(self) -> DriftSpec:
+        ps = self.preference_p
+        if not ps or len(set(ps)) != len(ps) or any(not 0.5 < p <= 1.0 for p in ps):
+            raise ValueError(f"drift.preference_p {list(ps)}: distinct values in (0.5, 1] (the preferred answer wins "
+                             "more often)")
+        for p in ps:
+            flipped = (1.0 - p) * self.copies
+            if abs(flipped - round(flipped)) > 1e-9:
+                raise ValueError(f"drift.preference_p {p} with drift.copies {self.copies}: (1 - p) * copies = "
+                                 f"{flipped:g} is not a whole number of flipped copies (e.g. copies 4 for p 0.75)")
+        return self
 
     @field_validator("betas")
     @classmethod

@@ -26,6 +26,7 @@ from prefstudy.tracking.trial import report_to
 from prefstudy.training.adapter_check import check_adapter_applied
 from prefstudy.training.dpo_config import dpo_config
 from prefstudy.training.faults import NonFiniteLoss
+from prefstudy.training.preference_copies import Copies, expand
 from prefstudy.training.trl_seams import CachedRefDPOTrainer, PackedPreferenceCollator, remove_fused_head_patch
 
 # Called with (step, val objective value) -> True when the trial should stop (pruned).
@@ -38,18 +39,23 @@ Probe = Callable[[Any, int, "dict[str, Arrays] | None"], dict[str, Any]]
 @dataclass(frozen=True)
 class Schedule:
     """A run's length and eval points when they are not the search's (a fixed-design stage): every point scores the
-    same first ``val_pairs`` val pairs; train pairs and the first ``test_pairs`` test pairs only at the last."""
+    same first ``val_pairs`` val pairs; train pairs (``evaluation.train_subset``) and the first ``test_pairs`` test
+    pairs only at the last. ``train_every_point``: every training instance at every point instead. ``copies``: the
+    run trains on copies of its instances, some flipped (training.preference_copies), not on the split as it is."""
 
     n_steps: int
     points: tuple[int, ...]
     val_pairs: int
     test_pairs: int = 0
+    train_every_point: bool = False
+    copies: Copies | None = None
 
     @classmethod
-    def even(cls, n_steps: int, n_points: int, val_pairs: int) -> Schedule:
+    def even(cls, n_steps: int, n_points: int, val_pairs: int, train_every_point: bool = False,
+             copies: Copies | None = None) -> Schedule:
         """At least ``n_points`` eval points evenly spaced up to ``n_steps`` (the last at ``n_steps``)."""
         every = max(1, n_steps // n_points)
-        return cls(n_steps, tuple(eval_points(n_steps, every)), val_pairs)
+        return cls(n_steps, tuple(eval_points(n_steps, every)), val_pairs, 0, train_every_point, copies)
 
 
 class TrialContext(Protocol):
@@ -146,9 +152,11 @@ class _Evaluator:
         final = step == self.n_steps
         evaluation = self.ctx.spec.evaluation
         if self.schedule is not None:  # a fixed design: the same val pairs at every point, train at the last
-            subsets = {"val": self.schedule.val_pairs, "train": evaluation.train_subset,
+            every = self.schedule.train_every_point  # or every training instance at every point
+            subsets = {"val": self.schedule.val_pairs, "train": None if every else evaluation.train_subset,
                        "test": self.schedule.test_pairs}
-            names = (["val", "train"] + (["test"] if self.schedule.test_pairs else [])) if final else ["val"]
+            names = (["val", "train"] + (["test"] if self.schedule.test_pairs else [])) if final else (
+                ["val", "train"] if every else ["val"])
         else:
             subsets = {"train": evaluation.train_subset} if final else {
                 "val": evaluation.val_subset, "train": evaluation.train_subset}
@@ -251,15 +259,20 @@ def attach_adapter(base_model: Any, training: TrainingSpec, seed: int) -> Any:
 
 def build_trainer(ctx: TrialContext, peft_model: Any, method: MethodSpec, params: dict[str, float], seed: int,
                   run_dir: Path, n_steps: int, callbacks: list[TrainerCallback],
-                  prefix_sharing: bool | None = None, **config_extra: Any) -> CachedRefDPOTrainer:
+                  prefix_sharing: bool | None = None, copies: Copies | None = None,
+                  **config_extra: Any) -> CachedRefDPOTrainer:
     """The trial's trainer on ``peft_model``: TRL's DPOTrainer reading the cached reference, with the packed
-    prefix-shared forward when ``prefix_sharing`` (default: the worker's resolved setting)."""
+    prefix-shared forward when ``prefix_sharing`` (default: the worker's resolved setting), on ``copies`` of the
+    training instances when given (training.preference_copies)."""
     sharing = ctx.prefix_sharing if prefix_sharing is None else prefix_sharing
     config = dpo_config(ctx.spec.training, method, params, run_dir / "trainer", n_steps, seed, **config_extra)
+    train, group = ctx.prepared.tokenized["train"], None
+    if copies is not None and (copies.copies > 1 or copies.p < 1):
+        train = expand(train, copies.p, copies.copies)
+        group = copies.copies if copies.together and copies.copies > 1 else None
     trainer = CachedRefDPOTrainer(
-        model=peft_model, args=config, train_dataset=ctx.prepared.tokenized["train"],
-        processing_class=ctx.tokenizer, callbacks=callbacks,
-        data_collator=packed_collator(ctx) if sharing else None,
+        model=peft_model, args=config, train_dataset=train, processing_class=ctx.tokenizer, callbacks=callbacks,
+        data_collator=packed_collator(ctx) if sharing else None, group_size=group,
     )
     trainer.remove_callback(PrinterCallback)  # our own line per eval step replaces its raw log dicts
     return trainer
@@ -287,7 +300,8 @@ def train_trial(
     try:
         callbacks = [_callback(evaluator)] + ([trackers.callback()] if trackers is not None else [])
         extra = report_to(ctx.spec, run_dir, f"{ctx.spec.name}/{ctx.trial_label}")  # TRL's own integrations
-        trainer = build_trainer(ctx, peft_model, method, params, seed, run_dir, n_steps, callbacks, **extra)
+        trainer = build_trainer(ctx, peft_model, method, params, seed, run_dir, n_steps, callbacks,
+                                copies=schedule.copies if schedule is not None else None, **extra)
         started = time.perf_counter()
         trainer.train()
         evaluator.outcome.seconds = {

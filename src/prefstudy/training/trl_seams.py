@@ -7,6 +7,8 @@
   own precompute (which would hash the whole model, seeded LoRA init included, and so never hit across trials).
 - :func:`pair_length` is ``_prepare_dataset``'s length rule on one pair, for preflight (no dataset is built):
   where the completion starts (TRL's ``common_prefix_length`` of the prompt and prompt + answer) and what is kept.
+- ``CachedRefDPOTrainer._get_train_sampler`` (transformers' Trainer hook) keeps an instance's copies in one batch
+  when the run trains on copies (``training.preference_copies``).
 - :func:`remove_fused_head_patch` takes off the ``forward`` TRL sets on a model instance for its fused LM head.
 - :class:`PackedPreferenceCollator` and ``CachedRefDPOTrainer.compute_loss`` run the prefix-shared forward of
   :mod:`prefstudy.evaluation.packing` in place of the model call inside TRL's ``_compute_loss``: TRL still builds the
@@ -127,7 +129,8 @@ class CachedRefDPOTrainer(DPOTrainer):
     to read the reference from the batch, as TRL does after its own precompute.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, group_size: int | None = None, **kwargs: Any) -> None:
+        self.group_size = group_size  # before super(): transformers builds no sampler there, but set it first
         super().__init__(*args, **kwargs)
         columns = set(self.train_dataset.column_names)
         if not {"ref_chosen_logps", "ref_rejected_logps"} <= columns:
@@ -137,6 +140,17 @@ class CachedRefDPOTrainer(DPOTrainer):
         # comes from the cache, so the copy would only cost memory (an adapter's size) and land in saved adapters.
         if "ref" in getattr(self.model, "peft_config", {}):
             self.model.delete_adapter("ref")
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        """With ``group_size`` (copies of an instance, training.preference_copies): instances shuffled per epoch,
+        each instance's copies consecutive, so a batch of ``group_size`` holds one instance (transformers' Trainer
+        hook; the Trainer calls the sampler's ``set_epoch``)."""
+        if self.group_size is None:
+            return super()._get_train_sampler(train_dataset)
+        from prefstudy.training.preference_copies import CopyGroupSampler
+
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return CopyGroupSampler(len(dataset), self.group_size, self.args.data_seed or self.args.seed)
 
     def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
         if "prompt_ids" in dataset.column_names:

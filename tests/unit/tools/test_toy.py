@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import inspect
-from collections import defaultdict
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from trl_loss import TRL_VERSION, trl_loss
 
 from benchmarks.toy import (
     DEFAULT_TAUS,
@@ -78,50 +77,7 @@ def test_batching_is_exact():
     assert torch.equal(sample_pair_indices(1, 300, 9)[:, 0], idx[:, 0])  # seed streams don't depend on count
 
 
-# ---------------------------------------------------------------------------------------------
-# "Same losses as training": compare with TRL 1.16 DPOTrainer.
-# PRIVATE SEAM (trl==1.16.0): `trl.trainer.dpo_trainer.DPOTrainer._compute_loss(self, model,
-# inputs, return_outputs)`. The loss is computed inline there (branches `loss_type == "sigmoid"`
-# -> `-F.logsigmoid(self.beta * delta_score)` and `loss_type == "ipo"` -> token-AVERAGED
-# log-ratios via `completion_mask.chunk(2).sum(dim=1)`, then `(ipo_delta - 1/(2*self.beta))**2`;
-# the DPO log-ratios are token-SUMMED). There is no standalone loss function, so we call the
-# unbound method with a minimal stand-in `self` (attributes it reads: model.training,
-# accelerator.{device,gather,gather_for_metrics}, aux_loss_enabled, ld_alpha,
-# precompute_ref_logps, f_divergence_type, loss_types, loss_weights, beta, use_weighting,
-# _metrics, _total_train_tokens, _tp_size) and a fake model whose output carries
-# `log_probs` (already masked per token, as the fused LM head returns), `entropy`,
-# `mean_logits`, `is_top1`. With `precompute_ref_logps=True` the reference log-probs come from
-# `inputs["ref_chosen_logps"/"ref_rejected_logps"]`, so no reference model is needed.
-# Re-check this stand-in whenever trl is upgraded.
-# ---------------------------------------------------------------------------------------------
-TRL_VERSION = "1.16.0"
-
-
-def _trl_loss(loss_type, beta, per_token_logps, completion_lens, ref_chosen, ref_rejected):
-    """TRL's loss on per-token policy log-probs ``[2B, T]`` (rows: chosen then rejected)."""
-    from trl.trainer.dpo_trainer import DPOTrainer
-
-    n, t = per_token_logps.shape
-    completion_mask = torch.zeros(n, t + 1, dtype=torch.long)  # one prompt token, then completion
-    for i, k in enumerate(completion_lens):
-        completion_mask[i, 1 : 1 + k] = 1
-    shift_mask = completion_mask[:, 1:]
-    log_probs = per_token_logps * shift_mask  # fused head gives 0 where labels == -100
-    outputs = SimpleNamespace(log_probs=log_probs, entropy=torch.zeros(n, t), mean_logits=torch.zeros(n, t),
-                              is_top1=torch.zeros(n, t, dtype=torch.bool))
-    attention_mask = completion_mask.clone()
-    attention_mask[:, 0] = 1  # prompt token
-    inputs = {"input_ids": torch.ones(n, t + 1, dtype=torch.long), "attention_mask": attention_mask,
-              "completion_mask": completion_mask,
-              "ref_chosen_logps": ref_chosen, "ref_rejected_logps": ref_rejected}
-    identity = lambda x: x  # noqa: E731
-    stand_in = SimpleNamespace(
-        model=SimpleNamespace(training=True),
-        accelerator=SimpleNamespace(device=torch.device("cpu"), gather=identity, gather_for_metrics=identity),
-        aux_loss_enabled=False, ld_alpha=None, precompute_ref_logps=True, f_divergence_type="reverse_kl",
-        loss_types=[loss_type], loss_weights=[1.0], beta=beta, use_weighting=False,
-        _metrics={"train": defaultdict(list), "eval": defaultdict(list)}, _total_train_tokens=0, _tp_size=1)
-    return DPOTrainer._compute_loss(stand_in, lambda **kw: outputs, inputs, return_outputs=False)
+# "Same losses as training": compare with TRL 1.16's own DPOTrainer._compute_loss (tests/trl_loss.py).
 
 
 def test_trl_seam_is_the_pinned_one():
@@ -143,11 +99,11 @@ def test_toy_losses_equal_trl_on_single_token_actions(tau):
     for loss_type, toy_fn in (("sigmoid", dpo_loss), ("ipo", ipo_loss)):
         logp = torch.log_softmax(theta, -1)
         lw, ll = logp[torch.arange(6), win], logp[torch.arange(6), lose]
-        trl_loss = _trl_loss(loss_type, tau, torch.cat([lw, ll])[:, None], [1] * 12, ref, ref)
+        loss_trl = trl_loss(loss_type, tau, torch.cat([lw, ll])[:, None], [1] * 12, ref, ref)
         toy = toy_fn((lw - ref) - (ll - ref), tau).mean()
-        (g_trl,) = torch.autograd.grad(trl_loss, theta, retain_graph=True)
+        (g_trl,) = torch.autograd.grad(loss_trl, theta, retain_graph=True)
         (g_toy,) = torch.autograd.grad(toy, theta)
-        torch.testing.assert_close(trl_loss, toy, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(loss_trl, toy, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(g_trl, g_toy, rtol=1e-12, atol=1e-12)
 
 
@@ -164,8 +120,8 @@ def test_toy_losses_equal_trl_on_multi_token_completions():
     n = torch.tensor(lens, dtype=torch.float64)
     h_sum = ratio[:b] - ratio[b:]
     h_avg = ratio[:b] / n[:b] - ratio[b:] / n[b:]
-    trl_dpo = _trl_loss("sigmoid", tau, tok, lens, ref[:b], ref[b:])
-    trl_ipo = _trl_loss("ipo", tau, tok, lens, ref[:b], ref[b:])
+    trl_dpo = trl_loss("sigmoid", tau, tok, lens, ref[:b], ref[b:])
+    trl_ipo = trl_loss("ipo", tau, tok, lens, ref[:b], ref[b:])
     torch.testing.assert_close(trl_dpo, dpo_loss(h_sum, tau).mean(), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(trl_ipo, ipo_loss(h_avg, tau).mean(), rtol=1e-12, atol=1e-12)
     assert not torch.isclose(trl_ipo, ipo_loss(h_sum, tau).mean())

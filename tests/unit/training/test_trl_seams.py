@@ -267,3 +267,43 @@ def test_removing_trls_fused_head_patch_restores_the_plain_forward(tiny, records
         param.requires_grad_(False)
     assert patched, "the pinned TRL no longer patches forward on the instance: re-check remove_fused_head_patch"
     assert "forward" not in base.__dict__ and base.forward.__func__ is type(base).forward
+
+
+def test_the_drift_probes_per_token_margin_is_trls_ipo_delta(tiny, records) -> None:
+    """The per-token margin the drift stage stores (search.probes.pair_values) is TRL's own ``ipo_delta``: each
+    answer's log-ratio over its own token count, end-of-turn token included. TRL's IPO loss of one pair at two betas
+    gives it exactly: (d - a1)^2 - (d - a2)^2 = 2 d (a2 - a1) + a1^2 - a2^2 with a = 1/(2 beta)."""
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    from prefstudy.search.probes import pair_values
+    from prefstudy.training.trl_seams import CachedRefDPOTrainer
+
+    tokenizer, model = tiny
+    dataset, _ = tokenize_records(records, tokenizer, MAX_LENGTH)
+    rows = [i for i in range(len(dataset)) if len(dataset[i]["chosen_ids"]) != len(dataset[i]["rejected_ids"])][:3]
+    rows += [i for i in range(len(dataset)) if i not in rows][: 4 - len(rows)]
+    assert any(len(dataset[i]["chosen_ids"]) != len(dataset[i]["rejected_ids"]) for i in rows), "need unequal answers"
+    ref = sequence_logps(model, dataset, tokenizer.pad_token_id, 4, "fp32", MAX_LENGTH)
+    cached = dataset.add_column("ref_chosen_logps", ref["chosen"].tolist())
+    cached = cached.add_column("ref_rejected_logps", ref["rejected"].tolist())
+    peft_model, trainer = _trainer(CachedRefDPOTrainer, model, tokenizer, cached, "ipo")
+    columns = ["prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps"]
+    try:
+        _perturb(peft_model)
+        policy = sequence_logps(peft_model, dataset.select(rows), tokenizer.pad_token_id, 4, "fp32", MAX_LENGTH)
+        peft_model.eval()
+        deltas = []
+        for i in rows:
+            batch = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)([{c: cached[i][c] for c in columns}])
+            losses = {}
+            for beta in (0.25, 1.0):
+                trainer.beta = beta
+                with torch.no_grad():
+                    losses[beta] = float(trainer.compute_loss(peft_model, batch))
+            a1, a2 = 1 / (2 * 0.25), 1 / (2 * 1.0)
+            deltas.append((losses[0.25] - losses[1.0] - a1**2 + a2**2) / (2 * (a2 - a1)))
+    finally:
+        remove_fused_head_patch(peft_model.unload())
+    ours = pair_values(policy, {k: np.asarray(v)[rows] for k, v in ref.items()}, "accuracy")["margin_per_token"]
+    assert np.abs(ours).max() > 1e-2  # the perturbation moved the policy
+    np.testing.assert_allclose(ours, deltas, rtol=0, atol=2e-4)
