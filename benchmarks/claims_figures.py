@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     spec = load_spec(find_spec(args.spec))
     url = args.storage or spec.storage or spec.default_storage()
-    entries, runs, profile = claims.build(spec, open_storage(url, spec))
+    entries, runs, profile, train = claims.build(spec, open_storage(url, spec))
     if not runs and not profile:
         print(f"error: no drift or lr-profile runs in {url}: nox -s study -- --stage drift (or lr-profile)",
               file=sys.stderr)
@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         "drift": fc.drift_vs_beta(runs),
         "val": fc.per_step(runs, "wins", "Val preference accuracy per step", "preference accuracy"),
     }
+    if train:
+        figures["train-margin"] = fc.train_margins(train)
     if profile:
         lr_entry = next((e for e in entries if e["id"] == "lr_tolerance"), None)
         figures["lr-profile"] = figures_lr.profile(profile, spec.lr_profile.delta, figures_lr.intervals_of(lr_entry))

@@ -26,19 +26,22 @@ def stage_lines(spec: StudySpec, stage: str, throughput: float | None) -> tuple[
         return (f"stage '{stage}': unknown",)
     d, t, ev = spec.drift, spec.training, spec.evaluation
     betas = {m: drift_betas(spec, m) for m in spec.methods}
-    runs = sum(len(b) for b in betas.values()) * len(d.seeds)
-    steps = drift_steps(spec, sizes.get("train"))
+    runs = sum(len(b) for b in betas.values()) * len(d.preference_p) * len(d.seeds)
+    steps = drift_steps(spec, sizes.get("train"), d.copies)
     pairs_per_step = t.batch_size * t.gradient_accumulation_steps
     tokens = steps * 2 * t.max_length * pairs_per_step
     val = min(d.val_pairs or ev.val_subset, int(sizes.get("val") or 0) or (d.val_pairs or ev.val_subset))
-    train_subset = min(ev.train_subset, int(sizes.get("train") or ev.train_subset))
-    scored = d.eval_points * val + train_subset
+    n_train = int(sizes.get("train") or ev.train_subset)
+    scored = d.eval_points * (val + n_train)  # the fixed val pairs and every training instance at every point
     prompts = (d.eval_points + 1) * min(d.generation_pairs, val if sizes.get("val") else d.generation_pairs)
     lr = f"{d.learning_rate:g}" if d.learning_rate is not None else "from the search (geometric mean of the best)"
+    copies = f" x p {list(d.preference_p)} ({d.copies} copies per instance)" if d.copies > 1 or len(
+        d.preference_p) > 1 else ""
     out = [f"stage drift: {runs} runs = betas " + "; ".join(f"{m} {list(b)}" for m, b in betas.items())
-           + f" x seeds {list(d.seeds)}, learning_rate {lr}",
-           f"  per run: {steps} optimizer steps ({d.steps_factor:g}x a search trial), {tokens:,} training tokens; "
-           f"{d.eval_points} eval points + step 0 on the same {val} val pairs ({scored} pairs scored), "
+           + f"{copies} x seeds {list(d.seeds)}, learning_rate {lr}",
+           f"  per run: {steps} optimizer steps ({d.steps_factor:g}x a search trial, whole epochs of the copies), "
+           f"{tokens:,} training tokens; {d.eval_points} eval points + step 0 on the same {val} val pairs and "
+           f"{n_train} training instances ({scored} pairs scored), "
            f"{prompts} greedy answers; no lm-eval",
            f"  stage total: {runs * tokens:,} training tokens, {runs * scored * 2 * t.max_length:,} eval tokens"]
     if spec.model.name_or_path in CPU_COST_MODELS:

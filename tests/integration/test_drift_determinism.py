@@ -1,6 +1,8 @@
 """``--stage drift`` with preference determinism as a factor (drift.preference_p, drift.copies) on the smoke spec:
 each p trains on 4 copies per instance (none flipped at p = 1, one at p = 0.75) for whole epochs of the copies, and
-every training instance is scored at every eval point beside the fixed val pairs (pairs.jsonl, train/<key>)."""
+every training instance is scored at every eval point beside the fixed val pairs (pairs.jsonl, train/<key>); the
+claim's entry on the training preferences lands in claims.json and the report draws the margins with the closed
+forms dashed."""
 
 from __future__ import annotations
 
@@ -18,8 +20,7 @@ from support import SMOKE, cli_env
 pytestmark = pytest.mark.slow
 
 ARGS = ["search.n_trials=1", "evaluation.lm_eval.tasks=[]", "drift.val_pairs=4", "drift.generation_pairs=0",
-        "methods={dpo: {loss_type: sigmoid, beta: {low: 0.05, high: 0.5, log: true}}}",
-        "drift.preference_p=[1.0, 0.75]", "drift.copies=4"]
+        "drift.preference_p=[1.0, 0.75]", "drift.copies=4", "drift.n_boot=100"]
 
 
 def test_both_arms_train_on_copies_and_score_every_training_instance(tmp_path: Path) -> None:
@@ -50,4 +51,14 @@ def test_both_arms_train_on_copies_and_score_every_training_instance(tmp_path: P
         key = (trial.user_attrs["stage_params"]["beta"], trial.user_attrs["stage_seed"])
         finals.setdefault(key, []).append(float(np.mean(rows[-1]["train/margin"])))
     assert all(len(v) == 2 and v[0] != v[1] for v in finals.values())  # the two arms trained on different rows
-    assert "claim (a) drift:" in done.stdout
+    assert "claim (a) drift:" in done.stdout and "claim (a) on the training preferences:" in done.stdout
+    entries = {e["id"]: e for e in json.loads((tmp_path / "reports" / "smoke" / "claims.json").read_text())}
+    entry = entries["fixed_points"]
+    assert entry["verdict"] in ("supported", "contradicted", "not converged", "inconsistent")
+    assert len(entry["cells"]) == 12 and len(entry["contrasts"]) == 3  # 2 methods x 3 betas x 2 p; DPO per beta
+    for c in entry["cells"]:
+        assert c["stopped"] in ("bounded", "growing", "not converged")
+        assert (c["target"] is None) == (c["loss_type"] == "sigmoid" and c["p"] == 1.0)
+        assert c["growth"]["ci_low"] <= c["growth"]["estimate"] <= c["growth"]["ci_high"]
+    page = (tmp_path / "reports" / "smoke" / "index.html").read_text()
+    assert "fig-claim-train-margin" in page and "cell (training instances)" in page

@@ -141,14 +141,19 @@ def _per_100(statistic: Any) -> Any:
     return lambda data: 100.0 * statistic(data)
 
 
-def build(spec: StudySpec, storage: Any) -> tuple[list[dict[str, Any]], dict[str, MethodRuns], dict[str, Any]]:
-    """Every claim entry (one per claim stage that has runs) and the loaded runs of each stage (for the figures)."""
-    from prefstudy.report import claims_lr
+def build(spec: StudySpec, storage: Any) -> tuple[list[dict[str, Any]], dict[str, MethodRuns], dict[str, Any],
+                                                  dict[str, Any]]:
+    """Every claim entry (one per claim stage that has runs; claim (a) on the training instances where the drift
+    runs scored them) and the loaded runs of each (for the figures): drift (val), drift (train), lr-profile."""
+    from prefstudy.report import claims_fixed_points, claims_lr
 
     runs = load_drift(spec, storage)
+    train = claims_fixed_points.load(spec, storage)
     profile = claims_lr.load_profile(spec, storage)
-    entries = ([drift_claim(spec, runs)] if runs else []) + ([claims_lr.lr_claim(spec, profile)] if profile else [])
-    return entries, runs, profile
+    entries = (([drift_claim(spec, runs)] if runs else [])
+               + ([claims_fixed_points.fixed_points_claim(spec, train)] if train else [])
+               + ([claims_lr.lr_claim(spec, profile)] if profile else []))
+    return entries, runs, profile, train
 
 
 def sentence(entry: dict[str, Any]) -> str:
@@ -157,6 +162,10 @@ def sentence(entry: dict[str, Any]) -> str:
         from prefstudy.report.claims_lr import sentence as lr_sentence
 
         return lr_sentence(entry)
+    if entry["id"] == "fixed_points":
+        from prefstudy.report.claims_fixed_points import sentence as fixed_points_sentence
+
+        return fixed_points_sentence(entry)
     if entry.get("estimate") is None:
         return f"claim (a) drift: {entry['verdict']}" + (f" ({entry['reason']})" if entry.get("reason") else "")
     line = (f"claim (a) drift: {entry['verdict'].upper()}: slope(IPO) - slope(DPO) of log drift vs log beta = "

@@ -54,6 +54,7 @@ class ReportData:
     claims: list[dict[str, Any]] = field(default_factory=list)  # claims.json entries (report.claims)
     claim_runs: dict[str, Any] = field(default_factory=dict)  # method -> report.claims.MethodRuns of the drift stage
     profile_runs: dict[str, Any] = field(default_factory=dict)  # method -> report.claims_lr.ProfileRuns (lr-profile)
+    train_runs: dict[str, Any] = field(default_factory=dict)  # method -> report.claims_fixed_points.TrainRuns (drift)
     steps: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per optimizer step (trainer_log.jsonl)
 
     @property
@@ -206,7 +207,7 @@ def load(spec: StudySpec, storage_url: str, storage: BaseStorage | str | None = 
     from prefstudy.report import claims
 
     try:
-        data.claims, data.claim_runs, data.profile_runs = claims.build(spec, storage)
+        data.claims, data.claim_runs, data.profile_runs, data.train_runs = claims.build(spec, storage)
     except (OSError, ValueError, KeyError) as exc:
         notes.append(f"claims could not be computed: {type(exc).__name__}: {exc}")
     if toy_results is not None and Path(toy_results).is_file():

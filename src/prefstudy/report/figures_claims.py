@@ -65,3 +65,35 @@ def drift_vs_beta(all_runs: dict[str, Any]) -> go.Figure:
     fig.update_xaxes(type="log", title_text="β")
     fig.update_yaxes(type="log", title_text="final drift: KL proxy on val chosen answers (nats/token)")
     return style(fig, "Drift from the reference at the end of the run, against β (log-log)", 420)
+
+
+def train_margins(train_runs: dict[str, Any]) -> go.Figure:
+    """One panel per method: the loss's own margin on the training instances (DPO summed, IPO per token), mean over
+    instances and seeds, per eval step; a line per (beta, p), solid at p = 1; each finite closed form dashed."""
+    from prefstudy.evaluation.closed_forms import fixed_point
+
+    methods = list(train_runs)
+    fig = make_subplots(rows=1, cols=max(1, len(methods)), subplot_titles=[label(m) for m in methods],
+                        horizontal_spacing=0.08)
+    for col, method in enumerate(methods, start=1):
+        runs = train_runs[method]
+        betas = sorted({b for b, _ in runs.margins})
+        shades = sample_colorscale(SCALES.get(runs.loss_type, "Greens"),
+                                   [0.45 + 0.5 * i / max(1, len(betas) - 1) for i in range(len(betas))])
+        for (beta, p), margins in sorted(runs.margins.items()):
+            shade = shades[betas.index(beta)]
+            with np.errstate(all="ignore"):
+                level = np.nanmean(margins, axis=(1, 2))
+            fig.add_trace(go.Scatter(x=runs.steps, y=level, mode="lines+markers", legendgroup=method,
+                                     line={"color": shade, "dash": "solid" if p == 1.0 else "dot"},
+                                     name=f"{label(method)} β={beta:.3g} p={p:g}"), row=1, col=col)
+            target = fixed_point(runs.loss_type, p, beta)
+            if np.isfinite(target):
+                fig.add_trace(go.Scatter(x=[runs.steps[0], runs.steps[-1]], y=[target] * 2, mode="lines",
+                                         line={"color": shade, "dash": "dash"}, showlegend=False,
+                                         name=f"closed form {target:.3g}"), row=1, col=col)
+        fig.update_xaxes(title_text="optimizer step", row=1, col=col)
+        unit = "per-token margin (nats/token)" if runs.loss_type == "ipo" else "summed margin (nats)"
+        fig.update_yaxes(title_text=unit, row=1, col=col)
+    return style(fig, "Margins on the training instances per step (dashed: the closed forms logit(p)/β for DPO, "
+                      "(2p − 1)/(2β) per token for IPO; none for DPO at p = 1)", 440)

@@ -37,6 +37,9 @@ def claims(d: rd.ReportData, _: Path) -> Section:
         if entry.get("estimate") is not None and entry["verdict"] == "inconclusive":
             s.verdict.append("Inconclusive: on this model and data the stage cannot tell the methods' slopes "
                              "apart; more seeds narrow the interval most (the seed component dominates with 2 seeds).")
+    train_entry = next((e for e in d.claims if e["id"] == "fixed_points"), None)
+    if train_entry is not None:
+        s.verdict.append(cl.sentence(train_entry) + ".")
     if lr_entry is None:
         s.verdict.append(text("Claim (b) has not been tested yet: ", code("nox -s study -- --stage lr-profile"), "."))
     else:
@@ -47,6 +50,15 @@ def claims(d: rd.ReportData, _: Path) -> Section:
                                  ""], _secondary_rows(e)))
     if entry is None:
         return s
+    if train_entry is not None and train_entry.get("cells"):
+        s.body.append(table(["cell (training instances)", "closed form", "late growth [95%]", "stopped",
+                             "share of closed form", "at it", "spread over instances"],
+                            [[f"{c['method'].upper()} β {c['beta']:g} p {c['p']:g}", num(c.get("target"), ".3g"),
+                              interval(c["growth"]["estimate"], c["growth"]["ci_low"], c["growth"]["ci_high"]),
+                              c["stopped"], num(c.get("ratio"), ".2f"), c.get("closed_form") or "–",
+                              num(c.get("spread"), ".2f")] for c in train_entry["cells"]]))
+    if d.train_runs:
+        s.body.append(figure(fc.train_margins(d.train_runs), "fig-claim-train-margin"))
     runs = d.claim_runs
     if runs:
         s.body.append(figure(fc.per_step(runs, "margin_per_token", "Per-token margin per step (dashed: IPO's target "

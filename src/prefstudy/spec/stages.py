@@ -40,6 +40,11 @@ class DriftSpec(_Frozen):
     preference_p: tuple[float, ...] = (1.0,)
     copies: int = Field(1, ge=1)  # rows per training instance (the same for every p: same size, same data order)
     copies_together: bool = True  # with copies > 1, an instance's copies share one batch (its exact mean gradient)
+    # the rules on the training instances (evaluation.fixed_points): late growth over the last `late_points` eval
+    # points, bounded within +-growth_margin (units of the closed form), at the closed form within x/÷ level_margin
+    late_points: int = Field(3, ge=3)
+    growth_margin: float = Field(0.1, gt=0)
+    level_margin: float = Field(1.25, gt=1)
 
     @field_validator("seeds")
     @classmethod
