@@ -119,6 +119,8 @@ SPEC_CASES = [
     _spec("spec-inverted-range", _set("learning_rate", {"low": 1e-3, "high": 1e-4}), "learning_rate", "swap them"),
     _spec("spec-empty-range", _set("methods.ipo.beta", {"low": 0.5, "high": 0.5}), "methods.ipo.beta", "widen"),
     _spec("spec-negative-beta", _set("methods.dpo.beta.low", -0.1), "methods.dpo.beta.low", "greater than 0"),
+    _spec("spec-negative-seed", _set("seed", -1), "seed", "greater than or equal to 0"),
+    _spec("spec-seed-past-numpy", _set("data.seed", 2**32), "data.seed", "less than or equal to 4294967295"),
     _spec("spec-unknown-loss-type", _set("methods.dpo.loss_type", "dpo"), "methods.dpo.loss_type",
           "use 'sigmoid' for DPO"),
     _spec("spec-missing-key", lambda _t, d: d.pop("learning_rate") and {}, "learning_rate", "add it"),
@@ -171,6 +173,12 @@ DATA_CASES = [
          "training pairs also stand in the held-out data", "data.leakage=warn"),
     Case("data-over-length", _over_length, DataError, "{tmp}/train.jsonl (data.train)",
          "raise training.max_length"),
+    Case("data-answer-from-the-user", _data(train=[{"chosen": [{"role": "user", "content": f"q{i}"},
+                                                               {"role": "user", "content": "a"}],
+                                                    "rejected": [{"role": "user", "content": f"q{i}"},
+                                                                 {"role": "user", "content": "b"}],
+                                                    "prompt": ""} for i in range(4)]),
+         DataError, "{tmp}/train-bad.jsonl (data.train): row 0", "role 'assistant'"),
 ]
 
 STORAGE_CASES = [
@@ -258,6 +266,7 @@ CLI_CASES = [
     pytest.param("tracking.mlflow=http://127.0.0.1:{port}", None, "no MLflow server answers at http://127.0.0.1:",
                  id="cli-mlflow-server-unreachable"),
     pytest.param("--workers 0", None, "--workers 0: must be at least 1", id="cli-workers-zero"),
+    pytest.param("seed=-1", None, "seed", id="cli-negative-seed"),
     pytest.param("--workers -3", None, "--workers -3: must be at least 1", id="cli-workers-negative"),
 ]
 

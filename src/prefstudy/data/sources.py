@@ -107,7 +107,17 @@ def to_record(row: dict[str, Any], columns: Columns, index: int, family: str) ->
     if prompt is None or not chosen or not rejected:
         return None
     ident = row.get("id", row.get("prompt_id", f"{family}-{index:06d}"))
+    roles = {"chosen": chosen[-1]["role"], "rejected": rejected[-1]["role"], "prompt": prompt[-1]["role"]}
+    if roles["chosen"] != "assistant" or roles["rejected"] != "assistant" or roles["prompt"] != "user":
+        raise RoleError(f"row {index} (id {ident}): the prompt ends on a '{roles['prompt']}' turn and the answers "
+                        f"on '{roles['chosen']}' (chosen) and '{roles['rejected']}' (rejected) turns; the last "
+                        "message of chosen and rejected must be the answer (role 'assistant') and the prompt (or "
+                        "the turns both conversations share) must end on a 'user' turn")
     return {"id": str(ident), "family": family, "prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+class RoleError(ValueError):
+    """A conversation whose turns are not prompt (ending on the user) then the assistant's answer."""
 
 
 def _read_rows(path: Path, fmt: str, dropped: dict[str, int], field: str = "data") -> list[dict[str, Any]]:
@@ -171,7 +181,10 @@ def _records(rows: list[dict[str, Any]], columns: Columns, where: str, family: s
     out = []
     here: dict[str, int] = {}
     for index, row in enumerate(rows):
-        record = to_record(row, columns, index, family)
+        try:
+            record = to_record(row, columns, index, family)
+        except RoleError as exc:
+            raise DataError(f"{where}: {exc}") from None
         if record is None:
             here["malformed"] = here.get("malformed", 0) + 1
         elif record["chosen"] == record["rejected"]:

@@ -67,7 +67,7 @@ class Columns(_Frozen):
 
 class DataSpec(_Frozen):
     source: Literal["synthetic", "jsonl", "parquet", "hf"] = "synthetic"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy's range
     synthetic: SyntheticData = SyntheticData()
     # jsonl / parquet: local files; hf: a dataset name with split names.
     train: str | None = None
@@ -243,9 +243,14 @@ class WorkersSpec(_Frozen):
     max_retry: int = Field(2, ge=0)
 
 
+#: the largest spec seed: every seed derived from it (search trials seed * 100003 + n, confirmation and stage runs)
+#: stays within numpy's 0..2**32 - 1
+MAX_SEED = 40_000
+
+
 class StudySpec(_Frozen):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     model: ModelSpec = ModelSpec()
     data: DataSpec = DataSpec()
     methods: dict[str, MethodSpec]
