@@ -436,6 +436,7 @@ def test_a_per_token_study_uses_its_metric_in_every_stored_and_printed_number(tm
     result = run_cli("study", "study/smoke.yaml", f"runs_dir={tmp_path}", "evaluation.metric=accuracy_per_token",
                      "evaluation.lm_eval.tasks=[]", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "base model: train acc/token" in result.stdout and "val acc " not in result.stdout  # the study's metric
     storage = f"sqlite:///{tmp_path}/smoke/optuna.db"
     best = {}
     for method in ("dpo", "ipo"):
@@ -448,6 +449,7 @@ def test_a_per_token_study_uses_its_metric_in_every_stored_and_printed_number(tm
             assert t.values[0] == pytest.approx(sum(val) / len(val))
             assert t.user_attrs["val/accuracy_per_token"] == pytest.approx(sum(val) / len(val))
             assert f"val accuracy_per_token {t.values[0]:.3f}" in result.stdout
+            assert "step   4/4 loss" in result.stdout and f"val acc/token {t.values[0]:.3f}" in result.stdout
             assert ("test" in heldout) == (t.number == top.number)  # test: the chosen trial only
         attrs = trial_attrs(base, top)
         test = _wins(json.loads((Path(top.user_attrs["run_dir"]) / "heldout.json").read_text())["test"], True)

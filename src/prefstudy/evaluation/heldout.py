@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +11,7 @@ import numpy as np
 from prefstudy.evaluation import metrics
 from prefstudy.evaluation.logprobs import sequence_logps
 from prefstudy.evaluation.power import paired_difference, wilson_interval
-from prefstudy.spec import StudySpec
+from prefstudy.spec import METRIC_LABELS, StudySpec
 
 if TYPE_CHECKING:
     import torch
@@ -111,6 +112,20 @@ def base_metrics(prepared: Prepared) -> dict[str, dict[str, float]]:
             ),
         }
     return out
+
+
+def metric_line(values: dict[str, dict[str, float]], metric: str, splits: Sequence[str]) -> str:
+    """``val acc/token 0.812 train acc/token 0.900`` in the study's ``metric``, then the summed-log-prob accuracy as
+    a labelled secondary where it differs (``(summed acc: val 0.500, train 0.000)``): with answers of different
+    lengths that one is mostly answer length, and printing it alone would read as the objective."""
+    label = METRIC_LABELS.get(metric, metric)
+    shown = [s for s in splits if metric in values.get(s, {})]
+    line = " ".join(f"{s} {label} {values[s][metric]:.3f}" for s in shown)
+    summed = [s for s in shown if "accuracy" in values[s] and round(values[s]["accuracy"], 3)
+              != round(values[s][metric], 3)]
+    if metric != "accuracy" and summed:
+        line += " (summed acc: " + ", ".join(f"{s} {values[s]['accuracy']:.3f}" for s in summed) + ")"
+    return line
 
 
 def metric_wins(arrays: Arrays, metric: str) -> np.ndarray:

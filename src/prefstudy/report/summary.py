@@ -9,7 +9,7 @@ import optuna
 from prefstudy.core.secrets import redact
 from prefstudy.search.chosen import trial_attrs
 from prefstudy.search.selection import best_trial
-from prefstudy.spec import StudySpec
+from prefstudy.spec import METRIC_LABELS, StudySpec
 
 
 def summary_rows(spec: StudySpec, studies: dict[str, optuna.Study]) -> list[dict[str, Any]]:
@@ -63,7 +63,8 @@ def print_summary(spec: StudySpec, studies: dict[str, optuna.Study], storage_url
             print(f"{r['method']:<8} lm-eval mean {_f(r['lm_eval'])}, delta vs base {_f(d[0], '+.3f')} "
                   f"[{_f(d[1], '+.3f')},{_f(d[2], '+.3f')}] (SE {_f(r['lm_delta_se'], '.3f')})", file=out)
     if rows:
-        print(f"base model: test {_f(rows[0]['base_test'])}, ood {_f(rows[0]['base_ood'])} "
+        label = METRIC_LABELS.get(spec.evaluation.metric, spec.evaluation.metric)
+        print(f"base model: test {label} {_f(rows[0]['base_test'])}, ood {label} {_f(rows[0]['base_ood'])} "
               f"(best trial per method chosen on val; test and ood are only reported)", file=out)
     print(f"\nstorage: {redact(storage_url)}\nruns:    {spec.run_root()}/<method>/trial-NNNN/", file=out)
     print(f"watch:   nox -s dashboard -- {redact(storage_url)}", file=out, flush=True)

@@ -80,7 +80,7 @@ def offline_if_local(spec: StudySpec) -> None:
 def _record_base(spec: StudySpec, prepared: Prepared, studies: dict[str, optuna.Study],
                  dropped: dict[str, int], splits_leakage: dict[str, int]) -> None:
     """The base model's preference accuracy per split and per data family, stored once per study."""
-    from prefstudy.evaluation.heldout import base_metrics, family_accuracy, family_counts
+    from prefstudy.evaluation.heldout import base_metrics, family_accuracy, family_counts, metric_line
 
     base = base_metrics(prepared)
     for study in studies.values():
@@ -92,7 +92,7 @@ def _record_base(spec: StudySpec, prepared: Prepared, studies: dict[str, optuna.
             study.set_user_attr("dropped", dropped)
             if splits_leakage:
                 study.set_user_attr("data_leakage", splits_leakage)
-    log("base model preference accuracy: " + ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in base.items()))
+    log("base model: " + metric_line(base, spec.evaluation.metric, list(base)))
     for split in prepared.ref:
         per_family = family_accuracy(prepared, split, None, spec.evaluation.metric)
         log(f"  {split} per family: " + ", ".join(f"{f} {a:.2f}" for f, a in per_family.items()))

@@ -7,6 +7,7 @@ file and the field.
 
 from prefstudy.spec.loading import INPUT_PATHS, apply_overrides, load_spec, spec_text
 from prefstudy.spec.schema import (
+    METRIC_LABELS,
     TRL_LOSS_TYPES,
     Columns,
     ConfirmSpec,
@@ -33,7 +34,8 @@ from prefstudy.spec.schema import (
 )
 
 __all__ = [
-    "INPUT_PATHS", "TRL_LOSS_TYPES", "Columns", "ConfirmSpec", "DataSpec", "DriftSpec", "EvaluationSpec",
+    "INPUT_PATHS", "METRIC_LABELS", "TRL_LOSS_TYPES", "Columns", "ConfirmSpec", "DataSpec", "DriftSpec",
+    "EvaluationSpec",
     "GenerationSpec", "LmEvalSpec", "LmEvalTask", "LogRange", "LoraSpec", "LrProfileSpec", "MethodSpec", "ModelSpec",
     "PrunerSpec", "SamplerSpec", "SearchSpec",
     "SpecError", "StudySpec", "SyntheticData", "TrackingSpec", "TrainingSpec", "WorkersSpec", "apply_overrides",

@@ -243,6 +243,9 @@ class WorkersSpec(_Frozen):
     max_retry: int = Field(2, ge=0)
 
 
+#: how the console names each preference-accuracy metric (evaluation.metric)
+METRIC_LABELS = {"accuracy": "acc", "accuracy_per_token": "acc/token"}
+
 #: the largest spec seed: every seed derived from it (search trials seed * 100003 + n, confirmation and stage runs)
 #: stays within numpy's 0..2**32 - 1
 MAX_SEED = 40_000

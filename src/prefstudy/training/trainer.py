@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from prefstudy.core.rundir import append_jsonl
-from prefstudy.evaluation.heldout import Arrays, Prepared, curve_metrics, score_splits
+from prefstudy.evaluation.heldout import Arrays, Prepared, curve_metrics, metric_line, score_splits
 from prefstudy.evaluation.packing import sliding_window_of
 from prefstudy.models.merged_adapter import merged_adapter
 from prefstudy.spec import MethodSpec, StudySpec, TrainingSpec
@@ -198,9 +198,7 @@ class _Evaluator:
         append_jsonl(self.run_dir / "curves.jsonl", row)
         self.ctx.log(
             f"  trial {self.ctx.trial_label} step {step:>3}/{self.n_steps} loss {loss:8.4f} "
-            f"val acc {metrics['val']['accuracy']:.3f}"
-            + (f" train acc {metrics['train']['accuracy']:.3f}" if "train" in metrics else "")
-            + (f" test acc {metrics['test']['accuracy']:.3f}" if "test" in metrics else "")
+            + metric_line(metrics, evaluation.metric, ("val", "train", "test"))
             + (f" generation acc {row['generation/accuracy']:.3f}" if "generation/accuracy" in row else "")
             + (f" generation acc {metrics['val']['generation_accuracy']:.3f}"
                if "generation_accuracy" in metrics["val"] else "")

@@ -307,3 +307,15 @@ def test_stratified_clustered_bootstrap_and_bad_strata():
         bootstrap_mean_ci([1.0, 2.0, 3.0], strata=[1, 1])
     with pytest.raises(ValueError, match="strata"):
         stratified_se([1.0, 2.0], strata=[0, 2])
+
+
+def test_the_console_line_names_the_studys_metric_and_the_summed_one_only_where_it_differs() -> None:
+    from prefstudy.evaluation.heldout import metric_line
+
+    values = {"val": {"accuracy": 0.29, "accuracy_per_token": 0.812}, "train": {"accuracy": 0.0,
+                                                                              "accuracy_per_token": 1.0}}
+    assert metric_line(values, "accuracy_per_token", ("val", "train", "test")) == (
+        "val acc/token 0.812 train acc/token 1.000 (summed acc: val 0.290, train 0.000)")
+    assert metric_line(values, "accuracy", ("val", "train")) == "val acc 0.290 train acc 0.000"
+    same = {"val": {"accuracy": 0.5, "accuracy_per_token": 0.5}}
+    assert metric_line(same, "accuracy_per_token", ("val",)) == "val acc/token 0.500"  # nothing to add
