@@ -254,3 +254,21 @@ def test_cpu_wall_time_by_hand() -> None:
     text = format_plan(build_plan(spec))
     assert "estimated CPU wall time" in text and "confirmation (--confirm) ~" in text
     assert "estimated CPU wall time" not in format_plan(build_plan(load_spec(MISTRAL_SPEC)))  # no cost model there
+
+
+def test_local_files_are_counted_so_the_plan_prints_sizes_mdes_and_time(tmp_path) -> None:
+    """--dry-run on jsonl files reads them (the same splits and drops as the study) instead of 'unknown'."""
+    import json
+
+    rows = [{"prompt": f"What is {i} + 1?", "chosen": f"{i + 1}.", "rejected": f"{i + 2}."} for i in range(300)]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:40] + rows[:2]))  # 2 repeats
+    (tmp_path / "h.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[100:300]))
+    raw = {"name": "files", "methods": {"dpo": {"loss_type": "sigmoid", "beta": {"low": 0.01, "high": 0.5}}},
+           "learning_rate": {"low": 1e-6, "high": 1e-4},
+           "data": {"source": "jsonl", "train": str(tmp_path / "t.jsonl"), "heldout": str(tmp_path / "h.jsonl")},
+           "training": {"max_steps": None, "num_epochs": 1}}
+    spec = StudySpec.model_validate(raw)
+    assert split_sizes(spec) == {"train": 40, "val": 100, "test": 100, "ood": 0}  # repeats dropped, held-out halved
+    text = format_plan(build_plan(spec, 1000.0))
+    assert "pairs per split: train 40, val 100, test 100, ood 0" in text and "unknown" not in text.split("\n")[2]
+    assert "between two trials on val (100 pairs)" in text and "search, exploratory (one seed, 100 test pairs)" in text
