@@ -1,4 +1,4 @@
-"""The chaos soak, short (tools/chaos.py; ``nox -s chaos`` is the long one): 2 workers on a private PostgreSQL,
+"""The chaos soak, short (benchmarks/chaos.py; ``nox -s chaos`` is the long one): 2 workers on a private PostgreSQL,
 one SIGKILLed and replaced, PostgreSQL restarted, the run directory's disk filled and freed. Nothing may be lost."""
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ def test_a_short_soak_loses_no_trial(tmp_path: Path) -> None:
         pytest.skip("no PostgreSQL server binaries")
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.chaos", "--workers", "2", "--trials", "5", "--steps", "8",
+        # 15 trials of 24 steps a method: ~1 min of trials here, so the kills (every 10-14 s), the database restart
+        # (at 6 s) and the full disk (at 16 s, for 5 s) all happen before the target is met (5 trials of 8 steps
+        # took ~1 s each and the run ended after ~20 s, before its first kill)
+        [sys.executable, "-m", "benchmarks.chaos", "--workers", "2", "--trials", "15", "--steps", "24",
          "--kill-every", "10", "14", "--restart-after", "6", "--fill-after", "16", "--full-for", "5",
          "--min-kills", "1", "--tmpfs-mb", "48", "--timeout", "420", "--work", str(tmp_path / "work"),
          "--out", str(out)],

@@ -82,8 +82,12 @@ def test_every_run_scores_the_same_pairs_at_every_point_from_step_0(drift_run) -
 
 def test_claims_json_and_the_report_section(drift_run) -> None:
     work, _, _ = drift_run
-    (entry,) = json.loads((work / "reports" / "smoke" / "claims.json").read_text())
-    assert entry["id"] == "drift" and entry["verdict"] in ("supported", "contradicted", "inconclusive")
+    entries = {e["id"]: e for e in json.loads((work / "reports" / "smoke" / "claims.json").read_text())}
+    assert set(entries) == {"drift", "fixed_points"}
+    entry = entries["drift"]
+    assert entry["verdict"] in ("supported", "contradicted", "inconclusive")
+    # the training-instance rules compare p = 1 with p < 1: without p < 1 arms they say what to run
+    assert entries["fixed_points"]["verdict"] == "inconclusive" and "preference_p" in entries["fixed_points"]["reason"]
     for key in ("statistic", "estimate", "ci_low", "ci_high", "mde"):
         assert key in entry
     assert entry["ci_low"] <= entry["estimate"] <= entry["ci_high"]
