@@ -133,7 +133,7 @@ def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Stu
         + (f"; reference pass {prepared.seconds:.1f}s" if prepared.computed else "; reference log-probs from cache"))
     data_dir = spec.run_root() / "data"
     if not (data_dir / "train.jsonl").exists():
-        splits.save(data_dir)
+        used_pairs(splits, tokenizer, spec.training.max_length, prepared.over_length, dropped).save(data_dir)
     if splits.leakage:
         log(f"WARNING data.leakage=warn: training pairs also in held-out splits: {splits.leakage}")
     _record_base(spec, prepared, studies, dropped, splits.leakage)
@@ -142,6 +142,20 @@ def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Stu
     if spec.evaluation.lm_eval.tasks and with_lm_eval:
         worker.lm_eval_base = base_lm_eval(worker, studies)
     return worker
+
+
+def used_pairs(splits: PreferenceSplits, tokenizer: PreTrainedTokenizerBase, max_length: int,
+               over_length: dict[str, int], dropped: dict[str, int]) -> PreferenceSplits:
+    """The pairs a study really uses: without those the reference pass dropped for length (found again by TRL's
+    length rule, ``training.trl_seams.pair_length``, only where some were dropped), with every drop counted."""
+    kept = dict(splits.splits)
+    if any(over_length.values()):
+        from prefstudy.training.trl_seams import pair_length
+
+        for name, count in over_length.items():
+            if count:
+                kept[name] = [r for r in splits.splits[name] if pair_length(r, tokenizer, max_length) is None]
+    return PreferenceSplits(kept, dict(dropped), dict(splits.leakage))
 
 
 def base_lm_eval(worker: Worker, studies: dict[str, optuna.Study]) -> dict[str, Any]:
