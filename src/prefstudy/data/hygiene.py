@@ -1,5 +1,7 @@
 """Data hygiene before training: duplicates inside a split are dropped and counted; pairs of the training split that
-also stand in a held-out split (val, test, ood) are leakage -- an error unless ``data.leakage: warn``.
+also stand in a held-out split (val, test, ood) are leakage -- an error unless ``data.leakage: warn``. Held-out
+pairs whose prompt alone stands in the training split are reported (:func:`prompt_overlaps`), never an error: the
+same question with other answers is common in preference data, but it flatters held-out accuracy.
 
 Two pairs are the same when their prompt, chosen and rejected messages are equal exactly, or after normalisation
 (whitespace collapsed, case folded): a pasted copy with other spacing or capitals is still the same pair.
@@ -51,4 +53,16 @@ def overlaps(splits: dict[str, list[Record]], key: Callable[[Record], tuple[str,
     """How many training pairs also stand in each held-out split (``{"val": 3}``; empty when there are none)."""
     train = {key(r) for r in splits.get("train", [])}
     counts = {name: sum(key(r) in train for r in splits.get(name, [])) for name in HELDOUT}
+    return {name: n for name, n in counts.items() if n}
+
+
+def prompt_key(record: Record) -> str:
+    """A pair's prompt, normalised as in :func:`normalized_key`."""
+    return _text(record["prompt"], True)
+
+
+def prompt_overlaps(splits: dict[str, list[Record]]) -> dict[str, int]:
+    """How many pairs of each held-out split have a prompt that a training pair has too (``{"test": 5}``)."""
+    train = {prompt_key(r) for r in splits.get("train", [])}
+    counts = {name: sum(prompt_key(r) in train for r in splits.get(name, [])) for name in HELDOUT}
     return {name: n for name, n in counts.items() if n}

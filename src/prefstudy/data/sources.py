@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from prefstudy.data import synthetic
-from prefstudy.data.hygiene import drop_duplicates, overlaps
+from prefstudy.data.hygiene import drop_duplicates, overlaps, prompt_overlaps
 from prefstudy.spec import Columns, DataSpec
 
 SPLITS = ("train", "val", "test", "ood")
@@ -34,6 +34,7 @@ class PreferenceSplits:
     splits: dict[str, list[dict[str, Any]]]
     dropped: dict[str, int] = field(default_factory=dict)
     leakage: dict[str, int] = field(default_factory=dict)  # training pairs also in each held-out split (warn mode)
+    prompt_overlap: dict[str, int] = field(default_factory=dict)  # held-out pairs whose prompt is a training one's
 
     def __getitem__(self, name: str) -> list[dict[str, Any]]:
         return self.splits[name]
@@ -238,6 +239,7 @@ def load_splits(spec: DataSpec) -> PreferenceSplits:
     splits = _synthetic(spec) if spec.source == "synthetic" else _from_files(spec)
     for name in SPLITS:
         splits.splits[name] = drop_duplicates(splits.splits.get(name, []), name, splits.dropped)
+    splits.prompt_overlap = prompt_overlaps(splits.splits)
     leaked = overlaps(splits.splits)
     if leaked:
         where = ", ".join(f"{n} in {split}" for split, n in leaked.items())

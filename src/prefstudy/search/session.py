@@ -78,7 +78,8 @@ def offline_if_local(spec: StudySpec) -> None:
 
 
 def _record_base(spec: StudySpec, prepared: Prepared, studies: dict[str, optuna.Study],
-                 dropped: dict[str, int], splits_leakage: dict[str, int]) -> None:
+                 dropped: dict[str, int], splits_leakage: dict[str, int],
+                 prompt_overlap: dict[str, int] | None = None) -> None:
     """The base model's preference accuracy per split and per data family, stored once per study."""
     from prefstudy.evaluation.heldout import base_metrics, family_accuracy, family_counts, metric_line
 
@@ -92,6 +93,8 @@ def _record_base(spec: StudySpec, prepared: Prepared, studies: dict[str, optuna.
             study.set_user_attr("dropped", dropped)
             if splits_leakage:
                 study.set_user_attr("data_leakage", splits_leakage)
+            if prompt_overlap:
+                study.set_user_attr("data_prompt_overlap", prompt_overlap)
     log("base model: " + metric_line(base, spec.evaluation.metric, list(base)))
     for split in prepared.ref:
         per_family = family_accuracy(prepared, split, None, spec.evaluation.metric)
@@ -136,7 +139,10 @@ def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Stu
         used_pairs(splits, tokenizer, spec.training.max_length, prepared.over_length, dropped).save(data_dir)
     if splits.leakage:
         log(f"WARNING data.leakage=warn: training pairs also in held-out splits: {splits.leakage}")
-    _record_base(spec, prepared, studies, dropped, splits.leakage)
+    if splits.prompt_overlap:
+        log(f"note: held-out pairs whose prompt is also a training prompt (other answers): {splits.prompt_overlap}; "
+            "their accuracy may flatter generalization")
+    _record_base(spec, prepared, studies, dropped, splits.leakage, splits.prompt_overlap)
     worker = Worker(spec=spec, tokenizer=tokenizer, base_model=model, prepared=prepared,
                     storage_url=storage_url, log=log, lm_eval_manager=lm_eval_manager, prefix_sharing=sharing)
     if spec.evaluation.lm_eval.tasks and with_lm_eval:
@@ -155,7 +161,7 @@ def used_pairs(splits: PreferenceSplits, tokenizer: PreTrainedTokenizerBase, max
         for name, count in over_length.items():
             if count:
                 kept[name] = [r for r in splits.splits[name] if pair_length(r, tokenizer, max_length) is None]
-    return PreferenceSplits(kept, dict(dropped), dict(splits.leakage))
+    return PreferenceSplits(kept, dict(dropped), dict(splits.leakage), dict(splits.prompt_overlap))
 
 
 def base_lm_eval(worker: Worker, studies: dict[str, optuna.Study]) -> dict[str, Any]:

@@ -112,3 +112,21 @@ def test_synthetic_splits_are_conversations_with_a_system_turn() -> None:
     assert [m["role"] for m in record["prompt"]] == ["system", "user"]
     assert {r["family"] for r in splits["ood"]} == {"subtraction", "multiplication"}
     assert not {"subtraction", "multiplication"} & {r["family"] for r in splits["train"]}
+
+
+def test_held_out_prompts_seen_in_training_are_reported_not_refused(tmp_path: Path) -> None:
+    """The same question with other answers in train and held-out is common in preference data: counted per split
+    (it flatters held-out accuracy), never an error; the whole pair repeated is still leakage."""
+    train = _pairs(6)
+    same_prompt = [{"prompt": "What is 2 + 1?", "chosen": "Three.", "rejected": "Four."},
+                   {"prompt": "  what is 3 + 1?", "chosen": "Four.", "rejected": "Five."}]  # normalised: the same
+    spec = DataSpec(source="jsonl", train=_jsonl(tmp_path / "t.jsonl", train),
+                    heldout=_jsonl(tmp_path / "h.jsonl", _pairs(6, 100) + same_prompt), val_fraction=0.5)
+    splits = load_splits(spec)
+    assert sum(splits.prompt_overlap.values()) == 2 and set(splits.prompt_overlap) <= {"val", "test"}
+    assert not splits.leakage
+    clean = DataSpec(source="jsonl", train=spec.train, heldout=_jsonl(tmp_path / "c.jsonl", _pairs(6, 100)))
+    assert load_splits(clean).prompt_overlap == {}
+    leaky = DataSpec(source="jsonl", train=spec.train, heldout=_jsonl(tmp_path / "l.jsonl", _pairs(6, 100) + train[:1]))
+    with pytest.raises(DataError, match="also stand in the held-out"):
+        load_splits(leaky)
