@@ -64,14 +64,20 @@ class DriftSpec(_Frozen):
             if abs(flipped - round(flipped)) > 1e-9:
                 raise ValueError(f"drift.preference_p {p} with drift.copies {self.copies}: (1 - p) * copies = "
                                  f"{flipped:g} is not a whole number of flipped copies (e.g. copies 4 for p 0.75)")
+        if all(p == 1.0 for p in ps):  # only the held-out slope across beta reads the stage: it needs 3 betas
+            for method, betas in self.betas.items():
+                if len(betas) < 3:
+                    raise ValueError(f"drift.betas.{method}: at least 3 distinct values (the held-out slope across "
+                                     "beta needs them), unless drift.preference_p has a value below 1 (the rules on "
+                                     "the training preferences compare p at each beta)")
         return self
 
     @field_validator("betas")
     @classmethod
     def _grid(cls, value: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
         for method, betas in value.items():
-            if len(betas) < 3 or len(set(betas)) != len(betas) or any(b <= 0 for b in betas):
-                raise ValueError(f"drift.betas.{method}: at least 3 distinct positive values (a slope needs them)")
+            if not betas or len(set(betas)) != len(betas) or any(b <= 0 for b in betas):
+                raise ValueError(f"drift.betas.{method}: distinct positive values")
         return value
 
 

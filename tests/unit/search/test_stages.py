@@ -86,6 +86,12 @@ def test_the_spec_refuses_a_design_without_a_slope() -> None:
         load_spec(SMOKE, ["drift.seeds=[1]"])
     with pytest.raises(SpecError, match="at least 3 distinct"):
         load_spec(SMOKE, ["drift.betas={dpo: [0.1, 0.2]}"])
+    # with p < 1 arms the rules on the training preferences read each beta alone: one beta per method will do
+    spec = load_spec(SMOKE, ["drift.betas={dpo: [0.1], ipo: [0.5]}", "drift.preference_p=[1.0, 0.75]",
+                             "drift.copies=4"])
+    assert spec.drift.betas == {"dpo": (0.1,), "ipo": (0.5,)}
+    with pytest.raises(SpecError, match="distinct positive"):
+        load_spec(SMOKE, ["drift.betas={dpo: [0.1, 0.1]}", "drift.preference_p=[1.0, 0.75]", "drift.copies=4"])
     with pytest.raises(SpecError, match="unknown method"):
         load_spec(SMOKE, ["drift.betas={kto: [0.1, 0.2, 0.3]}"])
 
