@@ -310,7 +310,9 @@ def test_tensorboard_command_serves_the_run_directories_on_loopback(smoke_run) -
         assert {"dpo/trial-0000/tensorboard", "ipo/trial-0001/tensorboard"} <= set(names)
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        server.wait(timeout=20)
+    # SIGTERM to `prefstudy tensorboard` stops TensorBoard itself (it was left running, orphaned, before)
+    assert wait_for_json(f"http://127.0.0.1:{port}/data/runs", attempts=10) is None
 
 
 def test_qlora_trial_runs_through_the_same_code(tmp_path: Path) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import FrameType
 
 
 def tensorboard_command(run_root: Path, host: str, port: int) -> list[str]:
@@ -21,7 +23,21 @@ def serve_tensorboard(run_root: Path, host: str, port: int) -> int:
         print(f"note: no event files under {run_root} yet (tracking.tensorboard: true writes them per trial)",
               file=sys.stderr)
     print(f"TensorBoard: http://{host}:{port}/ (logdir {run_root}); Ctrl-C stops it", flush=True)
+    server = subprocess.Popen(tensorboard_command(run_root, host, port))
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)  # SIGTERM stops TensorBoard too, not only this process
     try:
-        return subprocess.call(tensorboard_command(run_root, host, port))
+        return server.wait()
     except KeyboardInterrupt:
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
