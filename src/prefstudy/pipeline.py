@@ -130,7 +130,7 @@ def run_workers(spec: StudySpec, storage_url: str, n: int, command: list[str], r
     over = {m: d - target for m, d in done.items() if d > target}
     if over:
         log(f"finished trials above the target of {target} per method (concurrent workers): {over}")
-    if any(c in workers.INTERRUPTED or c == 130 for c in codes):
+    if any(c in workers.INTERRUPTED for c in codes):
         return 130
     complete = all(done[m] >= target and not waiting(s) for m, s in ctx.searches.items())
     return 0 if complete else 1

@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from prefstudy.evaluation import power
+from prefstudy.evaluation.closed_forms import fixed_point
 from prefstudy.evaluation.clustered import ClusteredEstimate, Data, clustered, ols_slope, tost
 
 ALPHA = 0.05
@@ -125,8 +127,6 @@ def cell(method: str, loss_type: str, beta: float, p: float, margins: np.ndarray
         at, p_at = tost(level.estimate, level.se, level.df, math.log(level_margin))
     else:
         at, p_at = False, float("nan")
-    from prefstudy.evaluation.closed_forms import fixed_point
-
     target = fixed_point(loss_type, p, beta) if finite else None
     spread = float(np.nanmean(np.nanstd(z[-1], axis=-1, ddof=1)))
     return Cell(method, loss_type, beta, p, target, growth, bool(bounded), p_bounded,
@@ -134,15 +134,13 @@ def cell(method: str, loss_type: str, beta: float, p: float, margins: np.ndarray
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-adjusted p-values (NaN stays NaN and does not count)."""
-    ps = np.asarray(p_values, dtype=float)
-    out = np.full(len(ps), np.nan)
-    finite = [i for i in np.argsort(ps) if math.isfinite(ps[i])]
-    running = 0.0
-    for rank, i in enumerate(finite):
-        running = max(running, min(1.0, (len(finite) - rank) * ps[i]))
-        out[i] = running
-    return out.tolist()
+    """``evaluation.power.holm`` over the finite p-values; a NaN (a part with no interval) stays NaN and does not
+    count in the family."""
+    finite = [i for i, p in enumerate(p_values) if math.isfinite(p)]
+    out = [float("nan")] * len(p_values)
+    for i, adjusted in zip(finite, power.holm([float(p_values[i]) for i in finite]), strict=True):
+        out[i] = adjusted
+    return out
 
 
 def primary(contrasts: Sequence[ClusteredEstimate], cells: Sequence[Cell]) -> dict[str, Any]:
