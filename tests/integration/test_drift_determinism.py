@@ -48,12 +48,18 @@ def test_both_arms_train_on_copies_and_score_every_training_instance(tmp_path: P
             np.testing.assert_allclose(row["train/margin"], np.subtract(row["train/chosen_ratio"],
                                                                        row["train/rejected_ratio"]), atol=1e-5)
         assert rows[0]["train/margin"] == [0.0] * 16  # step 0 is the base model
+        logged = [json.loads(line) for line in (run_dir / "trainer_log.jsonl").read_text().splitlines()]
+        lrs = [e["learning_rate"] for e in logged if "learning_rate" in e]
+        assert len(lrs) == 16 and lrs[:8] == pytest.approx([5e-4] * 8)  # drift.lr_decay 0.5: constant for 8 steps,
+        assert lrs[8:] == pytest.approx([5e-4 * (8 - i) / 8 for i in range(8)])  # then linear to 0 over the last 8
         key = (trial.user_attrs["stage_params"]["beta"], trial.user_attrs["stage_seed"])
         finals.setdefault(key, []).append(float(np.mean(rows[-1]["train/margin"])))
     assert all(len(v) == 2 and v[0] != v[1] for v in finals.values())  # the two arms trained on different rows
-    assert "claim (a) drift:" in done.stdout and "claim (a) on the training preferences:" in done.stdout
+    assert "claim (a) drift (secondary: held-out pairs, one horizon):" in done.stdout
+    assert "claim (a) on the training preferences (primary):" in done.stdout
     entries = {e["id"]: e for e in json.loads((tmp_path / "reports" / "smoke" / "claims.json").read_text())}
     entry = entries["fixed_points"]
+    assert entry["primary"] is True and entries["drift"]["primary"] is False  # p < 1 arms: the rules on train lead
     assert entry["verdict"] in ("supported", "contradicted", "not converged", "inconsistent")
     assert len(entry["cells"]) == 12 and len(entry["contrasts"]) == 3  # 2 methods x 3 betas x 2 p; DPO per beta
     for c in entry["cells"]:

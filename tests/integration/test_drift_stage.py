@@ -88,6 +88,7 @@ def test_claims_json_and_the_report_section(drift_run) -> None:
     assert entry["verdict"] in ("supported", "contradicted", "inconclusive")
     # the training-instance rules compare p = 1 with p < 1: without p < 1 arms they say what to run
     assert entries["fixed_points"]["verdict"] == "inconclusive" and "preference_p" in entries["fixed_points"]["reason"]
+    assert entry["primary"] is True and entries["fixed_points"]["primary"] is False  # so the held-out slope leads
     for key in ("statistic", "estimate", "ci_low", "ci_high", "mde"):
         assert key in entry
     assert entry["ci_low"] <= entry["estimate"] <= entry["ci_high"]

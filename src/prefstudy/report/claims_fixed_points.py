@@ -117,7 +117,8 @@ def fixed_points_claim(spec: StudySpec, runs: dict[str, TrainRuns]) -> dict[str,
 
 def sentence(entry: dict[str, Any]) -> str:
     """One line: the verdict, then each cell's stop and its ratio to the closed form."""
-    head = f"claim (a) on the training preferences: {entry['verdict'].upper()}"
+    role = " (primary)" if entry.get("primary") else ""
+    head = f"claim (a) on the training preferences{role}: {entry['verdict'].upper()}"
     if entry.get("reason"):
         return head + f" ({entry['reason']})"
     parts = [f"DPO growth p1-p<1 {c['estimate']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]"

@@ -33,12 +33,15 @@ def claims(d: rd.ReportData, _: Path) -> Section:
                               " (after the search; it runs the search first if needed)."))
         s.body.append(missing("no drift stage runs in the storage"))
     else:
+        train_first = next((e for e in d.claims if e["id"] == "fixed_points" and e.get("primary")), None)
+        if train_first is not None:  # the primary (docs/claims.md) before the held-out secondary
+            s.verdict.append(cl.sentence(train_first) + ".")
         s.verdict.append(cl.sentence(entry) + ".")
         if entry.get("estimate") is not None and entry["verdict"] == "inconclusive":
             s.verdict.append("Inconclusive: on this model and data the stage cannot tell the methods' slopes "
                              "apart; more seeds narrow the interval most (the seed component dominates with 2 seeds).")
     train_entry = next((e for e in d.claims if e["id"] == "fixed_points"), None)
-    if train_entry is not None:
+    if train_entry is not None and not train_entry.get("primary"):
         s.verdict.append(cl.sentence(train_entry) + ".")
     if lr_entry is None:
         s.verdict.append(text("Claim (b) has not been tested yet: ", code("nox -s study -- --stage lr-profile"), "."))

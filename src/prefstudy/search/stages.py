@@ -158,9 +158,12 @@ def describe(spec: StudySpec, stage: str, searches: dict[str, optuna.Study] | No
     """One log line: the stage's design."""
     if stage == "drift":
         lr, source = drift_learning_rate(spec, searches)
-        return (f"drift: learning_rate {lr:.3g} ({source}); betas "
+        d = spec.drift
+        decay = f", falling linearly to 0 over the last {d.lr_decay:.0%} of each run" if d.lr_decay else ", constant"
+        copies = f"; p {list(d.preference_p)} on {d.copies} copies per instance" if d.copies > 1 else ""
+        return (f"drift: learning_rate {lr:.3g} ({source}{decay}); betas "
                 + "; ".join(f"{m} {list(drift_betas(spec, m))}" for m in spec.methods)
-                + f"; seeds {list(spec.drift.seeds)}; {drift_steps(spec)} steps a run")
+                + f"{copies}; seeds {list(d.seeds)}")
     lrs = profile_learning_rates(spec)
     return (f"lr-profile: learning rates {[f'{v:.3g}' for v in lrs]}; tuned betas "
             + ", ".join(f"{m} {b:.4g}" for m, b in tuned_betas(spec, searches).items())
@@ -284,8 +287,14 @@ class DriftStage(FixedStage):
         p, copies = float(design.get("preference_p", 1.0)), int(design.get("copies", 1))
         steps = drift_steps(spec, len(worker.prepared.tokenized["train"]), copies)
         schedule = Schedule.even(steps, d.eval_points, d.val_pairs or spec.evaluation.val_subset,
-                                 train_every_point=True, copies=Copies(p, copies, d.copies_together))
+                                 train_every_point=True, copies=Copies(p, copies, d.copies_together),
+                                 decay_steps=decay_steps(steps, d.lr_decay))
         return Shape(schedule=schedule, probe=lambda run_dir: DriftProbe(worker, run_dir))
+
+
+def decay_steps(steps: int, share: float) -> int:
+    """The drift runs' last steps over which the learning rate falls to 0: ``share`` of them, at least 1 if any."""
+    return max(1, round(share * steps)) if share > 0 else 0
 
 
 class LrProfileStage(FixedStage):

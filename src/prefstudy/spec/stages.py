@@ -40,6 +40,9 @@ class DriftSpec(_Frozen):
     preference_p: tuple[float, ...] = (1.0,)
     copies: int = Field(1, ge=1)  # rows per training instance (the same for every p: same size, same data order)
     copies_together: bool = True  # with copies > 1, an instance's copies share one batch (its exact mean gradient)
+    # the learning rate falls linearly to 0 over this share of each run's last steps (0: the training section's
+    # scheduler): the last eval points then read where the optimiser settles, not its noise (pilot, docs/claims.md)
+    lr_decay: float = Field(0.5, ge=0, lt=1)
     # the rules on the training instances (evaluation.fixed_points): late growth over the last `late_points` eval
     # points, bounded within +-growth_margin (units of the closed form), at the closed form within x/÷ level_margin
     late_points: int = Field(3, ge=3)

@@ -24,7 +24,7 @@ from prefstudy.models.merged_adapter import merged_adapter
 from prefstudy.spec import MethodSpec, StudySpec, TrainingSpec
 from prefstudy.tracking.trial import report_to
 from prefstudy.training.adapter_check import check_adapter_applied
-from prefstudy.training.dpo_config import dpo_config
+from prefstudy.training.dpo_config import decay_schedule, dpo_config
 from prefstudy.training.faults import NonFiniteLoss
 from prefstudy.training.preference_copies import Copies, expand
 from prefstudy.training.trl_seams import CachedRefDPOTrainer, PackedPreferenceCollator, remove_fused_head_patch
@@ -41,7 +41,9 @@ class Schedule:
     """A run's length and eval points when they are not the search's (a fixed-design stage): every point scores the
     same first ``val_pairs`` val pairs; train pairs (``evaluation.train_subset``) and the first ``test_pairs`` test
     pairs only at the last. ``train_every_point``: every training instance at every point instead. ``copies``: the
-    run trains on copies of its instances, some flipped (training.preference_copies), not on the split as it is."""
+    run trains on copies of its instances, some flipped (training.preference_copies), not on the split as it is.
+    ``decay_steps``: the learning rate falls linearly to 0 over the run's last ``decay_steps`` (0: the spec's
+    scheduler)."""
 
     n_steps: int
     points: tuple[int, ...]
@@ -49,13 +51,14 @@ class Schedule:
     test_pairs: int = 0
     train_every_point: bool = False
     copies: Copies | None = None
+    decay_steps: int = 0
 
     @classmethod
     def even(cls, n_steps: int, n_points: int, val_pairs: int, train_every_point: bool = False,
-             copies: Copies | None = None) -> Schedule:
+             copies: Copies | None = None, decay_steps: int = 0) -> Schedule:
         """At least ``n_points`` eval points evenly spaced up to ``n_steps`` (the last at ``n_steps``)."""
         every = max(1, n_steps // n_points)
-        return cls(n_steps, tuple(eval_points(n_steps, every)), val_pairs, 0, train_every_point, copies)
+        return cls(n_steps, tuple(eval_points(n_steps, every)), val_pairs, 0, train_every_point, copies, decay_steps)
 
 
 class TrialContext(Protocol):
@@ -298,6 +301,8 @@ def train_trial(
     try:
         callbacks = [_callback(evaluator)] + ([trackers.callback()] if trackers is not None else [])
         extra = report_to(ctx.spec, run_dir, f"{ctx.spec.name}/{ctx.trial_label}")  # TRL's own integrations
+        if schedule is not None and schedule.decay_steps:
+            extra.update(decay_schedule(n_steps, schedule.decay_steps))
         trainer = build_trainer(ctx, peft_model, method, params, seed, run_dir, n_steps, callbacks,
                                 copies=schedule.copies if schedule is not None else None, **extra)
         started = time.perf_counter()
