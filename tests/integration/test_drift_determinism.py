@@ -62,6 +62,10 @@ def test_both_arms_train_on_copies_and_score_every_training_instance(tmp_path: P
     assert entry["primary"] is True and entries["drift"]["primary"] is False  # p < 1 arms: the rules on train lead
     assert entry["verdict"] in ("supported", "contradicted", "not converged", "inconsistent")
     assert len(entry["cells"]) == 12 and len(entry["contrasts"]) == 3  # 2 methods x 3 betas x 2 p; DPO per beta
+    names = [sec["name"] for sec in entry["secondary"]]  # per method and beta: val fall p 1 - p 0.75; per cell and
+    assert sum("fall from its peak" in n for n in names) == 6  # split: the chosen answer's log-ratio (displacement)
+    assert sum("likelihood displacement" in n for n in names) == 24
+    assert all(sec["estimate"] is not None and "p_adjusted" in sec for sec in entry["secondary"])
     for c in entry["cells"]:
         assert c["stopped"] in ("bounded", "growing", "not converged")
         assert (c["target"] is None) == (c["loss_type"] == "sigmoid" and c["p"] == 1.0)

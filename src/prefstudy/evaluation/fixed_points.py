@@ -74,6 +74,27 @@ def growth_contrast(steps: Sequence[float], last: int) -> Callable[[Data], float
     return lambda data: first(data) - second(data)
 
 
+def peak_fall(key: str) -> Callable[[Data], float]:
+    """Statistic on ``{key: [points, seeds, pairs]}``: the highest mean over the eval points minus the mean at the
+    last one (how far val accuracy fell from its peak; 0 when the last point is the peak)."""
+    def statistic(data: Data) -> float:
+        curve = np.nanmean(data[key], axis=(1, 2))
+        return float(np.max(curve) - curve[-1])
+    return statistic
+
+
+def fall_contrast(first: str = "p1", second: str = "q") -> Callable[[Data], float]:
+    """Statistic: :func:`peak_fall` of ``first`` minus that of ``second`` (the same seeds and pairs): does the run
+    on deterministic preferences lose more of its held-out accuracy than the one on noisy preferences?"""
+    a, b = peak_fall(first), peak_fall(second)
+    return lambda data: a(data) - b(data)
+
+
+def last_mean(key: str) -> Callable[[Data], float]:
+    """Statistic: the mean of ``{key: [points, seeds, pairs]}`` at the last eval point."""
+    return lambda data: float(np.nanmean(data[key][-1]))
+
+
 def log_level(key: str = "z") -> Callable[[Data], float]:
     """Statistic: log of the mean ``z`` at the last eval point (NaN where it is not positive)."""
     def statistic(data: Data) -> float:

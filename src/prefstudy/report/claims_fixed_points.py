@@ -32,6 +32,12 @@ class TrainRuns:
     steps: list[int] = field(default_factory=list)
     margins: dict[tuple[float, float], np.ndarray] = field(default_factory=dict)  # the loss's own margin
     summed: dict[tuple[float, float], np.ndarray] = field(default_factory=dict)  # summed margin (DPO's contrast)
+    # the secondaries' per-pair values by pairs.jsonl key: val wins, chosen log-ratios on train and val
+    other: dict[str, dict[tuple[float, float], np.ndarray]] = field(default_factory=dict)
+
+
+#: pairs.jsonl keys the secondaries read (val accuracy's fall; likelihood displacement on train and on val)
+SECONDARY_KEYS = ("wins", "train/chosen_ratio", "val/chosen_ratio")
 
 
 def load(spec: StudySpec, storage: Any) -> dict[str, TrainRuns]:
@@ -52,7 +58,9 @@ def load(spec: StudySpec, storage: Any) -> dict[str, TrainRuns]:
         for t, rows in loaded:
             cell = (float(t.user_attrs["stage_params"]["beta"]), float(t.user_attrs.get("preference_p", 1.0)))
             s = seeds.index(int(t.user_attrs["stage_seed"]))
-            for target, name in ((runs.margins, key), (runs.summed, "train/margin")):
+            targets = [(runs.margins, key), (runs.summed, "train/margin")]
+            targets += [(runs.other.setdefault(k, {}), k) for k in SECONDARY_KEYS if k in rows[-1]]
+            for target, name in targets:
                 width = len(rows[-1][name])
                 array = target.setdefault(cell, np.full((len(runs.steps), len(seeds), width), np.nan))
                 for row in rows:
@@ -109,10 +117,34 @@ def fixed_points_claim(spec: StudySpec, runs: dict[str, TrainRuns]) -> dict[str,
         contrasts.append(est)
         rows.append(sr.entry_of(f"DPO late growth of beta*h, p 1 - p {p:g}, beta {beta:g}", est, beta=beta, p=p))
     result = fp.primary(contrasts, cells)
+    entry["secondary"] = secondary(spec, runs, ipo, dpo)
     entry.update({"verdict": result["verdict"], "contrasts": rows, "cells": [_row(c) for c in cells],
                   "p_contrast_positive": result["p_contrast_positive"], "p_refuting_holm": result["p_refuting_holm"],
                   "methods": {"ipo": ipo, "dpo": dpo}})
     return entry
+
+
+def secondary(spec: StudySpec, runs: dict[str, TrainRuns], ipo: str, dpo: str) -> list[dict[str, Any]]:
+    """The secondaries of docs/claims.md (unadjusted here; Holm-adjusted in the study's family): per method and
+    p < 1, val accuracy's fall from its peak at p = 1 minus at p (does determinism cause the held-out overfitting?);
+    per cell, the chosen answer's final log-ratio on train and on val (below 0: likelihood displacement)."""
+    d = spec.drift
+    out = sr.Secondaries(d.n_boot, spec.seed)
+    for label in (dpo, ipo):
+        r = runs[label]
+        wins = r.other.get("wins", {})
+        for (beta, p), q in sorted(wins.items()):
+            deterministic = wins.get((beta, 1.0))
+            if p == 1.0 or deterministic is None:
+                continue
+            out.add(f"{label.upper()} val accuracy's fall from its peak, p 1 - p {p:g}, beta {beta:g}",
+                    fp.fall_contrast(), {"p1": deterministic, "q": q}, beta=beta, p=p)
+    for label in (dpo, ipo):
+        for split in ("train", "val"):
+            for (beta, p), values in sorted(runs[label].other.get(f"{split}/chosen_ratio", {}).items()):
+                out.add(f"{label.upper()} beta {beta:g} p {p:g}: chosen answer's log-ratio at the end, {split} "
+                        "(< 0: likelihood displacement)", fp.last_mean("m"), {"m": values}, beta=beta, p=p)
+    return out
 
 
 def sentence(entry: dict[str, Any]) -> str:

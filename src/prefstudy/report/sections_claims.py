@@ -47,7 +47,7 @@ def claims(d: rd.ReportData, _: Path) -> Section:
         s.verdict.append(text("Claim (b) has not been tested yet: ", code("nox -s study -- --stage lr-profile"), "."))
     else:
         s.verdict.append(cl.sentence(lr_entry) + ".")
-    for e in (entry, lr_entry):
+    for e in (train_entry, entry, lr_entry):
         if e is not None and _secondary_rows(e):
             s.body.append(table([f"claim {e['id']}: secondary statistic", "estimate [95%]", "p", "p (Holm)", "MDE",
                                  ""], _secondary_rows(e)))

@@ -34,6 +34,32 @@ def test_late_growth_and_level_by_hand() -> None:
     assert contrast == pytest.approx(0.2)
 
 
+def test_val_accuracy_fall_and_last_mean_by_hand() -> None:
+    # [3 points, 2 seeds, 2 pairs]; means per point 0.5, 0.75, 0.625 -> fell 0.125 from its peak
+    p1 = np.array([[[0.5, 0.5], [0.5, 0.5]], [[1.0, 1.0], [0.5, 0.5]], [[1.0, 0.5], [0.5, 0.5]]])
+    q = np.array([[[0.5, 0.5], [0.5, 0.5]], [[0.5, 0.5], [1.0, 0.5]], [[1.0, 1.0], [1.0, 0.5]]])  # peak at the end
+    assert fp.peak_fall("p1")({"p1": p1}) == pytest.approx(0.125)
+    assert fp.peak_fall("q")({"q": q}) == pytest.approx(0.0)
+    assert fp.fall_contrast()({"p1": p1, "q": q}) == pytest.approx(0.125)
+    assert fp.last_mean("m")({"m": p1}) == pytest.approx(0.625)
+
+
+def test_a_planted_fall_difference_is_recovered() -> None:
+    # 4 seeds x 64 pairs x 6 points: the p = 1 arm peaks at point 2 and falls 0.1, the p < 1 arm holds its peak
+    rng = np.random.default_rng(3)
+    curve1 = np.array([0.5, 0.6, 0.7, 0.65, 0.6, 0.6])
+    curve2 = np.array([0.5, 0.6, 0.7, 0.7, 0.7, 0.7])
+    estimates, detected = [], 0
+    for _ in range(40):
+        seed1, seed2 = rng.normal(0, 0.01, (2, 1, 4, 1))
+        p1 = np.clip(curve1[:, None, None] + seed1 + rng.normal(0, 0.05, (6, 4, 64)), 0, 1)
+        q = np.clip(curve2[:, None, None] + seed2 + rng.normal(0, 0.05, (6, 4, 64)), 0, 1)
+        est = clustered(fp.fall_contrast(), {"p1": p1, "q": q}, n_boot=200, seed=0)
+        estimates.append(est.estimate)
+        detected += est.ci_low > 0
+    assert abs(np.mean(estimates) - 0.1) < 0.01 and detected >= 36
+
+
 def test_holm_by_hand() -> None:
     assert fp.holm([0.01, 0.04, 0.03, float("nan")])[:3] == pytest.approx([0.03, 0.06, 0.06])
 
