@@ -1,6 +1,6 @@
 """The claims section's figures as PNG files (kaleido, headless Chromium), for a results page.
 
-    python -m benchmarks.claims_figures [SPEC] [--storage URL] --out docs/results
+    python -m benchmarks.claims_figures [SPEC] [--storage URL] --out docs/results [--prefix claims-]
 
 Reads the drift and lr-profile stages' runs from the storage and run directories (as the report does), writes
 ``<out>/claims-<figure>.png`` and copies ``reports/<name>/claims.json`` (built by the report, with the
@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("spec", nargs="?", default=DEFAULT_SPEC)
     parser.add_argument("--storage", default=None)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--prefix", default="claims-", help="file names start with this (e.g. a dated one, so an "
+                        "earlier results section keeps its figures)")
     args = parser.parse_args(argv)
     from prefstudy.report import claims
     from prefstudy.report import figures_claims as fc
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                                             "generation accuracy")
     args.out.mkdir(parents=True, exist_ok=True)
     for name, fig in figures.items():
-        target = args.out / f"claims-{name}.png"
+        target = args.out / f"{args.prefix}{name}.png"
         fig.write_image(str(target), width=1100, height=440)
         print(f"wrote {target}")
     report_claims = Path("reports") / spec.name / "claims.json"

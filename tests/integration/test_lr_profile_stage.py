@@ -110,3 +110,16 @@ def test_the_figures_tool_writes_the_profile_as_png(profile_run) -> None:
         png = out / f"claims-{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert json.loads((out / "claims.json").read_text())[0]["id"] == "lr_tolerance"  # the report's copy
+
+
+def test_the_power_tool_simulates_the_candidates_on_the_stages_pairs(profile_run) -> None:
+    work, storage, _ = profile_run
+    out = work / "power.json"
+    result = subprocess.run([sys.executable, "-m", "benchmarks.profile_power", str(SMOKE), "--storage", storage,
+                             "--out", str(out), "--sims", "2", "--boot", "20", "--designs", "2x6", "--shifts", "0,0.3"],
+                            cwd=work, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = json.loads(out.read_text())
+    assert table["pilot"]["pairs"] == 14 and table["pilot"]["method"] == "dpo"  # 8 val + 6 test pairs pooled
+    assert {row["candidate"] for row in table["table"]} >= {"crossing (today's, fixed beta)", "joint logistic shift"}
+    assert len(table["table"]) == 2 * 3 and all(row["sims"] == 2 for row in table["table"])

@@ -1,0 +1,120 @@
+"""Power of claim (b)'s candidate estimands by simulation (issue #32): which statistic of two learning-rate profiles
+detects a planted shift of the decline with the smallest effect, at a given cost, with honest intervals?
+
+A **world** gives the second method's (DPO's) chance of winning each pair at each learning rate of the grid, the
+first method's (IPO's) the same curve moved ``shift`` decades to the right (:func:`profile_shift.shifted`), and the
+two sources of noise the stage's interval clusters over: pairs (``pairs`` rows of per-pair chances, so a plasmode
+world can carry real pairs' profiles) and training seeds (a run's offset on the logit scale, SD ``seed_sd``, drawn
+per learning rate and seed). A **design** is the number of seeds and of pairs scored per run.
+
+:func:`simulate` draws stages from a world, estimates each candidate with the seed-and-pair clustered interval of
+:mod:`prefstudy.evaluation.clustered` exactly as the stage will, and counts: coverage of the candidate's true value
+(its value on the noise-free world), detection (the interval excludes 0), and fits that were not identified.
+:func:`mde_decades` turns detection rates at several planted shifts into the smallest shift detected 80% of the time,
+the common currency of candidates measured in different units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import expit, logit
+
+from prefstudy.evaluation.clustered import Data, clustered
+from prefstudy.evaluation.profile_shift import shifted
+
+Candidate = Callable[[Sequence[float]], Callable[[Data], float]]  # grid -> statistic on {"ipo", "dpo"}
+
+
+@dataclass(frozen=True)
+class World:
+    log_lrs: tuple[float, ...]
+    chances: np.ndarray  # [lrs, pairs]: DPO's chance of winning each pair at each learning rate
+    shift: float  # planted: IPO's profile sits this many decades to the right
+    seed_sd: float = 0.1  # a run's offset, logit scale
+
+    def truth(self) -> dict[str, np.ndarray]:
+        """The noise-free stage: each method's chances, ``[lrs, 1 beta slot, 1 seed, pairs]`` as the stage stores
+        its runs (:mod:`prefstudy.evaluation.lr_profile`; slot 0 is the tuned beta)."""
+        dpo = self.chances
+        ipo = shifted(self.log_lrs, dpo, self.shift)
+        return {"ipo": ipo[:, None, None, :], "dpo": dpo[:, None, None, :]}
+
+    def draw(self, seeds: int, pairs: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """One stage at the tuned beta: ``seeds`` runs per learning rate and method, ``pairs`` pairs (drawn from the
+        world's) scored by each; wins are 0/1; ``[lrs, 1, seeds, pairs]``. Both methods read the same pairs."""
+        idx = rng.integers(0, self.chances.shape[1], pairs)
+        out = {}
+        for method, p in self.truth().items():
+            base = logit(np.clip(p[:, 0, 0, idx], 1e-4, 1 - 1e-4))[:, None, :]  # [lrs, 1, pairs]
+            offset = rng.normal(0.0, self.seed_sd, (len(self.log_lrs), seeds, 1))
+            wins = rng.random((len(self.log_lrs), seeds, pairs)) < expit(base + offset)
+            out[method] = wins.astype(float)[:, None]  # [lrs, 1 slot, seeds, pairs]
+        return out
+
+
+def parametric_world(log_lrs: Sequence[float], curve: np.ndarray, shift: float, pair_sd: float = 1.0,
+                     n_pairs: int = 2000, seed_sd: float = 0.1, seed: int = 0) -> World:
+    """A world whose pairs differ in difficulty: pair j's chance is ``expit(logit(curve) + u_j)``, ``u_j ~ N(0,
+    pair_sd)`` (the same pair is easy or hard at every learning rate)."""
+    rng = np.random.default_rng(seed)
+    u = rng.normal(0.0, pair_sd, n_pairs)
+    chances = expit(logit(np.clip(np.asarray(curve, dtype=float), 1e-4, 1 - 1e-4))[:, None] + u[None, :])
+    return World(tuple(float(x) for x in log_lrs), chances, shift, seed_sd)
+
+
+@dataclass
+class Tally:
+    truth: float
+    estimates: list[float]
+    covered: int = 0
+    detected: int = 0  # the interval excludes 0 on the side of the truth (or on either side when the truth is 0)
+    not_identified: int = 0
+    sims: int = 0
+
+    @property
+    def coverage(self) -> float:
+        done = self.sims - self.not_identified
+        return self.covered / done if done else float("nan")
+
+    @property
+    def power(self) -> float:
+        return self.detected / self.sims if self.sims else float("nan")
+
+
+def simulate(world: World, seeds: int, pairs: int, candidates: Mapping[str, Candidate], n_sims: int,
+             n_boot: int = 200, seed: int = 0) -> dict[str, Tally]:
+    """Draw ``n_sims`` stages from ``world`` and tally every candidate (module docstring). A stage whose estimate is
+    not finite counts as not identified and not detected."""
+    rng = np.random.default_rng(seed)
+    truth_data = world.truth()
+    stats = {name: make(world.log_lrs) for name, make in candidates.items()}
+    tallies = {name: Tally(float(s(truth_data)), []) for name, s in stats.items()}
+    for _ in range(n_sims):
+        data = world.draw(seeds, pairs, rng)
+        for name, statistic in stats.items():
+            t = tallies[name]
+            t.sims += 1
+            est = clustered(statistic, data, n_boot=n_boot, seed=int(rng.integers(1 << 31)))
+            if not (np.isfinite(est.ci_low) and np.isfinite(est.ci_high)):
+                t.not_identified += 1
+                continue
+            t.estimates.append(est.estimate)
+            t.covered += est.ci_low <= t.truth <= est.ci_high
+            t.detected += (est.ci_low > 0) if t.truth >= 0 else (est.ci_high < 0)
+    return tallies
+
+
+def mde_decades(shifts: Sequence[float], power: Sequence[float], target: float = 0.8) -> float:
+    """The smallest planted shift detected with ``target`` probability, straight lines between the simulated
+    shifts (ascending); NaN when no simulated shift reaches it."""
+    s, pw = np.asarray(shifts, dtype=float), np.asarray(power, dtype=float)
+    for j in range(len(s)):
+        if pw[j] >= target:
+            if j == 0:
+                return float(s[0])
+            share = (target - pw[j - 1]) / (pw[j] - pw[j - 1])
+            return float(s[j - 1] + share * (s[j] - s[j - 1]))
+    return float("nan")

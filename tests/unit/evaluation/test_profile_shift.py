@@ -1,0 +1,86 @@
+"""The joint logistic fit of two learning-rate profiles: exact recovery on noise-free curves, the identification
+rule, a planted shift recovered from per-pair wins, and the retention statistic by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from prefstudy.evaluation import profile_shift as ps
+from prefstudy.evaluation.clustered import clustered
+
+GRID = np.log10([5e-5, 1.4e-4, 3.8e-4, 8e-4, 1.2e-3, 1.8e-3, 2.9e-3, 8e-3])
+
+
+def test_the_model_by_hand() -> None:
+    # at the midpoint halfway between plateau and floor; one decade past it with slope ln(9): 1/10 of the way
+    assert ps.logistic4(-3.0, 5.0, 0.2, 0.8, -3.0) == pytest.approx(0.5)
+    assert ps.logistic4(-2.0, np.log(9), 0.2, 0.8, -3.0) == pytest.approx(0.2 + 0.6 / 10)
+
+
+@pytest.mark.parametrize("shift", [-0.4, 0.0, 0.25, 0.6])
+def test_noise_free_profiles_give_back_their_parameters(shift: float) -> None:
+    dpo = ps.logistic4(GRID, 4.0, 0.45, 0.66, -2.9)
+    ipo = ps.logistic4(GRID, 4.0, 0.45, 0.63, -2.9 + shift)
+    fit = ps.fit_joint(GRID, ipo, dpo, min_drop=0.05)
+    assert fit.identified, fit.reason
+    assert fit.shift == pytest.approx(shift, abs=1e-4)
+    assert fit.slope == pytest.approx(4.0, rel=1e-3) and fit.floor == pytest.approx(0.45, abs=1e-4)
+    assert fit.plateaus == pytest.approx((0.63, 0.66), abs=1e-4)
+
+
+def test_a_profile_that_does_not_decline_is_not_identified() -> None:
+    dpo = ps.logistic4(GRID, 4.0, 0.45, 0.66, -2.9)
+    flat = np.full(len(GRID), 0.62)
+    fit = ps.fit_joint(GRID, flat, dpo, min_drop=0.05)
+    assert not fit.identified and np.isnan(fit.shift)
+    assert "first profile" in fit.reason
+
+
+def test_a_decline_past_the_grid_is_not_identified() -> None:
+    dpo = ps.logistic4(GRID, 4.0, 0.45, 0.66, -2.9)
+    late = ps.logistic4(GRID, 4.0, 0.45, 0.66, -1.6)  # midpoint 0.5 decade above the grid's top (-2.1)
+    fit = ps.fit_joint(GRID, late, dpo, min_drop=0.05)
+    assert not fit.identified and "outside the grid" in fit.reason
+
+
+def test_too_few_points_are_refused_or_not_identified() -> None:
+    with pytest.raises(ValueError, match=">= 4"):
+        ps.fit_joint(GRID[:3], [0.6, 0.5, 0.4], [0.6, 0.5, 0.4], 0.05)
+    holes = ps.logistic4(GRID, 4.0, 0.45, 0.66, -2.9)
+    holes[:5] = np.nan
+    assert ps.fit_joint(GRID, holes, holes, 0.05).reason == "fewer than 4 finite points on a profile"
+
+
+def test_retention_by_hand() -> None:
+    # 4 learning rates, 1 seed, 2 pairs: curve 0.5, 1.0, 0.75, 0.25 -> from the third point: mean 0.5 - max 1.0
+    x = [0.0, 1.0, 2.0, 3.0]
+    a = np.array([[[0.5, 0.5]], [[1.0, 1.0]], [[1.0, 0.5]], [[0.5, 0.0]]])
+    b = np.array([[[0.5, 0.5]], [[0.5, 0.5]], [[0.5, 0.5]], [[0.5, 0.5]]])  # flat: keeps all of it
+    assert ps.retention(x, "a", 2.0)({"a": a}) == pytest.approx(-0.5)
+    assert ps.retention_difference(x, "a", "b", 2.0)({"a": a, "b": b}) == pytest.approx(-0.5)
+    with pytest.raises(ValueError, match="no grid point"):
+        ps.retention(x, "a", 4.0)
+
+
+def test_shifted_moves_a_profile_right_on_its_grid() -> None:
+    x = np.array([0.0, 1.0, 2.0, 3.0])
+    v = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    out = ps.shifted(x, v, 0.5)  # read at x - 0.5: 1, 1, 0.5, 0 (and the mirror image)
+    np.testing.assert_allclose(out[:, 0], [1.0, 1.0, 0.5, 0.0])
+    np.testing.assert_allclose(out[:, 1], [0.0, 0.0, 0.5, 1.0])
+
+
+def test_a_planted_shift_is_recovered_from_per_pair_wins() -> None:
+    # 4 seeds x 256 pairs of Bernoulli wins around the two curves; the interval covers the planted 0.3 decades
+    rng = np.random.default_rng(11)
+    dpo_p = ps.logistic4(GRID, 4.0, 0.45, 0.66, -2.9)
+    ipo_p = ps.logistic4(GRID, 4.0, 0.45, 0.66, -2.6)
+    estimates, covered = [], 0
+    for _ in range(12):
+        data = {m: (rng.random((len(GRID), 4, 256)) < p[:, None, None]).astype(float)
+                for m, p in (("ipo", ipo_p), ("dpo", dpo_p))}
+        est = clustered(ps.shift_difference(GRID, "ipo", "dpo", 0.05), data, n_boot=100, seed=0)
+        estimates.append(est.estimate)
+        covered += est.ci_low <= 0.3 <= est.ci_high
+    assert abs(np.median(estimates) - 0.3) < 0.08 and covered >= 10
