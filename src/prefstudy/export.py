@@ -27,6 +27,7 @@ import yaml
 
 from prefstudy.core.secrets import redact
 from prefstudy.spec import SpecError, StudySpec
+from prefstudy.training.dpo_settings import dpo_settings
 
 
 def trl_dpo_config(spec: StudySpec, loss_type: str, params: dict[str, float], seed: int, train_file: Path,
@@ -43,13 +44,8 @@ def trl_dpo_config(spec: StudySpec, loss_type: str, params: dict[str, float], se
         # DatasetMixtureConfig: the study's exact train pairs (conversational prompt / chosen / rejected)
         "datasets": [{"path": "json", "data_files": str(train_file), "split": "train",
                       "columns": ["prompt", "chosen", "rejected"]}],
-        # DPOConfig
-        "output_dir": output_dir, "loss_type": [loss_type], "beta": float(params["beta"]),
-        "learning_rate": float(params["learning_rate"]),
-        "per_device_train_batch_size": t.batch_size, "gradient_accumulation_steps": t.gradient_accumulation_steps,
-        "max_length": t.max_length, "lr_scheduler_type": t.lr_scheduler, "warmup_steps": t.warmup_ratio,
-        "max_grad_norm": t.max_grad_norm, "optim": t.optimizer, "gradient_checkpointing": t.gradient_checkpointing,
-        "bf16": t.precision == "bf16", "seed": seed, "data_seed": seed, "logging_steps": 1, "save_strategy": "no",
+        # DPOConfig: the same mapping the study's trainer used (training.dpo_settings)
+        "output_dir": output_dir, **dpo_settings(t, loss_type, params, seed),
         "report_to": "none",
     }
     if t.quantization == "nf4":

@@ -9,6 +9,7 @@ import torch
 from trl import DPOConfig
 
 from prefstudy.spec import MethodSpec, TrainingSpec
+from prefstudy.training.dpo_settings import dpo_settings
 
 # Paged optimizers page their state to CPU memory under GPU pressure; on the CPU their plain twins do the same update.
 UNPAGED = {"paged_adamw_32bit": "adamw_torch", "paged_adamw": "adamw_torch", "paged_adamw_8bit": "adamw_bnb_8bit",
@@ -27,34 +28,22 @@ def decay_schedule(n_steps: int, decay_steps: int) -> dict[str, Any]:
 
 def dpo_config(training: TrainingSpec, method: MethodSpec, params: dict[str, float], out_dir: Path, n_steps: int,
                seed: int, **extra: Any) -> DPOConfig:
+    """The trial's ``DPOConfig``: the spec's mapping (``training.dpo_settings``), run for ``n_steps`` on this machine
+    (a paged optimizer unpaged without CUDA), logging every step, never saving or evaluating inside TRL; ``extra``
+    overrides (a stage's learning-rate schedule, TRL's own tracking integrations)."""
     cuda = torch.cuda.is_available()
-    optimizer = training.optimizer
-    if not cuda and optimizer.startswith("paged_"):
-        optimizer = UNPAGED.get(optimizer, "adamw_torch")  # paged optimizers need CUDA; same update rule unpaged
-    settings: dict[str, Any] = {"lr_scheduler_type": training.lr_scheduler, **extra}
+    settings = dpo_settings(training, method.loss_type, params, seed)
+    if not cuda and settings["optim"].startswith("paged_"):
+        settings["optim"] = UNPAGED.get(settings["optim"], "adamw_torch")  # paged needs CUDA; same update unpaged
+    settings.update({"report_to": [], **extra})
     return DPOConfig(
         output_dir=str(out_dir),
-        beta=params["beta"],
-        learning_rate=params["learning_rate"],
-        loss_type=[method.loss_type],
-        per_device_train_batch_size=training.batch_size,
-        gradient_accumulation_steps=training.gradient_accumulation_steps,
         max_steps=n_steps,
-        max_length=training.max_length,
-        warmup_steps=training.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the steps
-        max_grad_norm=training.max_grad_norm,
-        optim=optimizer,
-        gradient_checkpointing=training.gradient_checkpointing,
-        bf16=training.precision == "bf16",
         use_cpu=not cuda,
         precompute_ref_log_probs=False,
-        logging_steps=1,
         logging_nan_inf_filter=False,  # log a NaN/inf loss as it is (the default hides it): the trial stops on it
-        save_strategy="no",
         eval_strategy="no",
         disable_tqdm=True,
-        seed=seed,
-        data_seed=seed,
         dataloader_num_workers=0,
-        **{"report_to": [], **settings},  # report_to: TRL's own integrations (tracking.trial); a stage's schedule
+        **settings,
     )

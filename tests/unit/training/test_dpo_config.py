@@ -49,3 +49,31 @@ def test_the_config_takes_the_schedule_instead_of_the_specs(tmp_path: Path) -> N
                          **decay_schedule(12, 6))
     assert decayed.lr_scheduler_type.value == "warmup_stable_decay"
     assert decayed.lr_scheduler_kwargs == {"num_decay_steps": 6, "decay_type": "linear"}
+
+
+@pytest.mark.parametrize("name", ["smoke", "mistral7b_qlora"])
+def test_the_export_writes_what_it_wrote_before_the_mapping_was_shared(name: str) -> None:
+    """trl_dpo.yaml, byte for byte, as export wrote it before training and export shared training.dpo_settings."""
+    import yaml
+
+    from prefstudy.export import trl_dpo_config
+
+    config = trl_dpo_config(load_spec(name), "ipo", {"beta": 0.25, "learning_rate": 3e-4}, 7,
+                            Path("runs/x/data/train.jsonl"), "/models/base", "out/x")
+    expected = (Path(__file__).parents[2] / "fixtures" / f"trl_dpo_{name}.yaml").read_text()
+    assert yaml.safe_dump(config, sort_keys=False) == expected
+
+
+def test_the_trainer_and_the_export_read_one_mapping(tmp_path: Path) -> None:
+    from prefstudy.training.dpo_settings import dpo_settings
+
+    spec = load_spec("mistral7b_qlora")
+    settings = dpo_settings(spec.training, "ipo", {"beta": 0.25, "learning_rate": 3e-4}, 7)
+    config = dpo_config(spec.training, spec.methods["ipo"], {"beta": 0.25, "learning_rate": 3e-4}, tmp_path, 10, 7)
+    for key, value in settings.items():
+        got = getattr(config, key)
+        got = getattr(got, "value", got)  # enums (scheduler, optimizer, save strategy) compare by value
+        if key == "optim":  # no CUDA here: the paged optimizer runs as its plain twin
+            assert (value, got) == ("paged_adamw_32bit", "adamw_torch")
+        else:
+            assert got == value, key
