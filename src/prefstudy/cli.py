@@ -251,7 +251,7 @@ def _dashboard(target: str, host: str, port: int) -> int:
 def _guarded(spec: StudySpec, verbose: bool, body: Callable[[ModuleType], int | None]) -> int:
     """Run ``body(pipeline)`` with other libraries' output diverted to runs/<name>/study.log; map errors to exit
     codes (None from ``body`` is success)."""
-    from prefstudy.core.console import diverted, error
+    from prefstudy.core.console import LOG_NAME, diverted, error
     from prefstudy.core.secrets import redact
     from prefstudy.data.sources import DataError
     from prefstudy.evaluation.lmeval import LmEvalError
@@ -261,7 +261,7 @@ def _guarded(spec: StudySpec, verbose: bool, body: Callable[[ModuleType], int | 
     from prefstudy.training.faults import DiskFull
 
     try:
-        with diverted(spec.run_root() / "study.log", verbose):
+        with diverted(spec.run_root() / LOG_NAME, verbose):
             try:
                 from prefstudy import pipeline
 

@@ -15,10 +15,6 @@ TASKS_DIR = PACKAGE_DIR / "evaluation" / "lm_eval_tasks"
 DEFAULT_SPEC = "study/default.yaml"
 
 
-def packaged_specs() -> list[str]:
-    return sorted(path.stem for path in SPECS_DIR.glob("*.yaml"))
-
-
 def find_spec(name: str | Path) -> Path:
     """An existing file as given; otherwise a spec that ships with prefstudy, named ``default``, ``default.yaml``
     or ``study/default.yaml`` (so the README's paths work from any folder). Unknown names come back unchanged and

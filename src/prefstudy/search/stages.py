@@ -75,10 +75,6 @@ def drift_determinism(spec: StudySpec) -> list[dict[str, Any]]:
     return [{} if p == 1.0 and d.copies == 1 else {"preference_p": p, "copies": d.copies} for p in d.preference_p]
 
 
-def stage_steps(spec: StudySpec, stage: str, n_train: int | None = None) -> int:
-    return drift_steps(spec, n_train) if stage == "drift" else search_steps(spec, n_train)
-
-
 def drift_betas(spec: StudySpec, method: str) -> tuple[float, ...]:
     """The method's beta grid: ``drift.betas`` or ``grid_points`` values log-spaced from its range's low to high."""
     if method in spec.drift.betas:

@@ -175,9 +175,10 @@ def test_cached_reference_trainer_optimises_the_loss_on_our_numbers(tiny, record
 
 def test_shared_prompt_pass_equals_full_sequences(tiny, records) -> None:
     """Running each prompt once with a KV cache gives the same answer log-probs as two full sequences."""
+    from reference_logps import completion_logps
     from trl.trainer.dpo_trainer import DataCollatorForPreference
 
-    from prefstudy.evaluation.logprobs import completion_logps, shared_prompt_logps
+    from prefstudy.evaluation.logprobs import shared_prompt_logps
 
     tokenizer, model = tiny
     dataset, _ = tokenize_records(records, tokenizer, MAX_LENGTH)
@@ -206,10 +207,11 @@ def test_scoring_with_the_shared_prefix_equals_full_sequences(tiny, records, bat
     answers' common start once a pair) and the KV-cache path (the prefix every prompt shares once per pass, its
     cache reused in every batch). Per pair each equals the full-sequence computation within 1e-4, and the
     per-token log-probs of the chosen answers match too."""
+    from reference_logps import completion_logps
     from trl.trainer.dpo_trainer import DataCollatorForPreference
 
     from prefstudy.evaluation import packing
-    from prefstudy.evaluation.logprobs import common_prefix, completion_logps
+    from prefstudy.evaluation.logprobs import common_prefix
 
     tokenizer, model = tiny
     dataset, _ = tokenize_records(records, tokenizer, MAX_LENGTH)
