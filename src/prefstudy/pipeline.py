@@ -30,7 +30,7 @@ def prepare(spec: StudySpec, storage_url: str, stages: list[Stage], launcher: bo
 
     for stage in stages:
         stage.check(spec)
-    offline_if_local(spec)
+    offline_if_local(spec, log)
     inputs = None
     if launcher:
         from prefstudy.preflight import check_inputs

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 from prefstudy.core.console import Log
 from prefstudy.core.secrets import redact
 from prefstudy.data.sources import DataError, PreferenceSplits, load_splits
-from prefstudy.models.builtin import BUILT_FOLDERS
-from prefstudy.models.loading import cached_tokenizer, check_model, load_tokenizer_offline
+from prefstudy.models.loading import cached_tokenizer, check_model, is_local_model, load_tokenizer_offline
 from prefstudy.search.session import Inputs
 from prefstudy.spec import SpecError, StudySpec
 
@@ -43,8 +42,7 @@ def check_inputs(spec: StudySpec, storage_url: str, log: Log | None = None) -> I
     check_storage(storage_url, url)
     tokenizer = cached_tokenizer(spec.model)
     check_lengths(spec, splits, tokenizer or load_tokenizer_offline(spec.model), log)
-    name = spec.model.name_or_path
-    local = name in BUILT_FOLDERS or Path(name).expanduser().is_dir()
+    local = is_local_model(spec.model.name_or_path)
     return Inputs(splits, tokenizer if local else None)  # a hub model's tokenizer loads with it, same revision
 
 

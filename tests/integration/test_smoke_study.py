@@ -348,6 +348,24 @@ def test_builtin_lm_eval_task_offline_fails_fast_with_exit_2(tmp_path: Path) -> 
     assert not any(tmp_path.iterdir()), "nothing may be written before the tasks are resolved"
 
 
+def test_a_hub_task_without_network_fails_fast_with_the_offline_variable_unset(tmp_path: Path) -> None:
+    """No HF_HUB_OFFLINE and no hub (HF_ENDPOINT at a closed port): a 3 s probe turns offline mode on, so the
+    missing dataset is refused at once instead of after the hub client's five retries (36-44 s before)."""
+    import time
+
+    env = {k: v for k, v in cli_env().items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env["HF_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "prefstudy", "study", "study/smoke.yaml", f"runs_dir={tmp_path}",
+                             "evaluation.lm_eval.tasks=[{name: arc_easy, metric: acc}]"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "arc_easy" in result.stderr and "could not be loaded" in result.stderr
+    assert "hub is not reachable: offline mode" in result.stdout + result.stderr
+    assert "Retrying" not in result.stdout + result.stderr and elapsed < 30, elapsed
+
+
 def test_lm_eval_results_are_stored_per_trial_and_base_once(smoke_run) -> None:
     runs, storage, result = smoke_run
     assert result.stdout.count("lm-eval of the base model in") == 1

@@ -57,6 +57,35 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def is_local_model(name: str) -> bool:
+    """A built-in model (built or converted here) or a local folder: nothing to download."""
+    return name in BUILT_FOLDERS or name.startswith(("embedded:", "tiny-")) or Path(name).expanduser().is_dir()
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub (``HF_ENDPOINT``) accepts a TCP connection within ``timeout`` seconds, name
+    lookup included (in a thread: a lookup with no network can hang longer than any socket timeout)."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    answer: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(answer and answer[0])
+
+
 def check_model(spec_model: ModelSpec) -> None:
     """Refuse a model that cannot be had, cheaply: builds, converts and downloads nothing, imports no torch.
 

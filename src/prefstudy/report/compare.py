@@ -57,6 +57,8 @@ class Comparison:
     lm_eval_mde: float | None = None
     heldout_p: float | None = None  # two-sided p of H0: no difference
     lm_eval_p: float | None = None
+    lm_seeds: int = 0  # seeds (runs per method) the lm-eval difference resamples
+    lm_docs: int = 0  # lm-eval documents every one of those runs answered
 
     @property
     def source(self) -> str:
@@ -68,6 +70,12 @@ class Comparison:
             return f"{self.n_seeds} confirmation seed(s) per method x {self.n_pairs} test pairs"
         return (f"one seed (the search trials) x {self.n_pairs} test pairs; seed variance is not in the interval: "
                 "run the confirmation stage (--confirm) for a verdict that covers it")
+
+    def lm_scope(self) -> str:
+        """What the lm-eval interval resamples, in words: its runs and documents, not test pairs."""
+        runs = (f"{self.lm_seeds} confirmation seed(s) per method" if self.source == "confirm"
+                else "one seed (the search trials)")
+        return f"{runs} x {self.lm_docs} lm-eval documents"
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -176,7 +184,7 @@ def compare(spec: StudySpec, storage: Any, a: str | None = None, b: str | None =
     if len(wa) in (2, 3):
         notes.append(f"{len(wa)} seeds: when seeds really differ the 95% interval can cover as little as 91% "
                      "(simulated at 384 test pairs, seed sd 0.03-0.05); 5 seeds cover 93-97%")
-    lm, lm_mde, lm_p = None, None, None
+    lm, lm_mde, lm_p, lm_shape = None, None, None, (0, 0)
     if (runs_a.lm_eval is not None and runs_b.lm_eval is not None and runs_a.lm_docs is not None
             and runs_a.lm_docs == runs_b.lm_docs):
         la, lb = _align(runs_a.lm_eval, runs_b.lm_eval)
@@ -186,8 +194,9 @@ def compare(spec: StudySpec, storage: Any, a: str | None = None, b: str | None =
         lm = metrics.clustered_paired_bootstrap_diff(la, lb, seed=boot_seed, strata=task_strata(runs_a.lm_docs))
         lm_mde = difference_mde(la, lb)
         lm_p = from_interval(*lm)["p_value"]
+        lm_shape = (len(la), int(la.shape[1]))
     return Comparison(runs_a, runs_b, len(wa), wa.shape[1], heldout, lm, notes, test["mde"], lm_mde,
-                      test["p_value"], lm_p)
+                      test["p_value"], lm_p, *lm_shape)
 
 
 def sentence(label: str, a: str, b: str, diff: tuple[float, float, float], mde: float | None = None) -> str:

@@ -136,7 +136,8 @@ def versus(d: rd.ReportData) -> Section:
     s.verdict.append(sentence(f"Held-out test {d.metric} ({role})", a, b, c.heldout, c.heldout_mde)
                      + f" ({c.scope()}).")
     if c.lm_eval is not None:
-        s.verdict.append(sentence("lm-eval mean (secondary)", a, b, c.lm_eval, c.lm_eval_mde) + ".")
+        s.verdict.append(sentence("lm-eval mean (secondary)", a, b, c.lm_eval, c.lm_eval_mde)
+                         + f" ({c.lm_scope()}).")
     else:
         s.verdict.append("lm-eval mean: not compared (a run lacks lm_eval.json or the documents differ).")
     s.verdict += [n + "." for n in c.notes]

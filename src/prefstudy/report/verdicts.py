@@ -125,7 +125,7 @@ def family(d: rd.ReportData) -> list[Verdict]:
                                    c.heldout_mde, c.heldout_p, c.scope(), kind="exploratory"))
         if c is not None and c.lm_eval is not None:
             out.append(Verdict(f"{c.source} {a} − {b}, lm-eval mean", False, True, *c.lm_eval, c.lm_eval_mde,
-                               c.lm_eval_p, c.scope()))
+                               c.lm_eval_p, c.lm_scope()))
     for m in d.methods:
         row = d.best_row(m)
         if row is None:
