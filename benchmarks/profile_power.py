@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--boot", type=int, default=200)
     parser.add_argument("--shifts", default="0,0.15,0.3,0.45")
     parser.add_argument("--designs", default="3x128,3x384,5x384", help="seeds x pairs per run, comma-separated")
+    parser.add_argument("--grids", default="all", help="which of the pilot's learning rates a design runs: 'all' or "
+                        "indices joined by '+' (e.g. 0+1+4+5, a sparser grid), comma-separated")
     parser.add_argument("--method", default=None, help="the method whose profile is the world's (default: DPO)")
     args = parser.parse_args(argv)
 
@@ -88,29 +90,33 @@ def main(argv: list[str] | None = None) -> int:
     sd = seed_sd(wins)
     shifts = [float(s) for s in args.shifts.split(",")]
     designs = [tuple(int(v) for v in d.split("x")) for d in args.designs.split(",")]
-    retention_from = float(np.log10(r.lrs[len(r.lrs) // 2]))
-    cands = candidates(spec.lr_profile.delta, retention_from)
+    grids = {g: (list(range(len(log_lrs))) if g == "all" else [int(i) for i in g.split("+")])
+             for g in args.grids.split(",")}
     table: list[dict[str, Any]] = []
     started = time.perf_counter()
-    for seeds, pairs in designs:
-        for shift in shifts:
-            world = pp.World(log_lrs, chances, shift, sd)
-            tallies = pp.simulate(world, seeds, pairs, cands, args.sims, args.boot, seed=spec.seed)
-            for name, t in tallies.items():
-                table.append({"design": f"{seeds}x{pairs}", "seeds": seeds, "pairs": pairs, "shift": shift,
-                              "candidate": name, "truth": t.truth, "coverage": t.coverage, "power": t.power,
-                              "not_identified": t.not_identified, "sims": t.sims,
-                              "median_estimate": float(np.median(t.estimates)) if t.estimates else None})
-                print(f"{seeds}x{pairs} shift {shift:+.2f} {name}: truth {t.truth:+.3f} coverage {t.coverage:.3f} "
-                      f"power {t.power:.2f} not identified {t.not_identified}/{t.sims} "
-                      f"({time.perf_counter() - started:.0f} s)", flush=True)
+    for grid_name, index in grids.items():
+        grid = tuple(log_lrs[i] for i in index)
+        retention_from = float(grid[len(grid) // 2])
+        cands = candidates(spec.lr_profile.delta, retention_from)
+        for seeds, pairs in designs:
+            design = f"grid {grid_name} x {seeds} seeds x {pairs} pairs"
+            for shift in shifts:
+                world = pp.World(grid, chances[index], shift, sd)
+                tallies = pp.simulate(world, seeds, pairs, cands, args.sims, args.boot, seed=spec.seed)
+                for name, t in tallies.items():
+                    table.append({"design": design, "grid": [10 ** x for x in grid], "seeds": seeds, "pairs": pairs,
+                                  "runs": 2 * len(grid) * seeds, "shift": shift, "candidate": name,
+                                  "truth": t.truth, "coverage": t.coverage, "power": t.power,
+                                  "not_identified": t.not_identified, "sims": t.sims,
+                                  "median_estimate": float(np.median(t.estimates)) if t.estimates else None})
+                    print(f"{design} shift {shift:+.2f} {name}: truth {t.truth:+.3f} coverage {t.coverage:.3f} "
+                          f"power {t.power:.2f} not identified {t.not_identified}/{t.sims} "
+                          f"({time.perf_counter() - started:.0f} s)", flush=True)
     mde = {}
-    for seeds, pairs in designs:
-        for name in cands:
-            rows = [row for row in table if row["design"] == f"{seeds}x{pairs}" and row["candidate"] == name
-                    and row["shift"] > 0]
-            mde[f"{seeds}x{pairs} {name}"] = pp.mde_decades([row["shift"] for row in rows],
-                                                            [row["power"] for row in rows])
+    for design in dict.fromkeys(row["design"] for row in table):
+        for name in dict.fromkeys(row["candidate"] for row in table if row["design"] == design):
+            rows = [row for row in table if row["design"] == design and row["candidate"] == name and row["shift"] > 0]
+            mde[f"{design}: {name}"] = pp.mde_decades([row["shift"] for row in rows], [row["power"] for row in rows])
     out = {"pilot": {"spec": spec.name, "storage": url, "method": base, "learning_rates": r.lrs,
                      "seeds": list(spec.lr_profile.seeds), "pairs": int(wins.shape[-1]), "seed_sd_logit": sd},
            "sims": args.sims, "boot": args.boot, "table": table, "mde_decades": mde,

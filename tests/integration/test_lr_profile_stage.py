@@ -122,4 +122,5 @@ def test_the_power_tool_simulates_the_candidates_on_the_stages_pairs(profile_run
     table = json.loads(out.read_text())
     assert table["pilot"]["pairs"] == 14 and table["pilot"]["method"] == "dpo"  # 8 val + 6 test pairs pooled
     assert {row["candidate"] for row in table["table"]} >= {"crossing (today's, fixed beta)", "joint logistic shift"}
-    assert len(table["table"]) == 2 * 3 and all(row["sims"] == 2 for row in table["table"])
+    assert len(table["table"]) == 2 * 3  # 2 planted shifts x 3 candidates; 2 methods x 6 rates x 2 seeds a stage
+    assert all(row["sims"] == 2 and row["runs"] == 2 * 6 * 2 for row in table["table"])
