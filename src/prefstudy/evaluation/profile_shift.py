@@ -13,7 +13,8 @@ method's. The **shift** is ``mid_first - mid_second`` in decades (IPO minus DPO:
 higher learning rates).
 
 **Fit.** Least squares on the two profiles (seed means of the per-pair wins), bounded (slope 0.3-60 per decade, floor
-and plateaus in [0, 1], midpoints within a decade of the grid), from a few starting slopes; the best fit is kept.
+and plateaus in [0, 1], midpoints within a decade of the grid), from a starting slope of 6 per decade; where that fit
+is not identified, from 2 and 20 as well, keeping the best.
 
 **Identified** (a rule declared with the estimand, applied to the fit on all data and to every resample alike): each
 method's plateau lies at least ``min_drop`` above the floor (it declines inside the grid) and each midpoint lies
@@ -33,7 +34,7 @@ from scipy.optimize import least_squares
 from prefstudy.evaluation.clustered import Data
 
 SLOPE_BOUNDS = (0.3, 60.0)  # per decade: from a decline spread over ~10 decades to one inside a tenth of a decade
-STARTS = (2.0, 6.0, 20.0)  # starting slopes of the fit (the best of the three is kept)
+STARTS = (6.0, 2.0, 20.0)  # starting slopes, the later ones tried only when a fit is not identified
 
 
 def logistic4(x: ArrayLike, slope: float, floor: float, plateau: float, mid: float) -> np.ndarray:
@@ -89,21 +90,30 @@ def fit_joint(log_lrs: ArrayLike, first: ArrayLike, second: ArrayLike, min_drop:
     lower = [SLOPE_BOUNDS[0], 0.0, 0.0, lo - 1.0, 0.0, lo - 1.0]
     upper = [SLOPE_BOUNDS[1], 1.0, 1.0, hi + 1.0, 1.0, hi + 1.0]
     best = None
-    for slope0 in STARTS:
+    for slope0 in STARTS:  # the later starts only when the fit so far is not identified (most fits: one start)
         theta0 = np.clip([slope0, floor0, np.nanmax(ys[0]), _start_mid(x, ys[0]), np.nanmax(ys[1]),
                           _start_mid(x, ys[1])], np.add(lower, 1e-9), np.subtract(upper, 1e-9))
         result = least_squares(residuals, theta0, bounds=(lower, upper), method="trf")
         if best is None or result.cost < best.cost:
             best = result
+        if not _problems(best.x, lo, hi, min_drop):
+            break
     assert best is not None
     slope, floor, p1, m1, p2, m2 = (float(v) for v in best.x)
+    reasons = _problems(best.x, lo, hi, min_drop)
+    return JointFit(slope, floor, (p1, p2), (m1, m2), not reasons, "; ".join(reasons))
+
+
+def _problems(theta: np.ndarray, lo: float, hi: float, min_drop: float) -> list[str]:
+    """Why a fit is not identified (module docstring); empty when it is."""
+    _, floor, p1, m1, p2, m2 = (float(v) for v in theta)
     reasons = []
     for name, plateau, mid in (("first", p1, m1), ("second", p2, m2)):
         if plateau - floor < min_drop:
             reasons.append(f"the {name} profile falls {plateau - floor:.3f} < {min_drop:g} inside the grid")
         if not lo <= mid <= hi:
             reasons.append(f"the {name} profile's midpoint {mid:.2f} lies outside the grid [{lo:.2f}, {hi:.2f}]")
-    return JointFit(slope, floor, (p1, p2), (m1, m2), not reasons, "; ".join(reasons))
+    return reasons
 
 
 def curve(values: np.ndarray) -> np.ndarray:
