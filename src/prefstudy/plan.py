@@ -58,7 +58,7 @@ import math
 from dataclasses import dataclass
 
 from prefstudy.evaluation.power import SEED_SD, paired_mde, seed_mde
-from prefstudy.plan_sizes import split_sizes
+from prefstudy.plan_sizes import REFERENCE_PAIR_TOKENS, PairTokens, pair_tokens, split_sizes
 from prefstudy.spec import LmEvalTask, StudySpec, TrainingSpec
 
 GIB = 1024**3
@@ -78,6 +78,13 @@ class CpuCosts:
     ref_per_pair: float = 0.14  # one pair of the reference pass (tokenizing included)
     lm_eval_per_doc: float = 0.075  # one lm-eval document of the default tasks (a forward, or a short generation)
     load: float = 30.0  # converting the embedded model once and loading it
+
+
+    def scaled(self, factor: float) -> CpuCosts:
+        """The costs of pairs ``factor`` times as many tokens as the reference data's (training, scoring and the
+        reference pass scale with tokens at these lengths; lm-eval and loading do not)."""
+        return CpuCosts(self.train_per_pair_step * factor, self.score_per_pair * factor, self.ref_per_pair * factor,
+                        self.lm_eval_per_doc, self.load)
 
 
 CPU_COSTS = CpuCosts()
@@ -192,6 +199,16 @@ class Plan:
     val_subset: int = 0  # val pairs scored at the intermediate evals (0: no intermediate eval)
     chosen_pairs: int = 0  # test + OOD pairs scored once per method for its chosen trial (test_scoring: chosen)
     cpu_minutes: tuple[float, float] | None = None  # (search upper bound, confirmation) on the reference CPU
+    pair_tokens: PairTokens | None = None  # a sample of the training pairs, tokenized (local files only)
+
+
+def costs_for(spec: StudySpec) -> CpuCosts:
+    """CPU_COSTS scaled to the spec's data by tokens, not pairs: a pair of local files whose sampled sequences hold
+    ``k`` times the reference data's tokens costs ``k`` times as much (``plan_sizes.pair_tokens``)."""
+    sampled = pair_tokens(spec)
+    if sampled is None:
+        return CPU_COSTS
+    return CPU_COSTS.scaled(sampled.sequences / REFERENCE_PAIR_TOKENS)
 
 
 def power_lines(plan: Plan) -> list[str]:
@@ -238,8 +255,10 @@ def build_plan(spec: StudySpec, throughput_tokens_per_s: float | None = None,
             eval_pairs = before_last * subsets + n["val"] + min(ev.train_subset, n["train"])
             if ev.test_scoring == "every":
                 eval_pairs += n["test"] + n["ood"]
-    tokens_per_trial = None if steps is None else steps * tokens_per_step
-    eval_tokens = None if eval_pairs is None else eval_pairs * 2 * t.max_length
+    sampled = pair_tokens(spec)
+    per_pair = 2 * t.max_length if sampled is None else sampled.sequences  # the padding bound, or the data's own
+    tokens_per_trial = None if steps is None else round(steps * pairs_per_step * per_pair)
+    eval_tokens = None if eval_pairs is None else round(eval_pairs * per_pair)
     shape, speed, seconds = model_shape or shape_for(spec.model.name_or_path), throughput_tokens_per_s, None
     if speed and tokens_per_trial is not None and eval_tokens is not None:
         seconds = tokens_per_trial / speed + eval_tokens / (EVAL_SPEEDUP * speed)
@@ -248,7 +267,7 @@ def build_plan(spec: StudySpec, throughput_tokens_per_s: float | None = None,
         chosen = int(sizes["test"]) + int(sizes["ood"])
     cpu = None
     if spec.model.name_or_path in CPU_COST_MODELS and steps is not None and eval_pairs is not None:
-        cpu = cpu_minutes(spec, steps, eval_pairs, chosen)
+        cpu = cpu_minutes(spec, steps, eval_pairs, chosen, costs_for(spec))
     return Plan(
         name=spec.name, methods=tuple(spec.methods), trials_per_method=spec.search.n_trials,
         trials_total=spec.search.n_trials * len(spec.methods), splits=sizes,
@@ -259,7 +278,7 @@ def build_plan(spec: StudySpec, throughput_tokens_per_s: float | None = None,
         throughput=throughput_tokens_per_s, seconds_per_trial=seconds,
         confirm_seeds=len(spec.confirm.seeds) if spec.confirm.top_k else 0,
         val_subset=min(ev.val_subset, int(sizes["val"])) if sizes["val"] and points and points > 1 else 0,
-        chosen_pairs=chosen, cpu_minutes=cpu,
+        chosen_pairs=chosen, cpu_minutes=cpu, pair_tokens=pair_tokens(spec),
     )
 
 
@@ -302,7 +321,12 @@ def format_plan(plan: Plan) -> str:
            "pairs per split: " + ", ".join(f"{k} {_n(v)}" for k, v in plan.splits.items())
            + ("" if None not in plan.splits.values() else " (set data.max_train / data.max_heldout to know)")]
     out.append(f"training per trial: {_n(plan.steps_per_trial)} optimizer steps x {plan.pairs_per_step} pairs, "
-               f"{plan.tokens_per_step:,} tokens/step -> {_n(plan.tokens_per_trial)} tokens")
+               f"{plan.tokens_per_step:,} tokens/step at most (max_length) -> {_n(plan.tokens_per_trial)} tokens"
+               + ("" if plan.pair_tokens is None else " by the data's own lengths"))
+    if (k := plan.pair_tokens) is not None:
+        out.append(f"tokens per pair ({k.sampled} training pairs tokenized with the model's tokenizer, answers cut at "
+                   f"max_length): prompt {k.prompt:.0f}, chosen {k.chosen:.0f}, rejected {k.rejected:.0f}; time "
+                   f"scaled by tokens: {k.sequences / REFERENCE_PAIR_TOKENS:.1f}x the default data's pair")
     out.append(f"eval per trial: {_n(plan.eval_points)} eval points (subsets, then all of val at the last step) = "
                f"{_n(plan.eval_pairs_per_trial, ' pairs')}, {_n(plan.eval_tokens_per_trial)} forward tokens"
                + (f"; test + OOD once per method, for its chosen trial: {plan.chosen_pairs:,} pairs"

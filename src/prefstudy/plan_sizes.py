@@ -2,9 +2,65 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prefstudy.spec import StudySpec
 
 _LOCAL_SIZES: dict[str, dict[str, int]] = {}  # local files read once per dry run (data spec as JSON -> sizes)
+_TOKENS: dict[str, PairTokens | None] = {}
+
+#: tokens of one pair's two sequences (prompt + chosen, prompt + rejected) in the default study's data, on which
+#: plan.CPU_COSTS was measured: ~38-token prompts, ~13-token answers
+REFERENCE_PAIR_TOKENS = 2 * (38 + 13)
+
+
+@dataclass(frozen=True)
+class PairTokens:
+    """Mean tokens of a sample of training pairs, as TRL tokenizes them, answers cut at ``max_length``."""
+
+    prompt: float
+    chosen: float
+    rejected: float
+    sampled: int
+
+    @property
+    def sequences(self) -> float:
+        """Tokens of a pair's two training sequences (prompt + chosen, prompt + rejected)."""
+        return 2 * self.prompt + self.chosen + self.rejected
+
+
+def pair_tokens(spec: StudySpec, sample: int = 64) -> PairTokens | None:
+    """Token counts of up to ``sample`` training pairs of local files (jsonl/parquet) with the model's tokenizer
+    where it can be had offline; None for the built-in data (its costs are the reference) or when the data or the
+    tokenizer needs a download or a build."""
+    if spec.data.source not in ("jsonl", "parquet"):
+        return None
+    key = spec.data.model_dump_json() + spec.model.model_dump_json() + str(spec.training.max_length)
+    if key not in _TOKENS:
+        _TOKENS[key] = _count(spec, sample)
+    return _TOKENS[key]
+
+
+def _count(spec: StudySpec, sample: int) -> PairTokens | None:
+    from prefstudy.data.sources import DataError, load_splits
+    from prefstudy.models.loading import load_tokenizer_offline
+
+    try:
+        records = load_splits(spec.data)["train"][:sample]
+        tokenizer = load_tokenizer_offline(spec.model)
+    except (DataError, OSError, ValueError):
+        return None
+    if tokenizer is None or not records:
+        return None
+    from prefstudy.training.trl_seams import pair_token_counts
+
+    limit = spec.training.max_length
+    counts = [pair_token_counts(r, tokenizer) for r in records]
+    kept = [(p, min(c, limit) - p, min(r, limit) - p) for p, c, r in counts if p < limit]
+    if not kept:
+        return None
+    n = len(kept)
+    return PairTokens(sum(k[0] for k in kept) / n, sum(k[1] for k in kept) / n, sum(k[2] for k in kept) / n, n)
 
 
 def split_sizes(spec: StudySpec) -> dict[str, int | None]:

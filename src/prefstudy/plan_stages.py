@@ -10,7 +10,7 @@ method's beta range clips them).
 
 from __future__ import annotations
 
-from prefstudy.plan import CPU_COST_MODELS, CPU_COSTS, EVAL_SPEEDUP, split_sizes
+from prefstudy.plan import CPU_COST_MODELS, EVAL_SPEEDUP, costs_for, split_sizes
 from prefstudy.search.stages import drift_betas, drift_steps, profile_learning_rates, search_steps
 from prefstudy.spec import StudySpec
 
@@ -45,7 +45,7 @@ def stage_lines(spec: StudySpec, stage: str, throughput: float | None) -> tuple[
            f"{prompts} greedy answers; no lm-eval",
            f"  stage total: {runs * tokens:,} training tokens, {runs * scored * 2 * t.max_length:,} eval tokens"]
     if spec.model.name_or_path in CPU_COST_MODELS:
-        c = CPU_COSTS
+        c = costs_for(spec)
         seconds = runs * (steps * pairs_per_step * c.train_per_pair_step + scored * c.score_per_pair
                           + prompts * GENERATION_PER_PROMPT) + c.load
         out.append(f"  estimated CPU wall time (reference 2-core CPU, 1 worker): ~{seconds / 60:.0f} min")
@@ -78,7 +78,7 @@ def profile_lines(spec: StudySpec, throughput: float | None) -> tuple[str, ...]:
            f"the {capability} tuned-beta first-seed runs",
            f"  stage total: {runs * tokens:,} training tokens, {runs * scored * 2 * t.max_length:,} eval tokens"]
     if spec.model.name_or_path in CPU_COST_MODELS:
-        c = CPU_COSTS
+        c = costs_for(spec)
         seconds = (runs * (steps * pairs_per_step * c.train_per_pair_step + scored * c.score_per_pair) + c.load
                    + capability * (docs * c.lm_eval_per_doc + ev.generation.pairs * GENERATION_PER_PROMPT))
         out.append(f"  estimated CPU wall time (reference 2-core CPU, 1 worker): ~{seconds / 60:.0f} min")

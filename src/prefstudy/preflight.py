@@ -177,8 +177,9 @@ def check_not_empty(spec: StudySpec, splits: PreferenceSplits) -> None:
 
 def check_lengths(spec: StudySpec, splits: PreferenceSplits, tokenizer: PreTrainedTokenizerBase | None,
                   log: Log | None = None) -> None:
-    """Refuse a split in which every pair is longer than training.max_length (all of them would be dropped), by
-    TRL's own length rule (``training.trl_seams.pair_length``).
+    """Refuse a split in which every pair would be dropped by the length rule (``training.truncation``: ``drop``,
+    every pair longer than training.max_length; ``keep_start``, every prompt alone reaching it), by TRL's own rule
+    (``training.trl_seams.pair_length``).
 
     Stops at the first pair that fits, so a good split costs one tokenization; skipped (the reference pass still
     refuses it later) when the tokenizer cannot be had without building or downloading the model.
@@ -194,14 +195,16 @@ def check_lengths(spec: StudySpec, splits: PreferenceSplits, tokenizer: PreTrain
     for split, records in splits.splits.items():
         shortest = None
         for record in records:
-            length = pair_length(record, tokenizer, max_length)
+            length = pair_length(record, tokenizer, max_length, spec.training.truncation)
             if length is None:
                 break
             shortest = length if shortest is None else min(shortest, length)
         else:
             if records:
+                what = ("has a prompt that alone reaches" if spec.training.truncation == "keep_start"
+                        else "is longer than")
                 raise DataError(
-                    f"{_where(spec, split)}: every pair of the {split} split ({len(records)}) is longer than "
+                    f"{_where(spec, split)}: every pair of the {split} split ({len(records)}) {what} "
                     f"training.max_length={max_length} tokens (shortest {shortest}); raise training.max_length "
                     f"to at least {shortest} or shorten the pairs"
                 )

@@ -15,7 +15,8 @@ from prefstudy.spec.stages import Request
 pytestmark = pytest.mark.slow
 
 
-def test_the_data_folder_is_the_pairs_used_and_every_drop_is_counted(tmp_path: Path, tiny) -> None:
+@pytest.mark.parametrize("truncation", ["drop", "keep_start"])
+def test_the_data_folder_is_the_pairs_used_and_every_drop_is_counted(tmp_path: Path, tiny, truncation: str) -> None:
     from prefstudy import pipeline
     from prefstudy.search.registry import for_request
 
@@ -26,12 +27,21 @@ def test_the_data_folder_is_the_pairs_used_and_every_drop_is_counted(tmp_path: P
         {"prompt": f"What is {i} + 2?", "chosen": f"{i + 2}.", "rejected": f"{i + 3}."} for i in range(20, 26)]))
     spec = load_spec(SMOKE, [f"runs_dir={tmp_path / 'runs'}", "evaluation.lm_eval.tasks=[]", "data.source=jsonl",
                              f"data.train={tmp_path / 'train.jsonl'}", f"data.heldout={tmp_path / 'heldout.jsonl'}",
-                             "training.max_length=64"])
+                             "training.max_length=64", f"training.truncation={truncation}"])
     ctx = pipeline.prepare(spec, f"sqlite:///{tmp_path}/optuna.db", for_request(spec, Request()))
     worker = ctx.worker()
     folder = spec.run_root() / "data"
     train = [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines()]
-    assert len(train) == 8 == len(worker.prepared.tokenized["train"])  # 3 too long, 1 repeat: not in the folder
-    assert not any("word word" in r["chosen"][0]["content"] for r in train)
     dropped = json.loads((folder / "dropped.json").read_text())
-    assert dropped["over_length/train"] == 3 and dropped["duplicate/train"] == 1
+    assert dropped["duplicate/train"] == 1  # the repeat is never used
+    if truncation == "drop":
+        assert len(train) == 8 == len(worker.prepared.tokenized["train"])  # 3 too long: not in the folder
+        assert not any("word word" in r["chosen"][0]["content"] for r in train)
+        assert dropped["over_length/train"] == 3 and not (folder / "truncated.json").exists()
+    else:  # kept, whole in the folder (TRL cuts them again), cut to 64 tokens in what trains
+        assert len(train) == 11 == len(worker.prepared.tokenized["train"])
+        assert sum("word word" in r["chosen"][0]["content"] for r in train) == 3
+        assert "over_length/train" not in dropped
+        assert json.loads((folder / "truncated.json").read_text())["truncated"] == {"train": 3}
+        tokenized = worker.prepared.tokenized["train"]
+        assert max(len(p) + len(c) for p, c in zip(tokenized["prompt_ids"], tokenized["chosen_ids"], strict=True)) == 64

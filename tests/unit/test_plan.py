@@ -272,3 +272,42 @@ def test_local_files_are_counted_so_the_plan_prints_sizes_mdes_and_time(tmp_path
     text = format_plan(build_plan(spec, 1000.0))
     assert "pairs per split: train 40, val 100, test 100, ood 0" in text and "unknown" not in text.split("\n")[2]
     assert "between two trials on val (100 pairs)" in text and "search, exploratory (one seed, 100 test pairs)" in text
+
+
+def _pairs_file(path, answer_words: int, n: int = 6, first: int = 0):
+    import json
+
+    rows = [{"prompt": f"Question {i}?", "chosen": " ".join(["yes"] * answer_words) + f" {i}",
+             "rejected": " ".join(["no"] * answer_words) + f" {i}"} for i in range(first, first + n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_dry_run_time_goes_by_the_datas_tokens(tmp_path) -> None:
+    """Local pairs are tokenized with the model's tokenizer (the tiny model's, offline): the counts are TRL's
+    (tokenize_records), and the CPU costs scale with the tokens of a pair's two sequences, not with pairs."""
+    from prefstudy.data.sources import load_splits
+    from prefstudy.models.loading import load_tokenizer_offline
+    from prefstudy.plan import CPU_COSTS, costs_for
+    from prefstudy.plan_sizes import REFERENCE_PAIR_TOKENS, pair_tokens
+    from prefstudy.training.trl_seams import tokenize_records
+
+    def spec_for(words: int) -> StudySpec:
+        train = _pairs_file(tmp_path / f"train{words}.jsonl", words)
+        heldout = _pairs_file(tmp_path / f"heldout{words}.jsonl", words, n=4, first=100)
+        return load_spec("smoke", ["data.source=jsonl", f"data.train={train}", f"data.heldout={heldout}",
+                                   "training.max_length=256"])
+
+    short, long = spec_for(2), spec_for(60)
+    counted = pair_tokens(long)
+    assert counted is not None and counted.sampled == 6
+    tokenized, _ = tokenize_records(load_splits(long.data)["train"], load_tokenizer_offline(long.model), 256)
+    assert counted.prompt == pytest.approx(sum(len(p) for p in tokenized["prompt_ids"]) / 6)
+    assert counted.chosen == pytest.approx(sum(len(c) for c in tokenized["chosen_ids"]) / 6)
+    assert counted.chosen > 3 * pair_tokens(short).chosen
+    factor = counted.sequences / REFERENCE_PAIR_TOKENS
+    assert costs_for(long).train_per_pair_step == pytest.approx(CPU_COSTS.train_per_pair_step * factor)
+    assert costs_for(long).lm_eval_per_doc == CPU_COSTS.lm_eval_per_doc
+    assert build_plan(long).tokens_per_trial > build_plan(short).tokens_per_trial
+    assert "tokens per pair (6 training pairs tokenized" in format_plan(build_plan(long))
+    assert pair_tokens(load_spec("smoke")) is None  # built-in data: the costs' own reference

@@ -27,9 +27,11 @@ class Prepared:
     tokenized: dict[str, Dataset]
     ref: dict[str, Arrays]
     fingerprint: str
-    over_length: dict[str, int] = field(default_factory=dict)
+    over_length: dict[str, int] = field(default_factory=dict)  # pairs dropped for length, per split
     computed: bool = False
     seconds: float = 0.0
+    truncated: dict[str, int] = field(default_factory=dict)  # pairs kept with an answer cut (keep_start)
+    identical: dict[str, int] = field(default_factory=dict)  # of those, answers identical once cut
 
 
 def split_metrics(policy: Arrays, ref: Arrays) -> dict[str, float]:

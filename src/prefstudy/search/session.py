@@ -17,7 +17,7 @@ import optuna
 from prefstudy.core.console import log
 from prefstudy.data.sources import PreferenceSplits
 from prefstudy.evaluation.heldout import Prepared
-from prefstudy.spec import StudySpec
+from prefstudy.spec import StudySpec, TrainingSpec
 
 if TYPE_CHECKING:
     from lm_eval.tasks import TaskManager
@@ -138,11 +138,22 @@ def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Stu
         spec.evaluation.batch_size, log=log,
     )
     dropped = {**splits.dropped, **{f"over_length/{k}": v for k, v in prepared.over_length.items() if v}}
+    cut = {k: v for k, v in prepared.truncated.items() if v}
     log(f"data: {splits.sizes()} pairs" + (f", dropped {dropped}" if dropped else "")
+        + (f", answers cut at training.max_length={spec.training.max_length} (keep_start, as TRL) in {cut}"
+           + (f", {sum(prepared.identical.values())} of them identical once cut" if any(prepared.identical.values())
+              else "") if cut else "")
         + (f"; reference pass {prepared.seconds:.1f}s" if prepared.computed else "; reference log-probs from cache"))
+    check_truncation(spec, prepared, studies)
     data_dir = spec.run_root() / "data"
     if not (data_dir / "train.jsonl").exists():
-        used_pairs(splits, tokenizer, spec.training.max_length, prepared.over_length, dropped).save(data_dir)
+        used_pairs(splits, tokenizer, spec.training, prepared.over_length, dropped).save(data_dir)
+        if cut:
+            from prefstudy.core.rundir import write_json
+
+            write_json(data_dir / "truncated.json", {"truncation": spec.training.truncation,
+                                                     "max_length": spec.training.max_length, "truncated": cut,
+                                                     "identical_once_cut": prepared.identical})
     if splits.leakage:
         log(f"WARNING data.leakage=warn: training pairs also in held-out splits: {splits.leakage}")
     if splits.prompt_overlap:
@@ -156,18 +167,42 @@ def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Stu
     return worker
 
 
-def used_pairs(splits: PreferenceSplits, tokenizer: PreTrainedTokenizerBase, max_length: int,
+def used_pairs(splits: PreferenceSplits, tokenizer: PreTrainedTokenizerBase, training: TrainingSpec,
                over_length: dict[str, int], dropped: dict[str, int]) -> PreferenceSplits:
     """The pairs a study really uses: without those the reference pass dropped for length (found again by TRL's
-    length rule, ``training.trl_seams.pair_length``, only where some were dropped), with every drop counted."""
+    length rule, ``training.trl_seams.pair_length``, only where some were dropped), with every drop counted. Pairs
+    cut under ``keep_start`` stay whole here: TRL cuts them the same way from the same ``max_length``."""
     kept = dict(splits.splits)
     if any(over_length.values()):
         from prefstudy.training.trl_seams import pair_length
 
         for name, count in over_length.items():
             if count:
-                kept[name] = [r for r in splits.splits[name] if pair_length(r, tokenizer, max_length) is None]
+                kept[name] = [r for r in splits.splits[name]
+                              if pair_length(r, tokenizer, training.max_length, training.truncation) is None]
     return PreferenceSplits(kept, dict(dropped), dict(splits.leakage), dict(splits.prompt_overlap))
+
+
+def check_truncation(spec: StudySpec, prepared: Prepared, studies: dict[str, optuna.Study]) -> None:
+    """A study keeps the truncation rule it started with: recorded on its first run; a study made before the
+    setting existed dropped long pairs. Resuming under the other rule is refused only where it changes the data
+    (some pair is longer than max_length); otherwise the record is brought up to date."""
+    from prefstudy.spec import SpecError
+
+    mode = spec.training.truncation
+    long_pairs = sum(prepared.over_length.values()) + sum(prepared.truncated.values())
+    for name, study in studies.items():
+        stored = study.user_attrs.get("truncation")
+        if stored is None and not study.trials:
+            study.set_user_attr("truncation", mode)
+            continue
+        stored = stored or "drop"
+        if stored != mode and long_pairs:
+            raise SpecError(f"study '{study.study_name}' ran with training.truncation={stored} and {long_pairs} "
+                            f"pair(s) are longer than training.max_length={spec.training.max_length}: resume it "
+                            f"with training.truncation={stored}, or give the study a new `name`")
+        if study.user_attrs.get("truncation") != mode:
+            study.set_user_attr("truncation", mode)
 
 
 def base_lm_eval(worker: Worker, studies: dict[str, optuna.Study]) -> dict[str, Any]:

@@ -120,6 +120,9 @@ class TrainingSpec(_Frozen):
     batch_size: int = Field(8, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_length: int = Field(128, ge=8)
+    # a pair longer than max_length: keep_start cuts each answer as TRL's trainer does (its prompt alone reaching
+    # max_length: dropped, as TRL does); drop leaves the pair out (docs/metrics.md, "Long pairs")
+    truncation: Literal["keep_start", "drop"] = "keep_start"
     lora: LoraSpec = LoraSpec()
     quantization: Literal["none", "nf4"] = "none"
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -330,5 +333,7 @@ class StudySpec(_Frozen):
         data["evaluation"].pop("primary", None)  # how the results are read, not what the trials are
         data["evaluation"].pop("test_scoring", None)  # when test is scored, not what a trial is
         data["evaluation"].pop("generation", None)  # an extra measurement of a trained adapter, not the training
+        data["training"].pop("truncation", None)  # checked against the study's own record (search.session), so a
+        # study made before the setting existed resumes where no pair is long enough for it to matter
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

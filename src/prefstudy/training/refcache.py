@@ -49,6 +49,8 @@ def fingerprint(identity: dict[str, Any], tokenizer: PreTrainedTokenizerBase, sp
     digest.update(str(len(tokenizer)).encode())
     digest.update(json.dumps(splits, sort_keys=True).encode())
     digest.update(f"{training.max_length}|{training.precision}|{training.quantization}".encode())
+    if training.truncation != "drop":  # "drop" was the only rule before the setting: those caches keep their key
+        digest.update(f"|{training.truncation}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -83,15 +85,19 @@ def prepare(
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (folder / "meta.json").exists():
             tokenized, ref, meta = _load(folder, names)
-            return Prepared(tokenized, ref, key, meta["over_length"], computed=False)
+            return Prepared(tokenized, ref, key, meta["over_length"], computed=False,
+                            truncated=meta.get("truncated", {}), identical=meta.get("identical", {}))
         started = time.perf_counter()
         log(f"reference pass: tokenizing and scoring {sum(len(splits[n]) for n in names)} pairs once ...")
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         over_length: dict[str, int] = {}
+        truncated: dict[str, int] = {}
+        identical: dict[str, int] = {}
         for name in names:
-            dataset, over_length[name] = tokenize_records(splits[name], tokenizer, training.max_length)
+            dataset, counts = tokenize_records(splits[name], tokenizer, training.max_length, training.truncation)
+            over_length[name], truncated[name], identical[name] = counts.dropped, counts.truncated, counts.identical
             if len(dataset) == 0:
                 from prefstudy.data.sources import DataError
 
@@ -106,8 +112,10 @@ def prepare(
             dataset.save_to_disk(str(tmp / f"tokenized-{name}"))
             np.savez(tmp / f"ref-{name}.npz", **arrays)
         seconds = time.perf_counter() - started
-        meta = {"fingerprint": key, "over_length": over_length, "seconds": seconds}
+        meta = {"fingerprint": key, "over_length": over_length, "truncated": truncated, "identical": identical,
+                "seconds": seconds}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         tmp.rename(folder)
         tokenized, ref, _ = _load(folder, names)
-        return Prepared(tokenized, ref, key, over_length, computed=True, seconds=seconds)
+        return Prepared(tokenized, ref, key, over_length, computed=True, seconds=seconds, truncated=truncated,
+                        identical=identical)

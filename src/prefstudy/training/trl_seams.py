@@ -30,7 +30,8 @@ from prefstudy.evaluation.packing import pack_pairs, packed_forward
 
 # DPOConfig and DPOTrainer are re-exported: the bench's TRL baselines import TRL only through this seam
 __all__ = ["CachedRefDPOTrainer", "DPOConfig", "DPOTrainer", "PackedPreferenceCollator", "TrlSeamError",
-           "pair_length", "remove_fused_head_patch", "tokenize_records"]
+           "LengthCounts", "TRUNCATIONS", "pair_length", "pair_token_counts", "remove_fused_head_patch",
+           "tokenize_records"]
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -71,27 +72,58 @@ def _check_prepare_dataset() -> None:
         raise TrlSeamError(f"trl.DPOConfig lacks {missing}; install the pinned TRL (requirements.lock)")
 
 
-def tokenize_records(records: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase,
-                     max_length: int) -> tuple[Dataset, int]:
-    """Records -> a datasets.Dataset with prompt_ids/chosen_ids/rejected_ids (+ id, family), tokenized by TRL.
+#: what happens to a pair longer than training.max_length (spec.TrainingSpec.truncation)
+TRUNCATIONS = ("keep_start", "drop")
 
-    Pairs whose prompt+answer is longer than ``max_length`` are dropped (TRL would silently truncate them); the
-    second value is how many were dropped.
+
+@dataclass(frozen=True)
+class LengthCounts:
+    """What the length rule did to one split's pairs."""
+
+    dropped: int = 0  # left out: longer than max_length ("drop"), or the prompt alone reaches it ("keep_start")
+    truncated: int = 0  # kept with an answer cut to max_length ("keep_start")
+    identical: int = 0  # of the truncated, pairs whose two answers became the same tokens (no gradient; a tie)
+
+
+def tokenize_records(records: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, max_length: int,
+                     truncation: str = "keep_start") -> tuple[Dataset, LengthCounts]:
+    """Records -> a datasets.Dataset with prompt_ids/chosen_ids/rejected_ids (+ id, family), tokenized by TRL, each
+    pair cut as TRL's trainer would cut it, so the reference cache, the packed forward and TRL's own forward all
+    read the same tokens.
+
+    ``keep_start`` (TRL's ``truncation_mode`` default): prompt + chosen and prompt + rejected are each cut to their
+    first ``max_length`` tokens, as ``DataCollatorForPreference`` does; a cut answer loses its end-of-turn token;
+    a pair whose prompt alone reaches ``max_length`` is dropped, as ``_prepare_dataset`` does. ``drop``: a pair
+    longer than ``max_length`` is left out whole.
     """
     from datasets import Dataset
 
+    if truncation not in TRUNCATIONS:
+        raise ValueError(f"truncation '{truncation}': one of {', '.join(TRUNCATIONS)}")
     _check_prepare_dataset()
     dataset = Dataset.from_list(records)
     tokenized = DPOTrainer._prepare_dataset(  # unbound: the host has all the method reads of ``self``
         _TokenizerHost(tokenizer), dataset, tokenizer, _PrepareArgs(max_length=max_length), "pairs")
-    keep = [
-        i
-        for i, row in enumerate(tokenized)
-        if len(row["prompt_ids"]) + max(len(row["chosen_ids"]), len(row["rejected_ids"])) <= max_length
-    ]
-    dropped = len(records) - len(keep)
+    keep: list[int] = []
+    room: dict[int, int] = {}  # kept row -> answer tokens that fit beside its prompt
+    for i, row in enumerate(tokenized):
+        prompt, longest = len(row["prompt_ids"]), max(len(row["chosen_ids"]), len(row["rejected_ids"]))
+        if prompt + longest <= max_length:
+            keep.append(i)
+        elif truncation == "keep_start" and prompt < max_length:
+            keep.append(i)
+            room[len(keep) - 1] = max_length - prompt
     tokenized = tokenized.select(keep).remove_columns(["prompt", "chosen", "rejected"])
-    return tokenized, dropped
+    identical = 0
+    if room:
+        def cut(row: dict[str, Any], index: int) -> dict[str, Any]:
+            if index not in room:
+                return {}
+            return {"chosen_ids": row["chosen_ids"][: room[index]], "rejected_ids": row["rejected_ids"][: room[index]]}
+
+        tokenized = tokenized.map(cut, with_indices=True)
+        identical = sum(tokenized[i]["chosen_ids"] == tokenized[i]["rejected_ids"] for i in room)
+    return tokenized, LengthCounts(len(records) - len(keep), len(room), identical)
 
 
 def _chat_ids(tokenizer: PreTrainedTokenizerBase, messages: list[Any], **kwargs: Any) -> list[int]:
@@ -99,21 +131,36 @@ def _chat_ids(tokenizer: PreTrainedTokenizerBase, messages: list[Any], **kwargs:
     return list(out["input_ids"])
 
 
-def pair_length(record: dict[str, Any], tokenizer: PreTrainedTokenizerBase, max_length: int) -> int | None:
+def pair_length(record: dict[str, Any], tokenizer: PreTrainedTokenizerBase, max_length: int,
+                truncation: str = "keep_start") -> int | None:
     """Tokens of prompt + the longer answer as ``DPOTrainer._prepare_dataset`` tokenizes the (conversational) pair,
-    or None when :func:`tokenize_records` would keep it at ``max_length``."""
-    from trl.data_utils import common_prefix_length
-
-    prompt = _chat_ids(tokenizer, record["prompt"], add_generation_prompt=True)
-    chosen = _chat_ids(tokenizer, record["prompt"] + record["chosen"])
-    rejected = _chat_ids(tokenizer, record["prompt"] + record["rejected"])
-    prompt_len = min(common_prefix_length(prompt, chosen), common_prefix_length(prompt, rejected))
-    # kept by tokenize_records: prompt_len + max(answer lengths) = max(len(chosen), len(rejected)) <= max_length,
-    # and by TRL's own filter: prompt_len < max_length
-    longest = max(len(chosen), len(rejected))
-    if longest <= max_length and prompt_len < max_length:
+    or None when :func:`tokenize_records` would keep it at ``max_length`` (whole, or cut under ``keep_start``)."""
+    prompt_len, longest = _lengths(record, tokenizer)
+    if prompt_len < max_length and (longest <= max_length or truncation == "keep_start"):
         return None
     return max(longest, prompt_len + 1)
+
+
+def pair_token_counts(record: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> tuple[int, int, int]:
+    """(prompt, prompt + chosen, prompt + rejected) tokens as ``_prepare_dataset`` tokenizes the pair, uncut."""
+    prompt, chosen, rejected = _token_lists(record, tokenizer)
+    from trl.data_utils import common_prefix_length
+
+    prompt_len = min(common_prefix_length(prompt, chosen), common_prefix_length(prompt, rejected))
+    return prompt_len, len(chosen), len(rejected)
+
+
+def _lengths(record: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> tuple[int, int]:
+    """(prompt tokens, prompt + the longer answer) as ``_prepare_dataset`` tokenizes the pair: the prompt is the
+    shared prefix of the templated prompt and the templated conversations (TRL's own ``common_prefix_length``)."""
+    prompt_len, chosen, rejected = pair_token_counts(record, tokenizer)
+    return prompt_len, max(chosen, rejected)
+
+
+def _token_lists(record: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], ...]:
+    return (_chat_ids(tokenizer, record["prompt"], add_generation_prompt=True),
+            _chat_ids(tokenizer, record["prompt"] + record["chosen"]),
+            _chat_ids(tokenizer, record["prompt"] + record["rejected"]))
 
 
 def remove_fused_head_patch(model: Any) -> None:

@@ -15,7 +15,7 @@ import torch
 from prefstudy.data.sources import load_splits
 from prefstudy.evaluation.logprobs import sequence_logps
 from prefstudy.spec import DataSpec, SyntheticData
-from prefstudy.training.trl_seams import remove_fused_head_patch, tokenize_records
+from prefstudy.training.trl_seams import TRUNCATIONS, LengthCounts, remove_fused_head_patch, tokenize_records
 
 MAX_LENGTH = 256
 
@@ -34,8 +34,8 @@ def test_trl_is_the_pinned_version() -> None:
 
 def test_tokenization_matches_the_chat_template(tiny, records) -> None:
     tokenizer, _ = tiny
-    dataset, dropped = tokenize_records(records, tokenizer, MAX_LENGTH)
-    assert dropped == 0 and len(dataset) == len(records)
+    dataset, counts = tokenize_records(records, tokenizer, MAX_LENGTH)
+    assert counts == LengthCounts() and len(dataset) == len(records)
     for row, record in zip(dataset, records):
         full = tokenizer.apply_chat_template(record["prompt"] + record["chosen"], tokenize=True)
         full = full["input_ids"] if isinstance(full, dict) or hasattr(full, "keys") else full
@@ -44,16 +44,88 @@ def test_tokenization_matches_the_chat_template(tiny, records) -> None:
         assert record["chosen"][0]["content"] in tokenizer.decode(row["chosen_ids"])
 
 
-def test_over_length_pairs_are_dropped_and_counted(tiny, records) -> None:
+def test_over_length_pairs_are_dropped_and_counted_under_drop(tiny, records) -> None:
     tokenizer, _ = tiny
     lengths = []
     full, _ = tokenize_records(records, tokenizer, MAX_LENGTH)
     for row in full:
         lengths.append(len(row["prompt_ids"]) + max(len(row["chosen_ids"]), len(row["rejected_ids"])))
     cut = sorted(lengths)[len(lengths) // 2]
-    kept, dropped = tokenize_records(records, tokenizer, cut)
-    assert dropped == sum(length > cut for length in lengths) > 0
-    assert len(kept) == len(records) - dropped
+    kept, counts = tokenize_records(records, tokenizer, cut, "drop")
+    assert counts.dropped == sum(length > cut for length in lengths) > 0 and counts.truncated == 0
+    assert len(kept) == len(records) - counts.dropped
+
+
+def test_keep_start_cuts_exactly_what_trls_collator_cuts(tiny, records) -> None:
+    """keep_start at tokenization = TRL's DataCollatorForPreference cutting the whole pairs at max_length: the same
+    tokens and completion masks, so the reference cache, the packed forward and TRL's forward read the same kept
+    tokens; IPO's per-token count is the kept answer tokens; a cut answer has lost its end-of-turn token; a pair
+    whose prompt alone reaches max_length is dropped, as TRL does."""
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    tokenizer, _ = tiny
+    full, _ = tokenize_records(records, tokenizer, MAX_LENGTH)
+    prompts = [len(p) for p in full["prompt_ids"]]
+    longest = [p + max(len(c), len(r)) for p, c, r in zip(prompts, full["chosen_ids"], full["rejected_ids"],
+                                                         strict=True)]
+    cut = max(max(prompts) + 1, sorted(longest)[len(longest) // 2])
+    assert any(n > cut for n in longest), "some pairs must be long enough to be cut"
+    kept, counts = tokenize_records(records, tokenizer, cut, "keep_start")
+    assert counts.dropped == 0 and counts.truncated == sum(n > cut for n in longest) > 0
+    columns = ("prompt_ids", "chosen_ids", "rejected_ids")
+    trl = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id, max_length=cut)(
+        [{c: row[c] for c in columns} for row in full])
+    ours = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)(
+        [{c: row[c] for c in columns} for row in kept])
+    width = ours["input_ids"].shape[1]
+    assert width <= cut and torch.equal(trl["input_ids"][:, :width], ours["input_ids"])
+    assert torch.equal(trl["completion_mask"][:, :width], ours["completion_mask"])
+    assert int(trl["attention_mask"].sum()) == int(ours["attention_mask"].sum())
+    end_of_turn = full[0]["chosen_ids"][-1]  # every whole answer ends on the template's end-of-turn token
+    for whole, row, n in zip(full, kept, longest, strict=True):
+        for side in ("chosen_ids", "rejected_ids"):
+            assert len(row[side]) == min(len(whole[side]), cut - len(row["prompt_ids"]))  # per-token count: kept
+            assert (row[side][-1] == end_of_turn) == (len(row[side]) == len(whole[side]))
+    tight, counts = tokenize_records(records, tokenizer, min(prompts), "keep_start")  # shortest prompt fills it
+    assert counts.dropped == len(records) and len(tight) == 0
+
+
+def test_the_reference_pass_on_cut_pairs_scores_what_trl_scores(tiny, records) -> None:
+    """sequence_logps (the reference cache; packed rows) on keep_start-cut pairs = the full-sequence forward on TRL's
+    own collator cutting the whole pairs at max_length, per pair, summed over the kept answer tokens."""
+    from reference_logps import completion_logps
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    tokenizer, model = tiny
+    full, _ = tokenize_records(records, tokenizer, MAX_LENGTH)
+    prompts = [len(p) for p in full["prompt_ids"]]
+    cut = max(prompts) + 3
+    kept, counts = tokenize_records(records, tokenizer, cut, "keep_start")
+    assert counts.truncated > 0
+    ours = sequence_logps(model, kept, tokenizer.pad_token_id, 4, "fp32", cut)
+    model.eval()
+    with torch.no_grad():
+        batch = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id, max_length=cut)(
+            [{c: row[c] for c in ("prompt_ids", "chosen_ids", "rejected_ids")} for row in full])
+        trl = completion_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]).sum(1)
+    n = len(full)
+    np.testing.assert_allclose(ours["chosen"], trl[:n].numpy(), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(ours["rejected"], trl[n:].numpy(), rtol=0, atol=1e-4)
+    assert ours["chosen_tokens"].tolist() == batch["completion_mask"][:n].sum(1).tolist()
+
+
+def test_answers_identical_once_cut_are_counted(tiny) -> None:
+    tokenizer, _ = tiny
+    stem = " ".join(f"word{i}" for i in range(40))
+    pair = {"prompt": [{"role": "user", "content": "Say it."}],
+            "chosen": [{"role": "assistant", "content": stem + " yes"}],
+            "rejected": [{"role": "assistant", "content": stem + " no"}], "id": "p0", "family": "f"}
+    whole, _ = tokenize_records([pair], tokenizer, 4096)
+    prompt = len(whole[0]["prompt_ids"])
+    kept, counts = tokenize_records([pair], tokenizer, prompt + 20, "keep_start")
+    assert counts == LengthCounts(0, 1, 1) and kept[0]["chosen_ids"] == kept[0]["rejected_ids"]
+    with pytest.raises(ValueError, match="truncation 'middle'"):
+        tokenize_records([pair], tokenizer, 64, "middle")
 
 
 def test_pair_length_keeps_what_tokenize_records_keeps(records) -> None:
@@ -66,11 +138,12 @@ def test_pair_length_keeps_what_tokenize_records_keeps(records) -> None:
     full, _ = tokenize_records(records, tokenizer, MAX_LENGTH)
     lengths = {row["id"]: len(row["prompt_ids"]) + max(len(row["chosen_ids"]), len(row["rejected_ids"]))
                for row in full}
-    assert all(pair_length(record, tokenizer, 8) == lengths[record["id"]] for record in records)
-    ordered = sorted(lengths.values())
-    for cut in {ordered[0] - 1, ordered[0], ordered[len(ordered) // 2], ordered[-1]}:
-        kept, _ = tokenize_records(records, tokenizer, cut)
-        assert {r["id"] for r in records if pair_length(r, tokenizer, cut) is None} == set(kept["id"]), cut
+    assert all(pair_length(record, tokenizer, 8, "drop") == lengths[record["id"]] for record in records)
+    ordered = sorted(lengths.values()) + sorted(len(p) for p in full["prompt_ids"])
+    for mode in TRUNCATIONS:
+        for cut in {ordered[0] - 1, ordered[0], ordered[len(ordered) // 4], ordered[len(ordered) // 2], ordered[-1]}:
+            kept, _ = tokenize_records(records, tokenizer, cut, mode)
+            assert {r["id"] for r in records if pair_length(r, tokenizer, cut, mode) is None} == set(kept["id"]), cut
 
 
 def _trainer(cls, model, tokenizer, dataset, loss_type: str):
