@@ -78,7 +78,80 @@ def diagnostics(d: rd.ReportData) -> Section:
                                            target_name=target_name)
         s.body.append(figure(fg.style(fig, f"{fg.label(m)}: parallel coordinates", 360), f"fig-parallel-{m}"))
     _families(d, s)
+    _lengths(d, s)
     return s
+
+
+def _lengths(d: rd.ReportData, s: Section) -> None:
+    """Answer lengths and how much of each accuracy they explain (evaluation.lengths): per split the share of pairs
+    whose chosen answer is longer and the length quantiles; the base model's and each method's chosen trial's
+    accuracy by length ratio, summed vs per-token, side by side (``runs/<name>/data/lengths.json``, heldout.json)."""
+    import json
+
+    from prefstudy.evaluation import lengths
+
+    path = d.spec.run_root() / "data" / "lengths.json"
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    rows: list[list[Text]] = []
+    spread = False
+    for split, v in stored.items():
+        if not v.get("chosen_tokens"):
+            continue
+        sm = lengths.summary(v["chosen_tokens"], v["rejected_tokens"])
+        q = "/".join(f"{x:.0f}" for x in sm["chosen_tokens"]) + " vs " + "/".join(
+            f"{x:.0f}" for x in sm["rejected_tokens"])
+        cut = v.get("truncated", 0) + v.get("dropped_for_length", 0)
+        rows.append([split, str(sm["pairs"]), f"{sm['chosen_longer']:.2f}", q,
+                     f"{v.get('truncated', 0)} cut, {v.get('dropped_for_length', 0)} dropped"])
+        strata = lengths.strata(v["base_chosen"], v["base_rejected"], v["chosen_tokens"], v["rejected_tokens"])
+        spread = spread or cut > 0 or any(r["stratum"] != "all" and not r["stratum"].startswith("similar")
+                                          for r in strata)
+    if not rows:
+        return
+    s.body.append(table(["split", "pairs", "share with the chosen answer longer",
+                         "answer tokens 10/50/90% (chosen vs rejected)", "long pairs"], rows))
+    if not spread:
+        s.verdict.append("Answer lengths: every pair's answers are of similar length (0.67-1.5x) and none was cut, "
+                         "so length cannot explain the accuracies.")
+        return
+    acc_rows: list[list[Text]] = []
+    for split in ("val", "test"):
+        v = stored.get(split)
+        if not v:
+            continue
+        for r in lengths.strata(v["base_chosen"], v["base_rejected"], v["chosen_tokens"], v["rejected_tokens"]):
+            acc_rows.append([split, "base model", r["stratum"], str(r["pairs"]), num(r["summed"]),
+                             num(r["per_token"])])
+        for m in d.methods:
+            row = d.best_row(m)
+            heldout = _read_heldout(row)
+            part = heldout.get(split) if heldout else None
+            if not part or len(part.get("chosen", [])) != len(v["chosen_tokens"]):
+                continue
+            for r in lengths.strata(part["chosen"], part["rejected"], part["chosen_tokens"], part["rejected_tokens"]):
+                acc_rows.append([split, f"{fg.label(m)} (trial {int(row['number'])})", r["stratum"],  # type: ignore[index]
+                                 str(r["pairs"]), num(r["summed"]), num(r["per_token"])])
+    s.verdict.append("Answer lengths differ between chosen and rejected: the table below ranks each pair by summed "
+                     "and by per-token log-probability within groups of length ratio. A summed accuracy that "
+                     "follows the length ratio (low where the chosen answer is longer) is answer length, not "
+                     "preference.")
+    s.body.append(table(["split", "model", "chosen / rejected tokens", "pairs", "accuracy, summed",
+                         "accuracy, per token"], acc_rows))
+
+
+def _read_heldout(row: Any) -> dict[str, Any] | None:
+    import json
+
+    if row is None or not row.get("run_path"):
+        return None
+    try:
+        data = json.loads((Path(row["run_path"]) / "heldout.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _families(d: rd.ReportData, s: Section) -> None:

@@ -154,6 +154,8 @@ def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Stu
             write_json(data_dir / "truncated.json", {"truncation": spec.training.truncation,
                                                      "max_length": spec.training.max_length, "truncated": cut,
                                                      "identical_once_cut": prepared.identical})
+    if not (data_dir / "lengths.json").exists():  # also for a study made before the diagnostics
+        write_lengths(data_dir / "lengths.json", prepared)
     if splits.leakage:
         log(f"WARNING data.leakage=warn: training pairs also in held-out splits: {splits.leakage}")
     if splits.prompt_overlap:
@@ -181,6 +183,22 @@ def used_pairs(splits: PreferenceSplits, tokenizer: PreTrainedTokenizerBase, tra
                 kept[name] = [r for r in splits.splits[name]
                               if pair_length(r, tokenizer, training.max_length, training.truncation) is None]
     return PreferenceSplits(kept, dict(dropped), dict(splits.leakage), dict(splits.prompt_overlap))
+
+
+def write_lengths(path: Path, prepared: Prepared) -> None:
+    """Per split, the answers' token counts as trained and the base model's summed log-probs of each pair: what the
+    report's length diagnostics read (evaluation.lengths), with the pairs cut or dropped for length."""
+    from prefstudy.core.rundir import write_json
+
+    out: dict[str, Any] = {}
+    for split, ref in prepared.ref.items():
+        out[split] = {"chosen_tokens": [int(v) for v in ref["chosen_tokens"]],
+                      "rejected_tokens": [int(v) for v in ref["rejected_tokens"]],
+                      "base_chosen": [round(float(v), 5) for v in ref["chosen"]],
+                      "base_rejected": [round(float(v), 5) for v in ref["rejected"]],
+                      "truncated": int(prepared.truncated.get(split, 0)),
+                      "dropped_for_length": int(prepared.over_length.get(split, 0))}
+    write_json(path, out)
 
 
 def check_truncation(spec: StudySpec, prepared: Prepared, studies: dict[str, optuna.Study]) -> None:
