@@ -123,6 +123,8 @@ SPEC_CASES = [
     _spec("spec-seed-past-numpy", _set("data.seed", 2**32), "data.seed", "less than or equal to 4294967295"),
     _spec("spec-unknown-loss-type", _set("methods.dpo.loss_type", "dpo"), "methods.dpo.loss_type",
           "use 'sigmoid' for DPO"),
+    _spec("spec-unknown-truncation", _set("training.truncation", "keep_end"), "training.truncation",
+          "'keep_start' or 'drop'"),
     _spec("spec-missing-key", lambda _t, d: d.pop("learning_rate") and {}, "learning_rate", "add it"),
     _spec("spec-jsonl-without-files", _set("data", {"source": "jsonl"}), "data", "needs both 'train' and 'heldout'"),
     Case("spec-unreadable-yaml", lambda _t, _d: {"text": "name: [unclosed\nmethods: {}\n"}, SpecError,
