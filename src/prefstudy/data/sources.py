@@ -168,6 +168,12 @@ def _read_rows(path: Path, fmt: str, dropped: dict[str, int], field: str = "data
     return rows
 
 
+def _score_tie(row: dict[str, Any]) -> bool:
+    """A row with UltraFeedback's score columns whose two answers scored the same: no preference to learn."""
+    a, b = row.get("score_chosen"), row.get("score_rejected")
+    return isinstance(a, (int, float)) and isinstance(b, (int, float)) and a == b
+
+
 def _records(rows: list[dict[str, Any]], columns: Columns, where: str, family: str, dropped: dict[str, int]) -> list:
     if not rows:
         raise DataError(
@@ -190,6 +196,8 @@ def _records(rows: list[dict[str, Any]], columns: Columns, where: str, family: s
             here["malformed"] = here.get("malformed", 0) + 1
         elif record["chosen"] == record["rejected"]:
             here["chosen_equals_rejected"] = here.get("chosen_equals_rejected", 0) + 1
+        elif _score_tie(row):
+            here["score_tie"] = here.get("score_tie", 0) + 1
         else:
             out.append(record)
     for reason, count in here.items():
@@ -198,6 +206,8 @@ def _records(rows: list[dict[str, Any]], columns: Columns, where: str, family: s
         fixes = []
         if here.get("chosen_equals_rejected"):
             fixes.append("each pair needs a chosen answer that differs from its rejected answer")
+        if here.get("score_tie"):
+            fixes.append("score_chosen equals score_rejected: such a pair states no preference")
         if here.get("malformed"):
             fixes.append(f"{columns.prompt}, {columns.chosen} and {columns.rejected} must be non-empty text or "
                          "lists of {role, content} messages")

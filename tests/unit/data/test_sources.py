@@ -74,6 +74,19 @@ def test_ultrafeedback_schema_moves_the_shared_turn_into_the_prompt(tmp_path: Pa
     assert record["rejected"] == [{"role": "assistant", "content": "8"}]
 
 
+def test_score_ties_are_dropped_and_counted(tmp_path: Path) -> None:
+    """UltraFeedback's score columns: a pair whose answers scored the same states no preference."""
+    def pair(i: int, chosen: float, rejected: float) -> dict:
+        return {"prompt": f"q{i}", "chosen": f"a{i}", "rejected": f"b{i}", "score_chosen": chosen,
+                "score_rejected": rejected}
+
+    train = _jsonl(tmp_path / "t.jsonl", [pair(0, 8.0, 3.0), pair(1, 5.0, 5.0), pair(2, 7, 7), pair(3, 9, 1)])
+    heldout = _jsonl(tmp_path / "h.jsonl", [pair(10 + i, 6.0, 2.0) for i in range(4)])
+    splits = load_splits(DataSpec(source="jsonl", train=train, heldout=heldout))
+    assert [r["prompt"][0]["content"] for r in splits["train"]] == ["q0", "q3"]
+    assert splits.dropped["score_tie"] == 2
+
+
 def test_bad_rows_are_dropped_and_counted(tmp_path: Path) -> None:
     rows = _pairs(4) + [{"prompt": "p", "chosen": "same", "rejected": "same"}, {"prompt": "p", "chosen": 3,
                                                                                  "rejected": "x"}]
