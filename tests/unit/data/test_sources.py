@@ -74,6 +74,27 @@ def test_ultrafeedback_schema_moves_the_shared_turn_into_the_prompt(tmp_path: Pa
     assert record["rejected"] == [{"role": "assistant", "content": "8"}]
 
 
+def test_the_hf_source_reads_ultrafeedbacks_split_names(tmp_path: Path) -> None:
+    """data.source hf with train_prefs / test_prefs, read here from a local folder laid out as the hub's
+    (data/<split>-00000-of-00001.parquet): conversations, a string prompt column and the extra columns."""
+    import random
+
+    import pandas as pd
+    from ultrafeedback_shape import row
+
+    rng = random.Random(0)
+    folder = tmp_path / "ultrafeedback_binarized" / "data"
+    folder.mkdir(parents=True)
+    pd.DataFrame([row(rng, i) for i in range(12)]).to_parquet(folder / "train_prefs-00000-of-00001.parquet")
+    pd.DataFrame([row(rng, 100 + i) for i in range(8)]).to_parquet(folder / "test_prefs-00000-of-00001.parquet")
+    spec = DataSpec(source="hf", hf_name=str(folder.parent), train_split="train_prefs", heldout_split="test_prefs")
+    splits = load_splits(spec)
+    assert len(splits["train"]) == 12 and len(splits["val"]) + len(splits["test"]) == 8
+    first = splits["train"][0]
+    assert first["id"] == "uf-00000" and first["prompt"][-1]["role"] == "user" and len(first["prompt"]) == 3
+    assert [m["role"] for m in first["chosen"]] == ["assistant"]
+
+
 def test_score_ties_are_dropped_and_counted(tmp_path: Path) -> None:
     """UltraFeedback's score columns: a pair whose answers scored the same states no preference."""
     def pair(i: int, chosen: float, rejected: float) -> dict:
