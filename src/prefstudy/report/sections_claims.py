@@ -16,13 +16,14 @@ from prefstudy.report.html import Section, code, figure, interval, missing, num,
 def claims(d: rd.ReportData, _: Path) -> Section:
     s = Section("claims", "2. Claims: (a) does DPO drift whatever β is, while IPO stops at 1/(2β)? (b) does IPO "
                 "tolerate higher learning rates if β is tuned with it?",
-                "Claim (a) tested head on by its own stage (nox -s study -- --stage drift): one learning rate, a β "
-                "grid per method, runs three times a search trial's length, several seeds, the same val pairs at "
-                "every eval point. Primary statistic, declared before the data (docs/claims.md): the difference "
-                "slope(IPO) − slope(DPO) of log(final drift) against log(β), drift = the KL proxy on the val chosen "
-                "answers, with a 95% interval clustered over seeds and pairs. Supported when the interval lies below "
-                "0 and IPO's slope is negative; contradicted when it lies above 0; otherwise inconclusive, with the "
-                "smallest difference the design could detect. Claim (b) by its own stage (--stage lr-profile): "
+                "Claim (a) tested head on by its own stage (nox -s study -- --stage drift): long runs at one learning "
+                "rate on the training preferences as they are (p = 1) and on copies with a share 1 − p flipped, every "
+                "training instance scored at every eval point. Primary, declared before the data (docs/claims.md): "
+                "DPO's margin keeps growing at p = 1 more than at p < 1, while every IPO cell and every p < 1 cell "
+                "stops (late growth within a margin of its closed form, TOST), intervals clustered over seeds and "
+                "instances; a cell that has not stopped is 'not converged', never support. Where the design has no "
+                "p < 1 arm, the 2026-12-02 primary is read instead: slope(IPO) − slope(DPO) of log(final drift) "
+                "against log(β) on held-out pairs. Claim (b) by its own stage (--stage lr-profile): "
                 "log10 of IPO's degradation learning rate minus DPO's, β re-tuned per learning rate, supported when "
                 "its interval lies above 0 (section 5 draws the profiles). Secondary statistics are Holm-adjusted "
                 "with the study's other secondary verdicts.")
