@@ -1,6 +1,6 @@
 """Rows shaped like ``HuggingFaceH4/ultrafeedback_binarized`` (``train_prefs`` / ``test_prefs``), made here: a
 string ``prompt`` column beside ``chosen`` and ``rejected`` given as whole conversations (the user turns included,
-some with earlier turns), answers from a couple of words to many sentences, the chosen one usually longer, and the
+some with earlier turns), answers from one sentence to 120, the chosen one usually longer, and the
 extra columns (``prompt_id``, ``messages``, ``score_chosen``, ``score_rejected``). For the end-to-end test of
 real-shaped data (issue #34); deterministic for a seed."""
 
@@ -34,6 +34,8 @@ def row(rng: random.Random, index: int, long_chosen: bool = True) -> dict[str, A
                  {"role": "assistant", "content": "Sure, ask away."}]
     turns.append({"role": "user", "content": question})
     chosen_n = rng.randint(8, 40) if long_chosen else rng.randint(1, 3)
+    if long_chosen and index % 8 == 1:  # a few answers far longer than a 1024-token max_length
+        chosen_n = rng.randint(80, 120)
     rejected_n = rng.randint(1, 4) if long_chosen else rng.randint(6, 20)
     chosen = turns + [{"role": "assistant", "content": _answer(rng, topic, chosen_n, True)}]
     rejected = turns + [{"role": "assistant", "content": _answer(rng, topic, rejected_n, False)}]

@@ -72,3 +72,4 @@ def test_both_arms_train_on_copies_and_score_every_training_instance(tmp_path: P
         assert c["growth"]["ci_low"] <= c["growth"]["estimate"] <= c["growth"]["ci_high"]
     page = (tmp_path / "reports" / "smoke" / "index.html").read_text()
     assert "fig-claim-train-margin" in page and "cell (training instances)" in page
+    assert 'href="#fig-claim-train-margin"' in page  # section 6 (overfitting) points at the margins

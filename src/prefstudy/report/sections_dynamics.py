@@ -15,6 +15,7 @@ from prefstudy.report.html import (
     figure,
     grid,
     interval,
+    link,
     missing,
     name,
     num,
@@ -36,6 +37,10 @@ def overfitting(d: rd.ReportData) -> Section:
                 f"training loss at every optimizer step (trainer_log.jsonl). Every eval point, the base model at "
                 f"step 0 included, scores the same first {ev.val_subset} val pairs for the curves (the final step "
                 f"also scores every split in full).")
+    if d.train_runs:  # claim (a)'s drift stage measured where the margins on the training preferences stop
+        s.verdict.append(text("Does determinism cause this? The drift stage trains on deterministic and on noisy "
+                              "copies of the training preferences and draws their margins against the closed forms: ",
+                              link("#fig-claim-train-margin", "section 2, training-instance margins"), "."))
     pk = rd.peaks(d)
     if pk.empty:
         s.verdict.append("No curves of complete trials found in the run directories.")
