@@ -210,9 +210,9 @@ def check_truncation(spec: StudySpec, prepared: Prepared, studies: dict[str, opt
     mode = spec.training.truncation
     long_pairs = sum(prepared.over_length.values()) + sum(prepared.truncated.values())
     for name, study in studies.items():
-        stored = study.user_attrs.get("truncation")
-        if stored is None and not study.trials:
-            study.set_user_attr("truncation", mode)
+        stored = study.user_attrs.get("truncation")  # set when the study is created (search.storage)
+        if stored is None and all(t.state == optuna.trial.TrialState.WAITING for t in study.trials):
+            study.set_user_attr("truncation", mode)  # nothing has run yet (enqueued settings only)
             continue
         stored = stored or "drop"
         if stored != mode and long_pairs:

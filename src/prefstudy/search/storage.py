@@ -89,6 +89,7 @@ def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage, requeu
             study.set_user_attr("spec_yaml", redact(spec_text(spec)))
             study.set_user_attr("method", method)
             study.set_user_attr("loss_type", spec.methods[method].loss_type)
+            study.set_user_attr("truncation", spec.training.truncation)  # kept on resume (session.check_truncation)
             from optuna_dashboard import set_objective_names
 
             names = [f"val {spec.evaluation.metric}"] + (["lm-eval mean"] if pareto else [])

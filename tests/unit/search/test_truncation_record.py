@@ -29,6 +29,23 @@ def test_a_new_study_records_its_rule() -> None:
     assert study.user_attrs["truncation"] == "keep_start"
 
 
+def test_a_new_study_with_only_enqueued_settings_is_new() -> None:
+    """The search enqueues a known setting before any trial runs: that study is new, whatever its pairs."""
+    study = _study()
+    study.enqueue_trial({"beta": 0.1, "learning_rate": 5e-4})
+    check_truncation(load_spec("smoke"), _prepared(truncated=14), {"dpo": study})
+    assert study.user_attrs["truncation"] == "keep_start"
+
+
+def test_create_studies_records_the_rule_of_a_new_study(tmp_path) -> None:
+    from prefstudy.search.storage import create_studies, open_storage
+
+    spec = load_spec("smoke", ["training.truncation=drop"])
+    url = f"sqlite:///{tmp_path}/o.db"
+    studies = create_studies(spec, open_storage(url, spec))
+    assert {s.user_attrs["truncation"] for s in studies.values()} == {"drop"}
+
+
 def test_an_old_study_with_long_pairs_resumes_only_under_drop() -> None:
     old = _study(trials=2)  # made before the setting: it dropped long pairs
     with pytest.raises(SpecError, match="ran with training.truncation=drop and 3 pair"):
