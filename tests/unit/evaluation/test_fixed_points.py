@@ -64,7 +64,7 @@ def test_holm_by_hand() -> None:
     assert fp.holm([0.01, 0.04, 0.03, float("nan")])[:3] == pytest.approx([0.03, 0.06, 0.06])
 
 
-def _world(rng: np.random.Generator, shape: str, seeds: int = 3, instances: int = 24, seed_sd: float = 0.05,
+def _world(rng: np.random.Generator, shape: str, seeds: int = 4, instances: int = 24, seed_sd: float = 0.05,
            instance_sd: float = 0.3, noise: float = 0.05, scale: float = 1.0) -> np.ndarray:
     """z [points, seeds, instances]: a mean trajectory, a per-seed late slope, per-instance level and slope, noise."""
     t = np.asarray(STEPS, dtype=float) / STEPS[-1]
