@@ -58,6 +58,7 @@ import math
 from dataclasses import dataclass
 
 from prefstudy.evaluation.power import SEED_SD, paired_mde, seed_mde
+from prefstudy.plan_costs import CPU_COST_MODELS, CPU_COSTS, CpuCosts, costs_for
 from prefstudy.plan_sizes import REFERENCE_PAIR_TOKENS, PairTokens, pair_tokens, split_sizes
 from prefstudy.spec import LmEvalTask, StudySpec, TrainingSpec
 
@@ -67,28 +68,6 @@ LORA_BYTES = 4  # PEFT's autocast_adapter_dtype keeps LoRA A/B (and so their gra
 TRL_TOKEN_TILE, TRL_VOCAB_TILE = 4096, 32768  # trl TOKEN_CHUNK_SIZE, _CHUNKED_LOGPROB_CHUNK_SIZE
 DISCORDANT = 0.30  # share of pairs two compared configurations rank differently (default study: ~0.3)
 EVAL_SPEEDUP = 3.0  # forward-only tokens per second relative to training tokens per second
-
-
-@dataclass(frozen=True)
-class CpuCosts:
-    """Seconds per unit of work on the reference CPU (see the module docstring), measured on the default study."""
-
-    train_per_pair_step: float = 0.37  # one pair in one optimizer step: packed forward + backward (1.4-1.6 s a step)
-    score_per_pair: float = 0.155  # one held-out pair through the policy (LoRA attached), length-sorted batches of 32
-    ref_per_pair: float = 0.14  # one pair of the reference pass (tokenizing included)
-    lm_eval_per_doc: float = 0.075  # one lm-eval document of the default tasks (a forward, or a short generation)
-    load: float = 30.0  # converting the embedded model once and loading it
-
-
-    def scaled(self, factor: float) -> CpuCosts:
-        """The costs of pairs ``factor`` times as many tokens as the reference data's (training, scoring and the
-        reference pass scale with tokens at these lengths; lm-eval and loading do not)."""
-        return CpuCosts(self.train_per_pair_step * factor, self.score_per_pair * factor, self.ref_per_pair * factor,
-                        self.lm_eval_per_doc, self.load)
-
-
-CPU_COSTS = CpuCosts()
-CPU_COST_MODELS = ("embedded:smollm2-135m-instruct",)  # the models CPU_COSTS was measured on
 
 
 @dataclass(frozen=True)
@@ -200,15 +179,6 @@ class Plan:
     chosen_pairs: int = 0  # test + OOD pairs scored once per method for its chosen trial (test_scoring: chosen)
     cpu_minutes: tuple[float, float] | None = None  # (search upper bound, confirmation) on the reference CPU
     pair_tokens: PairTokens | None = None  # a sample of the training pairs, tokenized (local files only)
-
-
-def costs_for(spec: StudySpec) -> CpuCosts:
-    """CPU_COSTS scaled to the spec's data by tokens, not pairs: a pair of local files whose sampled sequences hold
-    ``k`` times the reference data's tokens costs ``k`` times as much (``plan_sizes.pair_tokens``)."""
-    sampled = pair_tokens(spec)
-    if sampled is None:
-        return CPU_COSTS
-    return CPU_COSTS.scaled(sampled.sequences / REFERENCE_PAIR_TOKENS)
 
 
 def power_lines(plan: Plan) -> list[str]:

@@ -65,7 +65,11 @@ def test_both_arms_train_on_copies_and_score_every_training_instance(tmp_path: P
     names = [sec["name"] for sec in entry["secondary"]]  # per method and beta: val fall p 1 - p 0.75; per cell and
     assert sum("fall from its peak" in n for n in names) == 6  # split: the chosen answer's log-ratio (displacement)
     assert sum("likelihood displacement" in n for n in names) == 24
-    assert all(sec["estimate"] is not None and "p_adjusted" in sec for sec in entry["secondary"])
+    for sec in entry["secondary"]:  # each estimated (Holm-adjusted with the family when it has a p) or says why not
+        if sec.get("p_value") is not None:
+            assert "p_adjusted" in sec, sec
+        else:
+            assert sec.get("estimate") is not None or sec.get("reason"), sec
     for c in entry["cells"]:
         assert c["stopped"] in ("bounded", "growing", "not converged")
         assert (c["target"] is None) == (c["loss_type"] == "sigmoid" and c["p"] == 1.0)

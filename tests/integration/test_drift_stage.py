@@ -106,4 +106,4 @@ def test_the_dry_run_prints_the_stage_cost() -> None:
                              "drift", "--throughput", "2500"], cwd=ROOT, env=cli_env(), capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "stage drift: 18 runs" in result.stdout and "GPU-hours" in result.stdout
+    assert "stage drift: 12 runs" in result.stdout and "GPU-hours" in result.stdout

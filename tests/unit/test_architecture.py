@@ -20,7 +20,7 @@ LAYERS = {
     "training": 3, "tracking": 3,
     "search": 4,
     "report": 5,
-    "preflight": 6, "plan": 6, "plan_sizes": 6, "plan_stages": 6, "export": 6, "pipeline": 6, "cli": 6,
+    "preflight": 6, "plan": 6, "plan_sizes": 6, "plan_costs": 6, "plan_stages": 6, "export": 6, "pipeline": 6, "cli": 6,
     "__main__": 6, "__init__": 6,
 }
 MAX_LINES = 350
