@@ -10,32 +10,24 @@ Holm-adjusted secondary p-values) to ``<out>/claims.json``. Kaleido needs a Chro
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
 from pathlib import Path
 
-from prefstudy.core.paths import DEFAULT_SPEC, find_spec
+from benchmarks import study_tool
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.claims_figures", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("spec", nargs="?", default=DEFAULT_SPEC)
-    parser.add_argument("--storage", default=None)
-    parser.add_argument("--out", type=Path, required=True)
+    parser = study_tool.parser("claims_figures", __doc__)
     parser.add_argument("--prefix", default="claims-", help="file names start with this (e.g. a dated one, so an "
                         "earlier results section keeps its figures)")
     args = parser.parse_args(argv)
     from prefstudy.report import claims
     from prefstudy.report import figures_claims as fc
-    from prefstudy.search.storage import open_storage
-    from prefstudy.spec import load_spec
 
-    spec = load_spec(find_spec(args.spec))
-    url = args.storage or spec.storage or spec.default_storage()
-    entries, runs, profile, train = claims.build(spec, open_storage(url, spec))
+    spec, url, storage = study_tool.open_study(args)
+    entries, runs, profile, train = claims.build(spec, storage)
     if not runs and not profile:
         print(f"error: no drift or lr-profile runs in {url}: nox -s study -- --stage drift (or lr-profile)",
               file=sys.stderr)

@@ -14,17 +14,15 @@ The JSON written holds every number, with the pilot's grid, seeds and timings, s
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from prefstudy.core.paths import DEFAULT_SPEC, find_spec
+from benchmarks import study_tool
 
 
 def seed_sd(wins: np.ndarray) -> float:
@@ -55,11 +53,7 @@ def candidates(delta: float, retention_from: float) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_power", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("spec", nargs="?", default=DEFAULT_SPEC)
-    parser.add_argument("--storage", default=None)
-    parser.add_argument("--out", type=Path, required=True)
+    parser = study_tool.parser("profile_power", __doc__)
     parser.add_argument("--sims", type=int, default=100)
     parser.add_argument("--boot", type=int, default=200)
     parser.add_argument("--shifts", default="0,0.15,0.3,0.45")
@@ -71,12 +65,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from prefstudy.evaluation import profile_power as pp
     from prefstudy.report.claims_lr import load_profile
-    from prefstudy.search.storage import open_storage
-    from prefstudy.spec import load_spec
 
-    spec = load_spec(find_spec(args.spec))
-    url = args.storage or spec.storage or spec.default_storage()
-    runs = load_profile(spec, open_storage(url, spec))
+    spec, url, storage = study_tool.open_study(args)
+    runs = load_profile(spec, storage)
     base = args.method or next((m for m, r in runs.items() if r.loss_type == "sigmoid"), None)
     if base is None or base not in runs:
         print(f"error: no lr-profile runs of {args.method or 'a DPO method'} in {url}", file=sys.stderr)

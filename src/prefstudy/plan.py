@@ -248,7 +248,7 @@ def build_plan(spec: StudySpec, throughput_tokens_per_s: float | None = None,
         throughput=throughput_tokens_per_s, seconds_per_trial=seconds,
         confirm_seeds=len(spec.confirm.seeds) if spec.confirm.top_k else 0,
         val_subset=min(ev.val_subset, int(sizes["val"])) if sizes["val"] and points and points > 1 else 0,
-        chosen_pairs=chosen, cpu_minutes=cpu, pair_tokens=pair_tokens(spec),
+        chosen_pairs=chosen, cpu_minutes=cpu, pair_tokens=sampled,
     )
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from prefstudy.spec import StudySpec
+from prefstudy.spec import DataSpec, StudySpec
 
-_LOCAL_SIZES: dict[str, dict[str, int]] = {}  # local files read once per dry run (data spec as JSON -> sizes)
+if TYPE_CHECKING:
+    from prefstudy.data.sources import PreferenceSplits
+
+_LOCAL_SPLITS: dict[str, PreferenceSplits | None] = {}  # local files read once per dry run (data spec as JSON)
 _TOKENS: dict[str, PairTokens | None] = {}
 
 #: tokens of one pair's two sequences (prompt + chosen, prompt + rejected) in the default study's data, on which
@@ -41,15 +45,29 @@ def pair_tokens(spec: StudySpec, sample: int = 64) -> PairTokens | None:
     return _TOKENS[key]
 
 
-def _count(spec: StudySpec, sample: int) -> PairTokens | None:
+def _local_splits(data: DataSpec) -> PreferenceSplits | None:
+    """The local files' splits as a study builds them (None where the study itself refuses them, with the reason),
+    read once per dry run for the sizes and the token counts alike."""
     from prefstudy.data.sources import DataError, load_splits
+
+    key = data.model_dump_json()
+    if key not in _LOCAL_SPLITS:
+        try:
+            _LOCAL_SPLITS[key] = load_splits(data)
+        except DataError:
+            _LOCAL_SPLITS[key] = None
+    return _LOCAL_SPLITS[key]
+
+
+def _count(spec: StudySpec, sample: int) -> PairTokens | None:
     from prefstudy.models.loading import load_tokenizer_offline
 
+    splits = _local_splits(spec.data)
     try:
-        records = load_splits(spec.data)["train"][:sample]
         tokenizer = load_tokenizer_offline(spec.model)
-    except (DataError, OSError, ValueError):
+    except (OSError, ValueError):
         return None
+    records = splits["train"][:sample] if splits is not None else []
     if tokenizer is None or not records:
         return None
     from prefstudy.training.trl_seams import pair_token_counts
@@ -71,16 +89,9 @@ def split_sizes(spec: StudySpec) -> dict[str, int | None]:
     if data.source == "synthetic":
         return {"train": s.n_train, "val": s.n_val, "test": s.n_test, "ood": s.n_ood}
     if data.source in ("jsonl", "parquet"):
-        from prefstudy.data.sources import DataError, load_splits
-
-        key = data.model_dump_json()
-        if key not in _LOCAL_SIZES:
-            try:
-                _LOCAL_SIZES[key] = dict(load_splits(data).sizes())
-            except DataError:  # the study itself refuses it, with the reason; the plan says what it cannot know
-                _LOCAL_SIZES[key] = {}
-        if _LOCAL_SIZES[key]:
-            return dict(_LOCAL_SIZES[key])
+        splits = _local_splits(data)  # None: the study itself refuses it; the plan says what it cannot know
+        if splits is not None:
+            return dict(splits.sizes())
     val = test = None
     if data.max_heldout:
         val = min(max(1, round(data.max_heldout * data.val_fraction)), data.max_heldout - 1)

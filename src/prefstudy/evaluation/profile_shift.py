@@ -32,6 +32,7 @@ from numpy.typing import ArrayLike
 from scipy.optimize import least_squares
 
 from prefstudy.evaluation.clustered import Data
+from prefstudy.evaluation.lr_profile import accuracy
 
 SLOPE_BOUNDS = (0.3, 60.0)  # per decade: from a decline spread over ~10 decades to one inside a tenth of a decade
 STARTS = (6.0, 2.0, 20.0)  # starting slopes, the later ones tried only when a fit is not identified
@@ -117,10 +118,9 @@ def _problems(theta: np.ndarray, lo: float, hi: float, min_drop: float) -> list[
 
 
 def curve(values: np.ndarray) -> np.ndarray:
-    """[lrs, seeds, pairs] (or [lrs, 1 slot, seeds, pairs]) -> [lrs]: mean over pairs, then over seeds."""
-    v = values if values.ndim == 3 else values[:, 0]
-    with np.errstate(invalid="ignore"):
-        return np.nanmean(np.nanmean(v, axis=-1), axis=-1)
+    """[lrs, seeds, pairs] (or [lrs, 1 slot, seeds, pairs]) -> [lrs]: the tuned beta's accuracy per learning rate
+    (``lr_profile.accuracy``: mean over pairs, then over seeds)."""
+    return accuracy(values if values.ndim == 4 else values[:, None])[:, 0]
 
 
 def shift_difference(log_lrs: Sequence[float], first: str, second: str, min_drop: float) -> Callable[[Data], float]:
@@ -157,4 +157,3 @@ def shifted(log_lrs: ArrayLike, values: ArrayLike, shift: float) -> np.ndarray:
     x = np.asarray(log_lrs, dtype=float)
     v = np.asarray(values, dtype=float)
     return np.stack([np.interp(x - shift, x, row) for row in v.reshape(len(x), -1).T], axis=-1).reshape(v.shape)
-

@@ -139,11 +139,7 @@ def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Stu
     )
     dropped = {**splits.dropped, **{f"over_length/{k}": v for k, v in prepared.over_length.items() if v}}
     cut = {k: v for k, v in prepared.truncated.items() if v}
-    log(f"data: {splits.sizes()} pairs" + (f", dropped {dropped}" if dropped else "")
-        + (f", answers cut at training.max_length={spec.training.max_length} (keep_start, as TRL) in {cut}"
-           + (f", {sum(prepared.identical.values())} of them identical once cut" if any(prepared.identical.values())
-              else "") if cut else "")
-        + (f"; reference pass {prepared.seconds:.1f}s" if prepared.computed else "; reference log-probs from cache"))
+    log(_data_line(spec, splits, prepared, dropped, cut))
     check_truncation(spec, prepared, studies)
     data_dir = spec.run_root() / "data"
     if not (data_dir / "train.jsonl").exists():
@@ -167,6 +163,18 @@ def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Stu
     if spec.evaluation.lm_eval.tasks and with_lm_eval:
         worker.lm_eval_base = base_lm_eval(worker, studies)
     return worker
+
+
+def _data_line(spec: StudySpec, splits: PreferenceSplits, prepared: Prepared, dropped: dict[str, int],
+               cut: dict[str, int]) -> str:
+    """The console's data line: pairs per split, what was dropped or cut for length, the reference pass."""
+    line = f"data: {splits.sizes()} pairs" + (f", dropped {dropped}" if dropped else "")
+    if cut:
+        line += f", answers cut at training.max_length={spec.training.max_length} (keep_start, as TRL) in {cut}"
+        identical = sum(prepared.identical.values())
+        line += f", {identical} of them identical once cut" if identical else ""
+    return line + (f"; reference pass {prepared.seconds:.1f}s" if prepared.computed
+                   else "; reference log-probs from cache")
 
 
 def used_pairs(splits: PreferenceSplits, tokenizer: PreTrainedTokenizerBase, training: TrainingSpec,
@@ -209,7 +217,7 @@ def check_truncation(spec: StudySpec, prepared: Prepared, studies: dict[str, opt
 
     mode = spec.training.truncation
     long_pairs = sum(prepared.over_length.values()) + sum(prepared.truncated.values())
-    for name, study in studies.items():
+    for study in studies.values():
         stored = study.user_attrs.get("truncation")  # set when the study is created (search.storage)
         if stored is None and all(t.state == optuna.trial.TrialState.WAITING for t in study.trials):
             study.set_user_attr("truncation", mode)  # nothing has run yet (enqueued settings only)
