@@ -228,11 +228,14 @@ def _check(spec: Any, studies: dict[str, Any], soak: Soak, args: argparse.Namesp
         out["overshoot"][method] = max(0, len(finished) - args.trials)
         out["failed"][method] = len(failed)
         done_params = [t.params for t in finished]
+        carried = {n for t in finished for n in _retried_from(t)}
         for t in failed:
-            if t.params not in done_params:  # a failed trial whose parameters never finished: lost
+            # a failed trial is lost unless a finished trial retried it (a kill before every parameter was suggested
+            # leaves a failed trial with some or none: its retry samples the rest) or has its exact parameters
+            if t.number not in carried and t.params not in done_params:
                 out["trials_lost"] += 1
                 out["problems"].append(f"{study.study_name} trial {t.number} failed ({t.user_attrs.get('fail_reason')})"
-                                       " and no finished trial has its parameters")
+                                       f" with parameters {t.params} and no finished trial retried it or has them")
             if str(t.user_attrs.get("fail_reason", "")).startswith("disk full"):
                 out["disk_full_failures"] += 1
         for t in finished:
@@ -262,6 +265,15 @@ def _check(spec: Any, studies: dict[str, Any], soak: Soak, args: argparse.Namesp
     out["events"] = soak.events
     out["passed"] = not out["problems"]
     return out
+
+
+def _retried_from(trial: Any) -> set[int]:
+    """The failed trials a trial carries forward: Optuna's heartbeat retries list them in ``retry_history``; a trial
+    the full disk failed is queued again with ``retry_of`` (search/loop.py), which a later heartbeat retry keeps."""
+    history = {int(n) for n in trial.system_attrs.get("retry_history", [])}
+    if "retry_of" in trial.user_attrs:
+        history.add(int(trial.user_attrs["retry_of"]))
+    return history
 
 
 def main(argv: list[str] | None = None) -> int:
