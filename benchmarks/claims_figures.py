@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         figures["train-margin"] = fc.train_margins(train)
     if profile:
         lr_entry = next((e for e in entries if e["id"] == "lr_tolerance"), None)
-        figures["lr-profile"] = figures_lr.profile(profile, spec.lr_profile.delta, figures_lr.intervals_of(lr_entry))
+        figures["lr-profile"] = figures_lr.profile(profile, spec.lr_profile.delta, figures_lr.intervals_of(lr_entry),
+                                                     (lr_entry or {}).get("fit"))
         figures["lr-lm-eval"] = figures_lr.lm_eval(profile)
     if any("generated" in r.values for r in runs.values()):
         figures["generation"] = fc.per_step(runs, "generated", "Generation accuracy per step (greedy, val prompts)",

@@ -1,15 +1,24 @@
 """Claim (b)'s candidate estimands compared by a plasmode simulation on a pilot's lr-profile runs (issue #32).
 
-    python -m benchmarks.profile_power [SPEC] [--storage URL] --out FILE.json [--sims 100] [--boot 200]
-        [--shifts 0,0.15,0.3,0.45] [--designs SEEDSxPAIRS,...]
+    python -m benchmarks.profile_power [SPEC] [KEY=VALUE ...] [--storage URL] --out FILE.json [--sims 100]
+        [--boot 200] [--shifts 0,0.15,0.3,0.45] [--designs SEEDSxPAIRS,...] [--grids all|I+J+...,...]
+        [--candidates NAME,...]
+
+The 2026-12-06 run that chose the primary (docs/claims.md), from the pilot's storage:
+
+    python -m benchmarks.profile_power study/default.yaml "lr_profile.seeds=[101, 102, 103]" runs_dir=PILOT/runs \
+        --storage sqlite:///PILOT/runs/default/optuna.db --sims 100 --boot 200 --shifts 0,0.2,0.35,0.5,0.7 \
+        --designs 3x384,5x384,6x384 --grids 0+1+4+5 --candidates crossing,alignment,retention --out F.json
 
 The pilot is an lr-profile stage run on seeds and a data seed that no verdict will use. Its tuned-beta runs give,
 for every pair it scored (val and test pooled) and every learning rate, the share of seeds that ranked the pair
 right: the world's per-pair chances (DPO's profile; IPO's is the same moved by the planted shift). The seed-to-seed
 spread beyond what the pairs explain gives the world's seed SD. For each design (seeds x pairs per run, on the
 pilot's grid) and planted shift, every candidate is estimated with the stage's clustered interval in every simulated
-stage; the table gives coverage at the planted value, detection, and the MDE in decades read off the power curve.
-The JSON written holds every number, with the pilot's grid, seeds and timings, so docs/claims.md can cite it.
+stage; the table gives coverage at the planted value, detection, and the MDE in decades read off the power curve,
+with each design's runs and CPU minutes (``plan_stages.profile_seconds``), and per candidate the variance model
+(``profile_power.fit_variance``) that ``--dry-run`` uses. The JSON written holds every number, with the pilot's grid,
+seeds and timings, so docs/claims.md can cite it.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import study_tool
+from prefstudy.plan_stages import profile_runs, profile_seconds
 
 
 def seed_sd(wins: np.ndarray) -> float:
@@ -40,12 +50,16 @@ def seed_sd(wins: np.ndarray) -> float:
     return float(np.median(out)) if out else 0.0
 
 
+PRIMARY = "alignment shift (no model)"  # the stage's primary since 2026-12-06 (docs/claims.md)
+
+
 def candidates(delta: float, retention_from: float) -> dict[str, Any]:
     from prefstudy.evaluation import lr_profile as lp
     from prefstudy.evaluation import profile_shift as ps
 
     return {
         "crossing (today's, fixed beta)": lambda g: lp.degradation_difference(g, "ipo", "dpo", delta, False),
+        PRIMARY: lambda g: ps.alignment_difference(g, "ipo", "dpo"),
         "joint logistic shift": lambda g: ps.shift_difference(g, "ipo", "dpo", delta),
         f"retention above 10^{retention_from:.2f}": lambda g: ps.retention_difference(g, "ipo", "dpo",
                                                                                       retention_from),
@@ -60,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--designs", default="3x128,3x384,5x384", help="seeds x pairs per run, comma-separated")
     parser.add_argument("--grids", default="all", help="which of the pilot's learning rates a design runs: 'all' or "
                         "indices joined by '+' (e.g. 0+1+4+5, a sparser grid), comma-separated")
+    parser.add_argument("--candidates", default=None, help="which candidates to simulate: names' starts, comma-"
+                        "separated (default: all)")
     parser.add_argument("--method", default=None, help="the method whose profile is the world's (default: DPO)")
     args = parser.parse_args(argv)
 
@@ -84,38 +100,60 @@ def main(argv: list[str] | None = None) -> int:
     grids = {g: (list(range(len(log_lrs))) if g == "all" else [int(i) for i in g.split("+")])
              for g in args.grids.split(",")}
     table: list[dict[str, Any]] = []
+    variance: dict[str, Any] = {}
     started = time.perf_counter()
     for grid_name, index in grids.items():
         grid = tuple(log_lrs[i] for i in index)
         retention_from = float(grid[len(grid) // 2])
         cands = candidates(spec.lr_profile.delta, retention_from)
+        if args.candidates:
+            wanted = [w.strip() for w in args.candidates.split(",")]
+            cands = {k: v for k, v in cands.items() if any(k.startswith(w) for w in wanted)}
+        components: dict[str, list[tuple[int, int, float, float]]] = {}
         for seeds, pairs in designs:
             design = f"grid {grid_name} x {seeds} seeds x {pairs} pairs"
+            seconds = profile_seconds(spec, len(grid), seeds, pairs)
             for shift in shifts:
                 world = pp.World(grid, chances[index], shift, sd)
                 tallies = pp.simulate(world, seeds, pairs, cands, args.sims, args.boot, seed=spec.seed)
                 for name, t in tallies.items():
                     table.append({"design": design, "grid": [10 ** x for x in grid], "seeds": seeds, "pairs": pairs,
-                                  "runs": 2 * len(grid) * seeds, "shift": shift, "candidate": name,
+                                  "runs": profile_runs(spec, len(grid), seeds),
+                                  "cpu_minutes": round(seconds / 60, 1) if seconds is not None else None,
+                                  "shift": shift, "candidate": name,
                                   "truth": t.truth, "coverage": t.coverage, "power": t.power,
                                   "not_identified": t.not_identified, "sims": t.sims,
-                                  "median_estimate": float(np.median(t.estimates)) if t.estimates else None})
+                                  "median_estimate": float(np.median(t.estimates)) if t.estimates else None,
+                                  "sd_estimate": float(np.std(t.estimates, ddof=1)) if len(t.estimates) > 1 else None,
+                                  "median_interval_mde": float(np.median(t.mdes)) if t.mdes else None})
+                    if t.estimates:
+                        components.setdefault(name, []).append(
+                            (seeds, pairs, float(np.mean(t.seed_variances)), float(np.mean(t.pair_variances))))
                     print(f"{design} shift {shift:+.2f} {name}: truth {t.truth:+.3f} coverage {t.coverage:.3f} "
                           f"power {t.power:.2f} not identified {t.not_identified}/{t.sims} "
                           f"({time.perf_counter() - started:.0f} s)", flush=True)
+        for name, rows in components.items():
+            model = pp.fit_variance(rows)
+            variance[f"grid {grid_name}: {name}"] = {
+                "grid": [10 ** x for x in grid], "seed": model.seed, "pair": model.pair, "run": model.run,
+                "projected_mde": {f"{s}x{n}": model.mde(s, n) for s, n in designs}}
     mde = {}
     for design in dict.fromkeys(row["design"] for row in table):
         for name in dict.fromkeys(row["candidate"] for row in table if row["design"] == design):
-            rows = [row for row in table if row["design"] == design and row["candidate"] == name and row["shift"] > 0]
-            mde[f"{design}: {name}"] = pp.mde_decades([row["shift"] for row in rows], [row["power"] for row in rows])
+            picked = [row for row in table if row["design"] == design and row["candidate"] == name and row["shift"] > 0]
+            mde[f"{design}: {name}"] = pp.mde_decades([row["shift"] for row in picked],
+                                                      [row["power"] for row in picked])
     out = {"pilot": {"spec": spec.name, "storage": url, "method": base, "learning_rates": r.lrs,
                      "seeds": list(spec.lr_profile.seeds), "pairs": int(wins.shape[-1]), "seed_sd_logit": sd},
-           "sims": args.sims, "boot": args.boot, "table": table, "mde_decades": mde,
+           "sims": args.sims, "boot": args.boot, "table": table, "mde_decades": mde, "variance_model": variance,
            "seconds": time.perf_counter() - started}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     for key, value in mde.items():
         print(f"MDE {key}: {value:.3f} decades" if math.isfinite(value) else f"MDE {key}: not reached")
+    for key, v in variance.items():
+        print(f"variance model, {key}: seed {v['seed']:.4g}, pair {v['pair']:.4g}, run {v['run']:.4g}; "
+              "projected MDE " + ", ".join(f"{k} {m:.3f}" for k, m in v["projected_mde"].items()))
     print(f"wrote {args.out}")
     return 0
 

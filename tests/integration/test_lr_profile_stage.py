@@ -80,7 +80,13 @@ def test_claims_json_report_and_summary_carry_the_verdict(profile_run) -> None:
     entries = {e["id"]: e for e in json.loads((work / "reports" / "smoke" / "claims.json").read_text())}
     entry = entries["lr_tolerance"]
     assert KEYS <= set(entry) and entry["verdict"] in ("supported", "contradicted", "inconclusive")
-    assert entry["estimate"] is not None and entry["ci_low"] <= entry["estimate"] <= entry["ci_high"]
+    if entry["estimate"] is None:  # 6 test pairs on a tiny random model: the joint fit may not be identified
+        assert entry["reason"].startswith("the joint fit on all data is not identified"), entry
+    else:
+        assert entry["ci_low"] <= entry["estimate"] <= entry["ci_high"]
+    assert entry["fit"]["slope_per_decade"] is not None and set(entry["fit"]["midpoint_lr"]) == {"dpo", "ipo"}
+    crossing = next(s for s in entry["secondary"] if s["name"].startswith("threshold crossing"))
+    assert crossing["estimate"] is not None and crossing["ci_low"] <= crossing["estimate"] <= crossing["ci_high"]
     for method in ("dpo", "ipo"):
         design = entry["design"][method]
         assert len(design["learning_rates"]) == 6 and design["retuned"]["val_peak"] is not None
@@ -96,7 +102,9 @@ def test_dry_run_prints_the_stage_cost(tmp_path: Path) -> None:
                              "lr-profile"], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "stage lr-profile: 28 runs = 2 methods x (6 learning rates" in result.stdout
-    assert "per run: 4 optimizer steps" in result.stdout and "8 val + 6 test pairs" in result.stdout
+    assert "per run: 4 optimizer steps" in result.stdout
+    assert "8 val pairs (choose the re-tuned beta) + 6 test pairs (the profile read)" in result.stdout
+    assert "primary (shift of the decline, IPO - DPO): projected MDE" in result.stdout
 
 
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="kaleido needs chromium (apt-get install chromium)")

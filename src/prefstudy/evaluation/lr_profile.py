@@ -17,9 +17,10 @@ component of the interval then carries the tuned-beta runs' seed variance only (
   is where the straight line between it and the grid point before crosses ``peak - delta``, in log10 learning rate.
   No such point: the top of the grid, flagged *censored* (the method did not degrade inside the grid).
 
-**Primary statistic**: ``log10(IPO's degradation lr) - log10(DPO's)`` with beta re-tuned, in decades, with the
-seed-and-pair clustered interval of :mod:`prefstudy.evaluation.clustered`. Supported if the interval lies above 0,
-contradicted if below, otherwise inconclusive with the MDE.
+**The threshold crossing** ``log10(IPO's degradation lr) - log10(DPO's)`` with beta re-tuned, in decades, with the
+seed-and-pair clustered interval of :mod:`prefstudy.evaluation.clustered`: the primary of the 2026-12-02 run, a
+secondary since 2026-12-06 (the primary is :func:`prefstudy.evaluation.profile_shift.alignment_shift`, chosen by
+power; docs/claims.md). :func:`verdict` reads either: supported above 0, contradicted below, else inconclusive.
 """
 
 from __future__ import annotations

@@ -16,8 +16,9 @@ the common currency of candidates measured in different units.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import expit, logit
@@ -69,6 +70,9 @@ def parametric_world(log_lrs: Sequence[float], curve: np.ndarray, shift: float, 
 class Tally:
     truth: float
     estimates: list[float]
+    seed_variances: list[float] = field(default_factory=list)  # the interval's seed component, per stage
+    pair_variances: list[float] = field(default_factory=list)  # its pair component
+    mdes: list[float] = field(default_factory=list)  # the MDE each stage's interval reports
     covered: int = 0
     detected: int = 0  # the interval excludes 0 on the side of the truth (or on either side when the truth is 0)
     not_identified: int = 0
@@ -102,6 +106,9 @@ def simulate(world: World, seeds: int, pairs: int, candidates: Mapping[str, Cand
                 t.not_identified += 1
                 continue
             t.estimates.append(est.estimate)
+            t.seed_variances.append(est.seed_variance if np.isfinite(est.seed_variance) else 0.0)
+            t.pair_variances.append(est.pair_variance)
+            t.mdes.append(est.mde)
             t.covered += est.ci_low <= t.truth <= est.ci_high
             t.detected += (est.ci_low > 0) if t.truth >= 0 else (est.ci_high < 0)
     return tallies
@@ -118,3 +125,53 @@ def mde_decades(shifts: Sequence[float], power: Sequence[float], target: float =
             share = (target - pw[j - 1]) / (pw[j] - pw[j - 1])
             return float(s[j - 1] + share * (s[j] - s[j - 1]))
     return float("nan")
+
+
+@dataclass(frozen=True)
+class VarianceModel:
+    """How the primary's interval scales with the design, for sizing a stage without running it: the seed component
+    ``seed / S`` and the pair component ``(pair + run / S) / N`` (S seeds, N pairs read per run), combined into a t
+    interval with the degrees of freedom :func:`prefstudy.evaluation.clustered.clustered` uses. Fitted by
+    :func:`fit_variance` to simulated stages of several designs on one grid."""
+
+    seed: float
+    pair: float
+    run: float
+
+    def components(self, seeds: int, pairs: int) -> tuple[float, float]:
+        return self.seed / seeds, (self.pair + self.run / seeds) / pairs
+
+    def mde(self, seeds: int, pairs: int) -> float:
+        """The MDE (80% power, two-sided 5%) a stage of this design reports, in the statistic's units."""
+        from prefstudy.evaluation.clustered import satterthwaite_df, t_interval
+
+        v_seed, v_pair = self.components(seeds, pairs)
+        df = satterthwaite_df(v_seed, seeds, v_pair, pairs)
+        if v_seed >= v_pair:
+            df = float(seeds - 1)
+        return t_interval(1.0, math.sqrt(v_seed + v_pair), df)[3]
+
+    def size_for(self, target: float, seeds: int, pairs: int, max_seeds: int = 12,
+                 max_pairs: int = 4096) -> dict[str, int | None]:
+        """The fewest seeds (at ``pairs``) and the fewest pairs (at ``seeds``) whose MDE is at most ``target``; None
+        where the limit is not enough."""
+        by_seeds = next((s for s in range(max(seeds, 2), max_seeds + 1) if self.mde(s, pairs) <= target), None)
+        by_pairs = next((n for n in range(64, max_pairs + 1, 64) if self.mde(seeds, n) <= target), None)
+        return {"seeds_at_these_pairs": by_seeds, "pairs_at_these_seeds": by_pairs}
+
+
+def fit_variance(rows: Sequence[tuple[int, int, float, float]]) -> VarianceModel:
+    """A :class:`VarianceModel` from ``(seeds, pairs, mean seed component, mean pair component)`` of simulated
+    designs: ``seed`` = the mean of seed component x S; ``pair`` and ``run`` by least squares of pair component x N
+    on 1 / S (``run`` held at 0 when the designs share one S, or when the fit makes it negative)."""
+    if not rows:
+        raise ValueError("no simulated designs to fit")
+    seeds = np.array([r[0] for r in rows], dtype=float)
+    scaled_pair = np.array([r[3] * r[1] for r in rows], dtype=float)
+    seed = float(np.mean([r[2] * r[0] for r in rows]))
+    if len(set(seeds.tolist())) > 1:
+        design = np.column_stack([np.ones_like(seeds), 1.0 / seeds])
+        pair, run = (float(v) for v in np.linalg.lstsq(design, scaled_pair, rcond=None)[0])
+        if run >= 0 and pair >= 0:
+            return VarianceModel(seed, pair, run)
+    return VarianceModel(seed, float(np.mean(scaled_pair)), 0.0)

@@ -13,13 +13,14 @@ import numpy as np
 
 from prefstudy.evaluation import drift as dr
 from prefstudy.evaluation import lr_profile as lp
+from prefstudy.evaluation import profile_shift as ps
 from prefstudy.evaluation.clustered import clustered
 from prefstudy.report import stage_runs as sr
 from prefstudy.spec import StudySpec
 
-CLAIM_B = ("IPO tolerates higher learning rates than DPO if beta is tuned with it: its val accuracy stays within "
-           "delta of its peak up to a higher learning rate (practitioners aligning Mistral 7B; the Zephyr recipe "
-           "had to fix DPO at a very low learning rate)")
+CLAIM_B = ("IPO tolerates higher learning rates than DPO if beta is tuned with it: its accuracy declines at a "
+           "higher learning rate (practitioners aligning Mistral 7B; the Zephyr recipe had to fix DPO at a very low "
+           "learning rate)")
 
 
 @dataclass
@@ -136,13 +137,10 @@ def method_summary(spec: StudySpec, runs: ProfileRuns) -> dict[str, Any]:
 
 
 def lr_claim(spec: StudySpec, runs: dict[str, ProfileRuns]) -> dict[str, Any]:
-    """The ``lr_tolerance`` entry of claims.json; 'inconclusive' with a reason when data are missing."""
+    """The ``lr_tolerance`` entry of claims.json; 'inconclusive' with a reason when data are missing or fewer than
+    3 seeds (rules: ``evaluation.profile_shift``, docs/claims.md)."""
     p = spec.lr_profile
-    entry = sr.new_entry("lr_tolerance", CLAIM_B,
-                      f"log10(IPO's degradation learning rate) - log10(DPO's), beta re-tuned per learning rate (in "
-                      f"decades); degradation lr = the largest lr whose val accuracy stays within {p.delta:g} of the "
-                      "method's val peak, interpolated in log lr; diverged runs count as degraded; 95% t interval "
-                      "clustered over seeds and pairs")
+    entry = sr.new_entry("lr_tolerance", CLAIM_B, STATISTIC.format(delta=p.delta))
     pair = sr.ipo_and_dpo(runs, entry, "lr-profile")
     if pair is None:
         return entry
@@ -150,31 +148,64 @@ def lr_claim(spec: StudySpec, runs: dict[str, ProfileRuns]) -> dict[str, Any]:
     a, b = runs[ipo], runs[dpo]
     entry["design"] = {m: method_summary(spec, r) for m, r in ((ipo, a), (dpo, b))}
     entry["methods"] = {"ipo": ipo, "dpo": dpo}
-    if a.lrs != b.lrs or "val" not in a.values or "val" not in b.values:
-        entry["reason"] = "the methods' learning-rate grids differ or a method has no scored run yet"
+    if a.lrs != b.lrs or any(k not in r.values for k in lp.KEYS for r in (a, b)):
+        entry["reason"] = "the methods' learning-rate grids differ or a method has no scored run yet (val and test)"
         return entry
     x = list(np.log10(a.lrs))
-    data = {ipo: a.values["val"], dpo: b.values["val"]}
-    if not all(np.isfinite(lp.accuracy(v)[:, 0]).all() for v in data.values()):
+    if not all(np.isfinite(lp.accuracy(r.values[k])[:, 0]).all() for k in lp.KEYS for r in (a, b)):
         entry["reason"] = "the stage is incomplete: a learning rate has no finished tuned-beta run"
         return entry
-    diff = clustered(lp.degradation_difference(x, ipo, dpo, p.delta, True), data, n_boot=p.n_boot, seed=spec.seed)
-    entry.update({k: sr.finite(getattr(diff, k)) for k in ("estimate", "ci_low", "ci_high", "mde", "p_value", "df")})
-    entry.update({"verdict": lp.verdict(diff),
-                  "censored": {m: entry["design"][m]["retuned"]["censored"] for m in (ipo, dpo)}})
+    read = {ipo: ps.read_chosen(a.values["test"], a.values["val"]),
+            dpo: ps.read_chosen(b.values["test"], b.values["val"])}
+    entry["profiles"] = {m: [sr.finite(v) for v in ps.curve(read[m])] for m in (ipo, dpo)}
+    fit = ps.fit_joint(x, ps.curve(read[ipo]), ps.curve(read[dpo]), p.delta)
+    entry["fit"] = fit_summary(fit, ipo, dpo)  # the candidate that lost (docs/claims.md): shown, not read
     entry["secondary"] = secondary(spec, a, b, x, ipo, dpo)
+    diff = clustered(ps.alignment_difference(x, ipo, dpo), read, n_boot=p.n_boot, seed=spec.seed)
+    entry.update({k: sr.finite(getattr(diff, k)) for k in ("estimate", "ci_low", "ci_high", "mde", "p_value", "df")})
+    low, high = ps.alignable(x)
+    entry["alignable"] = [low, high]
+    entry["censored"] = bool(diff.estimate >= high - 0.005 or diff.estimate <= low + 0.005)
+    entry["verdict"] = lp.verdict(diff)
+    if diff.seeds < MIN_SEEDS:
+        entry["verdict"] = "inconclusive"
+        entry["reason"] = (f"{diff.seeds} seed(s): the seed part of the interval rests on fewer than "
+                           f"{MIN_SEEDS - 1} degrees of freedom, so no verdict is read (set lr_profile.seeds to "
+                           f">= {MIN_SEEDS})")
     return entry
+
+
+STATISTIC = ("alignment shift of the decline, IPO - DPO, in decades of learning rate: the d that lays DPO's profile, "
+             "moved d to the right, best onto IPO's (least squares over the grid points that stay inside, >= 3; "
+             "d in 0.01-decade steps); profiles = each method's seed-mean TEST accuracy per learning rate with beta "
+             "re-tuned per learning rate on VAL (val chooses, test is read); diverged runs count as every pair lost; "
+             "95% t interval clustered over seeds and test pairs; an estimate at the grid's alignable bound is "
+             "censored")
+
+
+MIN_SEEDS = 3  # a verdict needs the seed variance estimated from >= 3 values
+
+
+def fit_summary(fit: ps.JointFit, ipo: str, dpo: str) -> dict[str, Any]:
+    return {"slope_per_decade": sr.finite(fit.slope), "floor": sr.finite(fit.floor), "identified": fit.identified,
+            "reason": fit.reason,
+            "plateau": {ipo: sr.finite(fit.plateaus[0]), dpo: sr.finite(fit.plateaus[1])},
+            "midpoint_lr": {ipo: sr.finite(10 ** fit.mids[0]), dpo: sr.finite(10 ** fit.mids[1])}}
 
 
 def secondary(spec: StudySpec, a: ProfileRuns, b: ProfileRuns, x: list[float], ipo: str,
               dpo: str) -> list[dict[str, Any]]:
-    """The claim's secondary statistics (unadjusted here; Holm-adjusted in the study's family)."""
+    """The claim's secondary statistics, in their declared order (unadjusted here; Holm-adjusted in the study's
+    family)."""
     p = spec.lr_profile
     out = sr.Secondaries(p.n_boot, spec.seed)
     add = out.add
 
-    add("lr tolerance at the fixed tuned beta: log10 deg lr(IPO) - log10 deg lr(DPO) (decades)",
-        lp.degradation_difference(x, ipo, dpo, p.delta, False), {ipo: a.values["val"], dpo: b.values["val"]})
+    add("alignment shift at the fixed tuned beta: IPO - DPO (decades, on test)",
+        ps.alignment_difference(x, ipo, dpo), {ipo: a.values["test"][:, :1], dpo: b.values["test"][:, :1]})
+    add(f"threshold crossing (the primary until 2026-12-06): log10 deg lr(IPO) - log10 deg lr(DPO), beta re-tuned, "
+        f"on val, delta {p.delta:g} (decades)",
+        lp.degradation_difference(x, ipo, dpo, p.delta, True), {ipo: a.values["val"], dpo: b.values["val"]})
     for key, name in (("lm_eval", "lm-eval macro mean, IPO - DPO, averaged over the learning-rate grid (1 seed; "
                                   "documents resampled)"),
                       ("generated", "generation accuracy, IPO - DPO, averaged over the learning-rate grid (1 seed)")):
@@ -185,19 +216,16 @@ def secondary(spec: StudySpec, a: ProfileRuns, b: ProfileRuns, x: list[float], i
 
 
 def sentence(entry: dict[str, Any]) -> str:
-    """One line: 'claim (b) lr_tolerance: INCONCLUSIVE: log10 deg lr(IPO) - log10 deg lr(DPO) = +0.20 [...]'."""
+    """One line: 'claim (b) lr_tolerance: INCONCLUSIVE: alignment shift of the decline, IPO - DPO, ... = +0.20 ...'."""
     if entry.get("estimate") is None:
         return f"claim (b) lr_tolerance: {entry['verdict']}" + (f" ({entry['reason']})" if entry.get("reason") else "")
-    line = (f"claim (b) lr_tolerance: {entry['verdict'].upper()}: log10 degradation lr, IPO - DPO, beta re-tuned = "
-            f"{entry['estimate']:+.2f} decades [95% {entry['ci_low']:+.2f}, {entry['ci_high']:+.2f}]")
+    at_least = ">= " if entry.get("censored") and entry["estimate"] > 0 else "<= " if entry.get("censored") else ""
+    interval = (f"[95% {entry['ci_low']:+.2f}, {entry['ci_high']:+.2f}]" if entry.get("ci_low") is not None
+                and entry.get("ci_high") is not None else "(no interval: every resample and seed gave the same value)")
+    line = (f"claim (b) lr_tolerance: {entry['verdict'].upper()}: alignment shift of the decline, IPO - DPO, beta "
+            f"re-tuned = {at_least}{entry['estimate']:+.2f} decades {interval}")
     if entry["verdict"] == "inconclusive" and entry.get("mde") is not None:
-        line += f"; cannot detect differences below {entry['mde']:.2f} decades (80% power)"
-    degs = []
-    for role in ("ipo", "dpo"):
-        label = entry.get("methods", {}).get(role)
-        got = entry.get("design", {}).get(label, {}).get("retuned", {})
-        if got.get("degradation_lr") is not None:
-            degs.append(f"{label.upper()} {'>= ' if got['censored'] else ''}{got['degradation_lr']:.2g}")
-    if degs:
-        line += "; degradation lr " + ", ".join(degs)
+        line += f"; cannot detect shifts below {entry['mde']:.2f} decades (80% power)"
+    if entry.get("reason"):
+        line += f" ({entry['reason']})"
     return line

@@ -26,11 +26,19 @@ def lr_profile(d: rd.ReportData) -> Section:
     s = Section("lr-profile", "5. Learning-rate profile: how far can each method's learning rate go?",
                 "A fixed grid of learning rates reaching past the search range on both sides (nox -s study -- --stage "
                 "lr-profile), each method at its tuned β with several seeds, and with β re-tuned (two more values, "
-                "one seed, chosen on val) at the highest learning rates. A method's degradation learning rate is the "
-                f"largest one whose val accuracy stays within {delta:g} of its val peak, interpolated in log learning "
-                "rate; diverged runs count as degraded. Read on val; test is reported at the peak and at the "
-                "degradation point. Intervals are clustered over seeds and pairs (docs/claims.md). Below: per search "
-                "trial, the share of optimizer steps whose gradient norm was clipped.")
+                "one seed, chosen on val) at the highest learning rates. The primary (since 2026-12-06): the shift of "
+                "the decline, IPO minus DPO, in decades, from a joint logistic fit (shared slope and floor) to the "
+                "methods' test accuracy per learning rate, β chosen on val; diverged runs count as every pair lost. "
+                "Secondary: a method's degradation learning rate, the largest one whose val accuracy stays within "
+                f"{delta:g} of its val peak, interpolated in log learning rate (the primary of the 2026-12-02 run). "
+                "Intervals are clustered over seeds and pairs (docs/claims.md). Below: per search trial, the share of "
+                "optimizer steps whose gradient norm was clipped.")
+    fit = next((e.get("fit") for e in d.claims if e["id"] == "lr_tolerance"), None)
+    if fit:
+        mids = ", ".join(f"{m.upper()} {v:.2e}" for m, v in fit["midpoint_lr"].items() if v is not None)
+        s.verdict.append(text(f"Joint fit on test (β re-tuned): midpoints {mids}; slope {num(fit['slope_per_decade'])}"
+                              f" per decade, floor {num(fit['floor'])}"
+                              + ("" if fit["identified"] else f"; not identified: {fit['reason']}") + "."))
     entry = next((e for e in d.claims if e["id"] == "lr_tolerance"), None)
     if entry is None:
         s.verdict.append(text("The learning-rate profile has not been run yet: ",
@@ -62,7 +70,8 @@ def lr_profile(d: rd.ReportData) -> Section:
                 "trials clipped every step" + (f": those ran normalized gradient descent (every gradient rescaled to "
                                                f"norm {max_norm:g})." if every else ".")))
     if d.profile_runs:
-        s.body.append(figure(fl.profile(d.profile_runs, delta, fl.intervals_of(entry)), "fig-lr-profile"))
+        fig = fl.profile(d.profile_runs, delta, fl.intervals_of(entry), (entry or {}).get("fit"))
+        s.body.append(figure(fig, "fig-lr-profile"))
         if any(any(v is not None for v in r.lm_eval_mean) for r in d.profile_runs.values()):
             s.body.append(figure(fl.lm_eval(d.profile_runs), "fig-lr-lm-eval"))
     return s

@@ -89,14 +89,14 @@ class LrProfileSpec(_Frozen):
     beta (several seeds) and with beta re-tuned at the highest learning rates (one seed, chosen on val)."""
 
     learning_rates: tuple[float, ...] = ()  # explicit grid; empty: grid_points log-spaced across the extended range
-    grid_points: int = Field(6, ge=6)  # learning rates when not listed
+    grid_points: int = Field(6, ge=4)  # learning rates when not listed (>= 4: the primary aligns on >= 3 of them)
     extend: tuple[float, float] = (2.0, 4.0)  # the grid runs from learning_rate.low / extend[0] to high * extend[1]
     betas: dict[str, float] = {}  # per method; left out: the beta of the method's best search trial
     seeds: tuple[int, ...] = (1, 2)  # training seeds at the tuned beta (>= 2: the interval carries seed variance)
     retune_points: int = Field(3, ge=1)  # beta is re-tuned at this many of the highest learning rates
     retune_factor: float = Field(3.0, gt=1.0)  # candidates: tuned beta * and / this (clipped to the method's range)
     delta: float = Field(0.05, gt=0, lt=1)  # degraded: val accuracy more than delta below the method's val peak
-    test_pairs: int | None = Field(128, ge=2)  # test pairs scored at the end of every run (None: all of test)
+    test_pairs: int | None = Field(None, ge=2)  # test pairs every run scores, the primary's (None: all of test)
     n_boot: int = Field(1000, ge=100)  # pair bootstrap resamples of the clustered intervals
 
     @field_validator("seeds")
@@ -109,8 +109,9 @@ class LrProfileSpec(_Frozen):
     @field_validator("learning_rates")
     @classmethod
     def _grid(cls, value: tuple[float, ...]) -> tuple[float, ...]:
-        if value and (len(value) < 6 or len(set(value)) != len(value) or any(v <= 0 for v in value)):
-            raise ValueError("lr_profile.learning_rates: at least 6 distinct positive values (or empty for the grid)")
+        if value and (len(value) < 4 or len(set(value)) != len(value) or any(v <= 0 for v in value)):
+            raise ValueError("lr_profile.learning_rates: at least 4 distinct positive values (the primary aligns the "
+                             "profiles on >= 3 of them), or empty for the grid")
         return tuple(sorted(value))
 
     @field_validator("betas")

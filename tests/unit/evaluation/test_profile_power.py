@@ -55,3 +55,56 @@ def test_the_tally_sees_a_large_shift_and_no_shift() -> None:
     none = pp.simulate(pp.parametric_world(GRID, CURVE, 0.0, pair_sd=0.5), 3, 256, candidates, n_sims=4, n_boot=40)
     assert none["shift"].truth == pytest.approx(0.0, abs=1e-6) and none["crossing"].truth == pytest.approx(0.0)
     assert none["shift"].sims == 4 and none["shift"].detected <= 1
+
+
+def test_the_variance_model_by_hand() -> None:
+    from scipy import stats
+
+    model = pp.VarianceModel(seed=0.02, pair=5.0, run=3.0)
+    # 3 seeds x 384 pairs: seed 0.02 / 3 = 0.006667; pair (5 + 3 / 3) / 384 = 0.015625 (pair-dominated:
+    # Satterthwaite df = 0.022292^2 / (0.006667^2 / 2 + 0.015625^2 / 383) = 21.74)
+    v_seed, v_pair = model.components(3, 384)
+    assert (v_seed, v_pair) == (pytest.approx(0.0066667, rel=1e-4), pytest.approx(0.015625))
+    df = (v_seed + v_pair) ** 2 / (v_seed**2 / 2 + v_pair**2 / 383)
+    assert df == pytest.approx(21.74, abs=0.01)
+    by_hand = (stats.t.ppf(0.975, df) + stats.t.ppf(0.8, df)) * np.sqrt(v_seed + v_pair)
+    assert model.mde(3, 384) == pytest.approx(by_hand) and by_hand == pytest.approx(0.438, abs=0.002)
+    # seed-dominated (seed 0.2 / 3 > pair): df = S - 1 = 2, as the stage's interval uses
+    heavy = pp.VarianceModel(seed=0.2, pair=5.0, run=3.0)
+    se = np.sqrt(0.2 / 3 + 6 / 384)
+    assert heavy.mde(3, 384) == pytest.approx((stats.t.ppf(0.975, 2) + stats.t.ppf(0.8, 2)) * se)
+    size = model.size_for(0.35, 3, 384)
+    s_min = size["seeds_at_these_pairs"]
+    assert s_min is not None and model.mde(s_min, 384) <= 0.35 < model.mde(s_min - 1, 384)
+    # more pairs at 3 seeds never get there: once the seed component dominates, df drops to S - 1 = 2
+    assert size["pairs_at_these_seeds"] is None and model.mde(3, 4096) > model.mde(3, 768)
+    light = pp.VarianceModel(seed=0.005, pair=5.0, run=3.0)
+    n_min = light.size_for(0.35, 3, 384)["pairs_at_these_seeds"]
+    assert n_min is not None and light.mde(3, n_min) <= 0.35 < light.mde(3, n_min - 64)
+
+
+def test_the_variance_model_is_recovered_from_designs_that_follow_it() -> None:
+    truth = pp.VarianceModel(seed=0.03, pair=4.0, run=2.5)
+    rows = [(s, n, *truth.components(s, n)) for s, n in ((3, 192), (3, 384), (5, 384), (5, 192))]
+    got = pp.fit_variance(rows)
+    assert (got.seed, got.pair, got.run) == (pytest.approx(0.03), pytest.approx(4.0), pytest.approx(2.5))
+    one_s = pp.fit_variance([r for r in rows if r[0] == 3])  # one S: the run term cannot be told from the pair term
+    assert one_s.run == 0.0 and one_s.pair == pytest.approx(4.0 + 2.5 / 3)
+    with pytest.raises(ValueError):
+        pp.fit_variance([])
+
+
+def test_the_primary_covers_and_detects_at_the_declared_design() -> None:
+    """The lr-profile primary (the alignment shift) at the declared design (4 learning rates, 5 seeds x 384 pairs) on
+    a world shaped like the 2026-12-06 pilot (DPO's val profile there, pairs of varied difficulty): with no shift
+    its interval covers 0 and almost never decides; a planted 0.4 decades is found in most stages and covered.
+    120 stages each (docs/claims.md has the plasmode simulation on the pilot's own pairs)."""
+    grid = tuple(np.log10([3.8e-4, 1.05e-3, 2.9e-3, 8e-3]))
+    curve = np.array([0.633, 0.617, 0.544, 0.531])
+    primary = {"alignment": lambda g: ps.alignment_difference(g, "ipo", "dpo")}
+    null = pp.simulate(pp.parametric_world(grid, curve, 0.0, pair_sd=1.0, seed_sd=0.05), 5, 384, primary, 120,
+                       n_boot=100, seed=1)["alignment"]
+    assert null.truth == 0.0 and null.coverage >= 0.93 and null.detected <= 6 and null.not_identified == 0
+    planted = pp.simulate(pp.parametric_world(grid, curve, 0.4, pair_sd=1.0, seed_sd=0.05), 5, 384, primary, 120,
+                          n_boot=100, seed=2)["alignment"]
+    assert planted.truth == pytest.approx(0.4) and planted.coverage >= 0.93 and planted.power >= 0.6

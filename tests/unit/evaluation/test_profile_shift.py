@@ -84,3 +84,59 @@ def test_a_planted_shift_is_recovered_from_per_pair_wins() -> None:
         estimates.append(est.estimate)
         covered += est.ci_low <= 0.3 <= est.ci_high
     assert abs(np.median(estimates) - 0.3) < 0.08 and covered >= 10
+
+
+def test_the_slot_is_chosen_on_one_split_and_read_on_the_other() -> None:
+    # 2 learning rates x 3 slots x 2 seeds x 4 pairs. Val: slot 0 best at lr 0, slot 2 best at lr 1 (0.75 vs 0.5,
+    # 0.25); test says otherwise (slot 1 all wins at lr 1) and is read, never chooses
+    val = np.zeros((2, 3, 2, 4))
+    val[0, 0] = 1.0
+    val[1, 0, :, :2] = 1.0
+    val[1, 1, :, :1] = 1.0
+    val[1, 2, :, :3] = 1.0
+    test = np.zeros((2, 3, 2, 4))
+    test[:, 1] = 1.0
+    test[1, 2, :, :1] = 1.0
+    read = ps.read_chosen(test, val)
+    assert read.shape == (2, 1, 2, 4)
+    np.testing.assert_array_equal(read[0, 0], test[0, 0])
+    np.testing.assert_array_equal(read[1, 0], test[1, 2])
+    assert ps.curve(read).tolist() == [0.0, 0.25]
+    val[1, 0, :, :3] = 1.0  # a tie with slot 2: the tuned beta (slot 0) is kept
+    assert ps.curve(ps.read_chosen(test, val)).tolist() == [0.0, 0.0]
+
+
+def test_counted_counts_the_resamples_that_are_not_identified() -> None:
+    counted = ps.Counted(lambda data: float(data["a"].sum()) if data["a"].sum() > 0 else float("nan"))
+    for v in (1.0, 0.0, 2.0, 0.0):
+        counted({"a": np.array([v])})
+    assert (counted.calls, counted.nan) == (4, 2)
+
+
+def test_the_alignment_shift_by_hand() -> None:
+    x = np.array([0.0, 0.5, 1.0, 1.5])
+    dpo = np.array([0.8, 0.8, 0.6, 0.5])
+    ipo = np.array([0.8, 0.8, 0.8, 0.6])  # DPO moved 0.5 right: ipo(x) = dpo(x - 0.5) at x = 0.5, 1.0, 1.5
+    assert ps.alignment_shift(x, ipo, dpo) == pytest.approx(0.5)
+    assert ps.alignment_shift(x, dpo, ipo) == pytest.approx(-0.5)  # the other way round
+    assert ps.alignment_shift(x, dpo, dpo) == pytest.approx(0.0)
+    # 3 of 4 points must stay inside: d reaches -(1.5 - 1.0) and +(0.5 - 0.0); max_shift caps it further
+    assert ps.alignable(x) == (pytest.approx(-0.5), pytest.approx(0.5))
+    assert ps.alignable(x, max_shift=0.3) == (pytest.approx(-0.3), pytest.approx(0.3))
+    flat = np.full(4, 0.7)
+    assert ps.alignment_shift(x, flat, flat) == 0.0  # aligns anywhere: the tie goes to 0
+    # halfway: ipo = dpo moved 0.25 right, read on the grid by straight lines -> 0.25 exactly
+    quarter = np.interp(x - 0.25, x, dpo)
+    assert ps.alignment_shift(x, quarter, dpo) == pytest.approx(0.25)
+    assert np.isnan(ps.alignment_shift(x, np.array([0.8, np.nan, 0.6, 0.5]), dpo))
+
+
+def test_a_planted_alignment_shift_is_recovered_with_its_interval() -> None:
+    rng = np.random.default_rng(7)
+    x = np.log10([3.8e-4, 1.05e-3, 2.9e-3, 8e-3])
+    dpo = ps.logistic4(x, 3.0, 0.5, 0.66, -2.7)
+    ipo = np.interp(x - 0.3, x, dpo)
+    data = {m: (rng.random((4, 5, 2000)) < np.asarray(c)[:, None, None]).astype(float)[:, None]
+            for m, c in (("ipo", ipo), ("dpo", dpo))}
+    est = clustered(ps.alignment_difference(list(x), "ipo", "dpo"), data, n_boot=100, seed=0)
+    assert est.ci_low <= 0.3 <= est.ci_high and abs(est.estimate - 0.3) < 0.1 and est.ci_low > 0

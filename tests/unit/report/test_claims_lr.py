@@ -1,6 +1,8 @@
-"""claims.json's lr_tolerance entry from planted lr-profile runs: IPO degrading a decade later is 'supported' with
-the planted difference inside the interval, the reverse 'contradicted'; beta re-tuning that rescues the highest
-learning rates moves the degradation point; the sentence and the missing-runs reason."""
+"""claims.json's lr_tolerance entry from planted lr-profile runs. The primary (since 2026-12-06, the alignment shift):
+IPO's decline planted 0.4 decades to the right of DPO's is 'supported' with the planted shift inside the interval,
+the reverse 'contradicted'; the slot read is chosen on val; two seeds give no verdict. The secondaries: the threshold
+crossing by hand, beta re-tuning that rescues the highest learning rates moving the degradation point; the sentence
+and the missing-runs reason."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import pytest
 from support import SMOKE
 
 from prefstudy.evaluation import lr_profile as lp
+from prefstudy.evaluation.profile_shift import logistic4
 from prefstudy.report.claims_lr import ProfileRuns, lr_claim, sentence
 from prefstudy.spec import load_spec
 
@@ -32,33 +35,62 @@ def _runs(method: str, loss_type: str, truth: list[float], rng: np.random.Genera
     return runs
 
 
-# IPO: peak 0.85 at 1e-4, within 0.05 at 3.16e-4 (0.84), 0.64 at 1e-3: degrades at log10 -3.5 + 0.5 * 0.2 = -3.4
-# DPO: peak 0.84 at 3.16e-5, 0.82 at 1e-4, 0.62 at 3.16e-4: degrades at -4.0 + 0.5 * 0.15 = -3.925
 IPO = [0.70, 0.78, 0.85, 0.84, 0.64, 0.50]
 DPO = [0.72, 0.84, 0.82, 0.62, 0.52, 0.50]
 
 
-def test_a_planted_difference_is_supported_and_recovered() -> None:
+X = np.log10(LRS)
+# logistic profiles (profile_shift.logistic4): slope 6 per decade, floor 0.5, plateau 0.85; midpoints IPO -3.3,
+# DPO -3.7: IPO's profile is DPO's moved 0.4 decades to the right (the grid aligns up to 1.0 decade either way)
+IPO_L = [float(v) for v in logistic4(X, 6.0, 0.5, 0.85, -3.3)]
+DPO_L = [float(v) for v in logistic4(X, 6.0, 0.5, 0.85, -3.7)]
+
+
+def test_a_planted_shift_is_supported_and_recovered() -> None:
     spec = load_spec(SMOKE)
     rng = np.random.default_rng(0)
-    entry = lr_claim(spec, {"dpo": _runs("dpo", "sigmoid", DPO, rng), "ipo": _runs("ipo", "ipo", IPO, rng)})
+    entry = lr_claim(spec, {"dpo": _runs("dpo", "sigmoid", DPO_L, rng), "ipo": _runs("ipo", "ipo", IPO_L, rng)})
     assert entry["verdict"] == "supported", entry
-    assert entry["ci_low"] <= -3.4 - -3.925 <= entry["ci_high"]
-    assert entry["estimate"] == pytest.approx(0.525, abs=0.15)
-    ipo = entry["design"]["ipo"]["fixed"]
-    assert ipo["log10_degradation_lr"] == pytest.approx(-3.4, abs=0.15) and not ipo["censored"]
-    assert ipo["peak_lr"] == pytest.approx(1e-4) and ipo["test_at_peak"] == pytest.approx(0.85, abs=0.05)
+    assert entry["ci_low"] <= 0.4 <= entry["ci_high"] and entry["estimate"] == pytest.approx(0.4, abs=0.1)
+    assert entry["alignable"] == [pytest.approx(-1.0), pytest.approx(1.0)] and not entry["censored"]
+    assert "TEST" in entry["statistic"] and "VAL" in entry["statistic"]
+    assert entry["profiles"]["ipo"][3] == pytest.approx(IPO_L[3], abs=0.03)  # 600 pairs x 3 seeds
     names = [s["name"] for s in entry["secondary"]]
-    assert any("fixed tuned beta" in n for n in names)
+    assert names[0].startswith("alignment shift at the fixed tuned beta") and "threshold crossing" in names[1]
+    assert entry["secondary"][0]["ci_low"] <= 0.4 <= entry["secondary"][0]["ci_high"]
     line = sentence(entry)
-    assert line.startswith("claim (b) lr_tolerance: SUPPORTED") and "decades" in line and "IPO" in line
+    assert line.startswith("claim (b) lr_tolerance: SUPPORTED: alignment shift of the decline") and "decades" in line
 
 
 def test_the_reverse_is_contradicted() -> None:
     spec = load_spec(SMOKE)
     rng = np.random.default_rng(1)
-    entry = lr_claim(spec, {"dpo": _runs("dpo", "sigmoid", IPO, rng), "ipo": _runs("ipo", "ipo", DPO, rng)})
+    entry = lr_claim(spec, {"dpo": _runs("dpo", "sigmoid", IPO_L, rng), "ipo": _runs("ipo", "ipo", DPO_L, rng)})
     assert entry["verdict"] == "contradicted"
+    assert entry["ci_low"] <= -0.4 <= entry["ci_high"]
+
+
+def test_a_shift_past_the_alignable_range_is_censored() -> None:
+    spec = load_spec(SMOKE)
+    rng = np.random.default_rng(4)
+    far = [float(v) for v in logistic4(X, 6.0, 0.5, 0.85, -2.4)]  # 1.3 decades right of DPO: past the 1.0 bound
+    entry = lr_claim(spec, {"dpo": _runs("dpo", "sigmoid", DPO_L, rng), "ipo": _runs("ipo", "ipo", far, rng)})
+    assert entry["censored"] and entry["estimate"] == pytest.approx(1.0)
+    assert "= >= +1.00 decades" in sentence(entry)
+
+
+def test_the_crossing_secondary_matches_the_hand_worked_degradation_points() -> None:
+    # IPO: peak 0.85 at 1e-4, within 0.05 at 3.16e-4 (0.84), 0.64 at 1e-3: degrades at log10 -3.5 + 0.5 * 0.2 = -3.4
+    # DPO: peak 0.84 at 3.16e-5, 0.82 at 1e-4, 0.62 at 3.16e-4: degrades at -4.0 + 0.5 * 0.15 = -3.925
+    spec = load_spec(SMOKE)
+    rng = np.random.default_rng(0)
+    entry = lr_claim(spec, {"dpo": _runs("dpo", "sigmoid", DPO, rng), "ipo": _runs("ipo", "ipo", IPO, rng)})
+    crossing = entry["secondary"][1]
+    assert crossing["ci_low"] <= -3.4 - -3.925 <= crossing["ci_high"]
+    assert crossing["estimate"] == pytest.approx(0.525, abs=0.15)
+    ipo = entry["design"]["ipo"]["fixed"]
+    assert ipo["log10_degradation_lr"] == pytest.approx(-3.4, abs=0.15) and not ipo["censored"]
+    assert ipo["peak_lr"] == pytest.approx(1e-4) and ipo["test_at_peak"] == pytest.approx(0.85, abs=0.05)
 
 
 def test_retuning_beta_that_rescues_the_top_learning_rates_moves_the_degradation_point() -> None:
@@ -81,3 +113,13 @@ def test_missing_runs_say_what_to_run() -> None:
     entry = lr_claim(spec, {"dpo": _runs("dpo", "sigmoid", DPO, np.random.default_rng(3))})
     assert entry["verdict"] == "inconclusive" and entry["estimate"] is None
     assert "--stage lr-profile" in entry["reason"]
+
+
+def test_two_seeds_give_an_interval_but_no_verdict() -> None:
+    spec = load_spec(SMOKE)
+    rng = np.random.default_rng(5)
+    entry = lr_claim(spec, {"dpo": _runs("dpo", "sigmoid", DPO_L, rng, seeds=2),
+                            "ipo": _runs("ipo", "ipo", IPO_L, rng, seeds=2)})
+    assert entry["estimate"] is not None and entry["ci_low"] < entry["ci_high"]
+    assert entry["verdict"] == "inconclusive" and entry["reason"].startswith("2 seed(s)")
+    assert "(2 seed(s)" in sentence(entry)
