@@ -55,12 +55,12 @@ def run_prefstudy(spec: Any) -> dict[str, Any]:
     import optuna
 
     from prefstudy import pipeline
-    from prefstudy.search import session
+    from prefstudy.search import worker
     from prefstudy.training import refcache
 
     passes = {"computed": 0}
     phases: dict[str, float] = {}
-    real_prepare, real_load = refcache.prepare, session.load_worker
+    real_prepare, real_load = refcache.prepare, worker.load_worker
 
     def counted_prepare(*args: Any, **kwargs: Any) -> Any:
         prepared = real_prepare(*args, **kwargs)
@@ -70,17 +70,17 @@ def run_prefstudy(spec: Any) -> dict[str, Any]:
 
     def timed_load(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
-        worker = real_load(*args, **kwargs)
+        loaded = real_load(*args, **kwargs)
         phases["load+tokenize+reference+base_lm_eval"] = time.perf_counter() - started
-        return worker
+        return loaded
 
-    refcache.prepare, session.load_worker = counted_prepare, timed_load
+    refcache.prepare, worker.load_worker = counted_prepare, timed_load
     storage = f"sqlite:///{spec.run_root()}/optuna.db"
     started = time.perf_counter()
     try:
         code = pipeline.run(spec, storage)
     finally:
-        refcache.prepare, session.load_worker = real_prepare, real_load
+        refcache.prepare, worker.load_worker = real_prepare, real_load
     wall = time.perf_counter() - started
     if code != 0:
         raise RuntimeError(f"prefstudy run failed with exit code {code}")
@@ -108,7 +108,7 @@ def run_prefstudy(spec: Any) -> dict[str, Any]:
 def run_variant(variant: str, spec_path: str, overrides: list[str], out: Path, repeats: int = 2) -> None:
     import torch
 
-    from prefstudy.search.session import offline_if_local, quiet_libraries
+    from prefstudy.search.worker import offline_if_local, quiet_libraries
 
     with tempfile.TemporaryDirectory(prefix="bench-runs-") as runs:
         spec = bench_spec(spec_path, runs, overrides)

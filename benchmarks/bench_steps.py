@@ -103,7 +103,7 @@ def run_steps(spec: Any, repeats: int = 2) -> dict[str, Any]:
     """The step and scoring measurements for ``spec`` (the benchmark spec), ``repeats`` x (DPO, IPO) x (off, on)."""
     import torch
 
-    from prefstudy.search.session import load_worker
+    from prefstudy.search.worker import load_worker
     from prefstudy.training.trainer import total_steps
 
     worker = load_worker(spec, "", {}, None, with_lm_eval=False)

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from optuna.trial import TrialState
 
     from benchmarks.pgcluster import PostgresCluster  # the throw-away cluster the tests use too
-    from prefstudy.search.workers import STORAGE_ENV
+    from prefstudy.search.processes import STORAGE_ENV
     from prefstudy.spec import load_spec
 
     work = Path(args.work)

@@ -77,7 +77,7 @@ def score_flops(shape: Shape, prompts: list[list[int]], chosen: list[list[int]],
     """Executed forward FLOPs of one packed ``sequence_logps`` pass over these pairs: its own batches and rows
     (:func:`~prefstudy.evaluation.logprobs.scoring_batches`, ``packed_row_tokens(max_length)``), padding included."""
     from prefstudy.evaluation.logprobs import packed_row_tokens, scoring_batches
-    from prefstudy.evaluation.packing import pack_pairs
+    from prefstudy.models.packed_forward import pack_pairs
 
     total = 0.0
     for picked in scoring_batches(prompts, chosen, rejected, batch_size):

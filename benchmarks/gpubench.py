@@ -74,7 +74,7 @@ def run(shape: str, spec_path: str, steps: int, out: Path, batch_size: int | Non
     import torch
 
     from prefstudy.models.loading import load_base_model, load_tokenizer
-    from prefstudy.search.session import Worker
+    from prefstudy.search.worker import Worker
     from prefstudy.spec import load_spec
     from prefstudy.training.refcache import model_identity, prepare
     from prefstudy.training.trainer import train_trial

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from prefstudy.evaluation import profile_power as pp
-    from prefstudy.report.claims_lr import load_profile
+    from prefstudy.report.claim_b import load_profile
 
     spec, url, storage = study_tool.open_study(args)
     runs = load_profile(spec, storage)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from prefstudy.evaluation.packing import backbone_and_head
+from prefstudy.models.packed_forward import backbone_and_head
 
 
 def completion_logps(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,

@@ -14,7 +14,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
-SPECS = SRC / "prefstudy" / "specs"  # also reachable as study/ from the repository root
+SPECS = SRC / "prefstudy" / "studies"  # also reachable as study/ from the repository root
 SMOKE = SPECS / "smoke.yaml"
 
 

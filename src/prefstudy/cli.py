@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     role = getattr(args, "role", None)
     if role:  # a worker started by --workers: the URL comes through the environment, not the command line
-        from prefstudy.search.workers import STORAGE_ENV
+        from prefstudy.search.processes import STORAGE_ENV
 
         args.storage = args.storage or os.environ.get(STORAGE_ENV)
     storage_url = args.storage or spec.storage or spec.default_storage()

@@ -25,8 +25,8 @@ def prepare(spec: StudySpec, storage_url: str, stages: list[Stage], launcher: bo
     """Everything that must hold before a trial runs, done once: inputs checked (and kept for the worker), lm-eval
     tasks resolved, storage schema and studies created (several workers racing on a fresh database crash
     otherwise). ``launcher``: this process checks the inputs and claims the run directory; its workers need not."""
-    from prefstudy.search.session import offline_if_local, quiet_libraries
     from prefstudy.search.storage import create_studies, open_storage
+    from prefstudy.search.worker import offline_if_local, quiet_libraries
 
     for stage in stages:
         stage.check(spec)
@@ -109,19 +109,19 @@ def exit_code(ctx: StudyContext, failures: list[tuple[Stage, dict[str, int]]]) -
 def run_workers(spec: StudySpec, storage_url: str, n: int, command: list[str], request: Request) -> int:
     """Each selected stage's trials on ``n`` worker processes running ``command`` (this CLI call without --workers)
     with ``--role STAGE``; this process prepares, enqueues, follows each stage up and reports. Returns the exit code."""
-    from prefstudy.search import workers
+    from prefstudy.search import processes
     from prefstudy.search.registry import for_request
     from prefstudy.search.storage import finished, waiting
 
     stages = for_request(spec, request)
     ctx = prepare(spec, storage_url, stages)
-    gpus = workers.visible_gpus()
+    gpus = processes.visible_gpus()
     log(f"study '{spec.name}': {n} workers on this machine" + (f", GPUs {gpus}" if gpus else " (no GPU)"))
     codes: list[int] = []
     for stage in stages:
         if stage.enqueue(ctx).has_work:
-            codes += workers.wait(workers.start(command, stage.name, n, gpus, storage_url))
-        if any(c in workers.INTERRUPTED for c in codes):
+            codes += processes.wait(processes.start(command, stage.name, n, gpus, storage_url))
+        if any(c in processes.INTERRUPTED for c in codes):
             break
         stage.after(ctx)  # here: the workers have exited
     finish(ctx)
@@ -130,7 +130,7 @@ def run_workers(spec: StudySpec, storage_url: str, n: int, command: list[str], r
     over = {m: d - target for m, d in done.items() if d > target}
     if over:
         log(f"finished trials above the target of {target} per method (concurrent workers): {over}")
-    if any(c in workers.INTERRUPTED for c in codes):
+    if any(c in processes.INTERRUPTED for c in codes):
         return 130
     complete = all(done[m] >= target and not waiting(s) for m, s in ctx.searches.items())
     return 0 if complete else 1

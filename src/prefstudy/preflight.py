@@ -4,7 +4,7 @@
 field or URL and what to do, and leaves no SQLite file, no study in a server storage and no ``runs/`` folder.
 Cheap checks come first; the last one (pairs longer than ``training.max_length``) needs the tokenizer, which is
 loaded only when that writes and downloads nothing (see ``model.load_tokenizer_offline``). What it loads (splits,
-tokenizer) is returned as ``search.session.Inputs`` and used by the worker of the same process: loaded once.
+tokenizer) is returned as ``search.worker.Inputs`` and used by the worker of the same process: loaded once.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from prefstudy.core.console import Log
 from prefstudy.core.secrets import redact
 from prefstudy.data.sources import DataError, PreferenceSplits, load_splits
 from prefstudy.models.loading import cached_tokenizer, check_model, is_local_model, load_tokenizer_offline
-from prefstudy.search.session import Inputs
+from prefstudy.search.worker import Inputs
 from prefstudy.spec import SpecError, StudySpec
 
 if TYPE_CHECKING:

@@ -76,6 +76,11 @@ def test_every_run_scores_the_same_pairs_at_every_point_from_step_0(drift_run) -
             assert all(len(r["drift"]) == 8 and len(r["margin_per_token"]) == 8 for r in rows)
             assert rows[0]["drift"] == [0.0] * 8 and rows[0]["margin_per_token"] == [0.0] * 8  # the base model
             assert all(len(r["generated"]) == len(r["generated_text"]) for r in rows)
+            curves = [json.loads(line) for line in (run_dir / "curves.jsonl").read_text().splitlines()]
+            scored = [c for c in curves if not c.get("base")]
+            # one key per measurement: the search trials' val/generation_accuracy, never generation/accuracy
+            assert scored and all(0 <= c["val/generation_accuracy"] <= 1 for c in scored)
+            assert not any(k.startswith("generation/") for c in curves for k in c)
             config = json.loads((run_dir / "config.json").read_text())
             assert config["stage"] == "drift" and config["seed"] > 2_000_000_000
 

@@ -14,8 +14,8 @@ from support import ROOT
 from prefstudy.search.loop import run_trials
 from prefstudy.search.objective import Objective
 from prefstudy.search.selection import best_trial
-from prefstudy.search.session import load_worker
 from prefstudy.search.storage import create_studies, open_storage
+from prefstudy.search.worker import load_worker
 from prefstudy.spec import load_spec
 from prefstudy.training.trl_seams import CachedRefDPOTrainer
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-SPECS_DIR = PACKAGE_DIR / "specs"
+SPECS_DIR = PACKAGE_DIR / "studies"
 TASKS_DIR = PACKAGE_DIR / "evaluation" / "lm_eval_tasks"
 DEFAULT_SPEC = "study/default.yaml"
 

@@ -27,7 +27,7 @@ import yaml
 
 from prefstudy.core.paths import TASKS_DIR
 from prefstudy.evaluation import metrics
-from prefstudy.evaluation.lmeval_seams import model_logits, no_env_probe
+from prefstudy.evaluation.lmeval_seams import model_logits, no_env_probe, resolved_config
 from prefstudy.models.merged_adapter import merged_adapter
 from prefstudy.spec import LmEvalTask, StudySpec
 
@@ -50,10 +50,12 @@ def materialize(tasks_dir: Path = TASKS_DIR) -> Path:
 
 
 def export_tasks(out: Path, tasks_dir: Path = TASKS_DIR) -> Path:
-    """Write the task YAMLs under ``tasks_dir`` to ``out`` with their ``dataset_kwargs.data_files`` made absolute
-    (lm-eval reads relative ones against the current folder): ``lm_eval --include_path OUT`` then works anywhere."""
-    for source in sorted(tasks_dir.glob("*/*.yaml")):
-        target = out / source.parent.name / source.name
+    """Copy the task files under ``tasks_dir`` (each task's YAML, the shared template it includes, the group file) to
+    ``out`` with every ``dataset_kwargs.data_files`` made absolute (lm-eval reads relative ones against the current
+    folder): ``lm_eval --include_path OUT`` then works anywhere. ``include:`` paths stay relative: the layout is
+    kept."""
+    for source in sorted([*tasks_dir.glob("*.yaml"), *tasks_dir.glob("*/*.yaml")]):
+        target = out / source.relative_to(tasks_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         config = yaml.safe_load(source.read_text(encoding="utf-8"))
         files = (config.get("dataset_kwargs") or {}).get("data_files") if isinstance(config, dict) else None
@@ -65,29 +67,26 @@ def export_tasks(out: Path, tasks_dir: Path = TASKS_DIR) -> Path:
     return out
 
 
+def local_tasks(tasks_dir: Path = TASKS_DIR) -> dict[str, Path]:
+    """The project's own tasks: name -> its YAML file (one folder per task)."""
+    return {path.stem: path for path in sorted(tasks_dir.glob("*/*.yaml"))} if tasks_dir.is_dir() else {}
+
+
 def task_manager(tasks: tuple[LmEvalTask, ...], tasks_dir: Path = TASKS_DIR) -> TaskManager:
     from lm_eval.tasks import TaskManager
 
-    local = {path.stem for path in tasks_dir.glob("*/*.yaml")} if tasks_dir.is_dir() else set()
+    local = local_tasks(tasks_dir)
     builtin = any(task.name not in local for task in tasks)
     return TaskManager(include_path=str(materialize(tasks_dir)) if local else None, include_defaults=builtin)
 
 
 def _dataset_of(manager: TaskManager, name: str) -> str:
-    """The task's dataset_path, following `include:` files (best effort; for the error message)."""
-    import yaml
-
-    entry = manager.task_index.get(name)
-    cfg, path = dict(getattr(entry, "cfg", None) or {}), getattr(entry, "yaml_path", None)
-    for _ in range(3):
-        if cfg.get("dataset_path") or not cfg.get("include") or path is None:
-            break
-        path = Path(path).parent / cfg["include"]
-        try:
-            included = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            break
-        cfg = {**included, **{k: v for k, v in cfg.items() if k != "include"}}
+    """The task's dataset_path, its ``include:`` files followed by lm-eval's loader (for the error message)."""
+    path = getattr(manager.task_index.get(name), "yaml_path", None)
+    try:
+        cfg = resolved_config(path) if path is not None else {}
+    except (OSError, ValueError, yaml.YAMLError):
+        cfg = {}
     return str(cfg.get("dataset_path") or "its dataset")
 
 
@@ -102,7 +101,7 @@ def validate_tasks(tasks: tuple[LmEvalTask, ...], tasks_dir: Path = TASKS_DIR) -
         if task.name not in manager.all_tasks:
             raise LmEvalError(
                 f"lm-eval task '{task.name}' is unknown: not among prefstudy's own tasks "
-                f"({', '.join(sorted(p.stem for p in tasks_dir.glob('*/*.yaml')))}) nor lm-eval's built-in ones"
+                f"({', '.join(local_tasks(tasks_dir))}) nor lm-eval's built-in ones"
             )
         try:
             get_task_dict([task.name], manager)
@@ -237,15 +236,20 @@ def compare_to_base(trial: dict[str, Any], base: dict[str, Any], seed: int) -> d
 
 
 def tasks_digest(tasks: tuple[LmEvalTask, ...], tasks_dir: Path = TASKS_DIR) -> str:
-    """A hash of the spec's task settings and of every file of the project's own tasks they name: a base score is
-    only comparable to trials scored on the same documents, prompts and filters."""
+    """A hash of the spec's task settings and, for each of the project's own tasks they name, its config as lm-eval
+    resolves it (``include:`` files merged) and its documents: a base score is only comparable to trials scored on
+    the same documents, prompts and filters. How the files are laid out does not enter it.
+    (:func:`prefstudy.evaluation.lm_eval_legacy.legacy_tasks_digest` is the digest studies got before 2026-12-06.)"""
     digest = hashlib.sha256()
+    local = local_tasks(tasks_dir)
     for task in tasks:
         digest.update(json.dumps([task.name, task.num_fewshot, task.limit, task.metric]).encode())
-        folder = tasks_dir / task.name
-        for path in sorted(folder.glob("*")) if folder.is_dir() else ():
-            if path.is_file():
-                digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        if task.name not in local:
+            continue
+        digest.update(json.dumps(resolved_config(local[task.name]), sort_keys=True, default=str).encode())
+        files = (resolved_config(local[task.name]).get("dataset_kwargs") or {}).get("data_files") or {}
+        for split in sorted(files):
+            digest.update(split.encode() + b"\0" + (local[task.name].parent / files[split]).read_bytes())
     return digest.hexdigest()[:16]
 
 

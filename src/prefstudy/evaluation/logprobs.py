@@ -2,7 +2,7 @@
 every held-out metric read them.
 
 Where the model's attention takes a 4D mask (sdpa, eager), a scoring pass runs the pairs as packed rows
-(``evaluation.packing.packed_answer_logps``): several pairs a row, padding only at the rows' ends, each row's
+(``models.packed_forward.packed_answer_logps``): several pairs a row, padding only at the rows' ends, each row's
 common prefix (system prompt, chat header), each prompt and the start both answers share run once. Elsewhere each
 prompt runs once with a KV cache that serves both answers, and the prefix every prompt of a pass shares runs once
 per pass. The LM head is applied only at answer positions. Both are equal to TRL's own full-sequence computation
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from prefstudy.evaluation.packing import (
+from prefstudy.models.packed_forward import (
     attention_takes_mask,
     backbone_and_head,
     common_prefix,

@@ -16,31 +16,36 @@ from pathlib import Path
 from optuna.storages import BaseStorage
 
 from prefstudy.core.secrets import redact
-from prefstudy.report import claims, verdicts
-from prefstudy.report import data as rd
-from prefstudy.report import figures as fg
-from prefstudy.report import sections_claims as sc
-from prefstudy.report import sections_dynamics as dyn
-from prefstudy.report import sections_lr as lr
-from prefstudy.report import sections_meta as meta
-from prefstudy.report import sections_results as res
+from prefstudy.report import (
+    claims,
+    data,
+    figures,
+    sections_claims,
+    sections_dynamics,
+    sections_lr,
+    sections_meta,
+    sections_results,
+    verdicts,
+)
 from prefstudy.report.html import Section, environment
 from prefstudy.spec import StudySpec
 
 PLOTLY_JS = "plotly.min.js"
 
 #: the page's sections, in order
-SECTIONS: tuple[Callable[[rd.ReportData, Path], Section], ...] = (
-    lambda d, _: res.headline(d), sc.claims, lambda d, _: res.versus(d), lambda d, _: res.landscape(d),
-    lambda d, _: lr.lr_profile(d), lambda d, _: dyn.overfitting(d), lambda d, _: dyn.capability(d),
-    lambda d, _: meta.diagnostics(d), meta.theory, meta.all_trials)
+SECTIONS: tuple[Callable[[data.ReportData, Path], Section], ...] = (
+    lambda d, _: sections_results.headline(d), sections_claims.claims,
+    lambda d, _: sections_results.versus(d), lambda d, _: sections_results.landscape(d),
+    lambda d, _: sections_lr.lr_profile(d), lambda d, _: sections_dynamics.overfitting(d),
+    lambda d, _: sections_dynamics.capability(d), lambda d, _: sections_meta.diagnostics(d),
+    sections_meta.theory, sections_meta.all_trials)
 
 
-def render(d: rd.ReportData, out_dir: Path) -> str:
+def render(d: data.ReportData, out_dir: Path) -> str:
     """The whole page as a string (plotly.js is referenced, not inlined), secrets redacted."""
     spec = d.spec
     page = environment().get_template("page.html.j2").render(
-        title=f"prefstudy · {spec.name}: " + " vs ".join(fg.label(m) for m in d.methods),
+        title=f"prefstudy · {spec.name}: " + " vs ".join(figures.label(m) for m in d.methods),
         model=spec.model.name_or_path, metric=d.metric, sampler=spec.search.sampler.type,
         n_trials=spec.search.n_trials, storage=d.storage_label, runs=str(spec.run_root()),
         built=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), notes=d.notes, plotly_js=PLOTLY_JS,
@@ -66,13 +71,13 @@ def build_report(spec: StudySpec, storage_url: str, out_dir: Path | None = None,
     returns the path of index.html. ``storage`` (an opened Optuna storage) overrides ``storage_url`` for reading."""
     out_dir = Path(out_dir) if out_dir is not None else Path("reports") / spec.name
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = rd.load(spec, storage_url, storage=storage, toy_results=toy_results)
-    verdicts.write(verdicts.family(data), out_dir)  # fills the claims' Holm-adjusted secondary p-values
-    if data.claims:
-        claims.write(data.claims, out_dir)
+    loaded = data.load(spec, storage_url, storage=storage, toy_results=toy_results)
+    verdicts.write(verdicts.family(loaded), out_dir)  # fills the claims' Holm-adjusted secondary p-values
+    if loaded.claims:
+        claims.write(loaded.claims, out_dir)
     write_plotly_js(out_dir)
     index = out_dir / "index.html"
     tmp = out_dir / f".index.html.{os.getpid()}.tmp"
-    tmp.write_text(render(data, out_dir), encoding="utf-8")
+    tmp.write_text(render(loaded, out_dir), encoding="utf-8")
     tmp.replace(index)
     return index

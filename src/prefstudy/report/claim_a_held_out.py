@@ -1,18 +1,12 @@
-"""The claims the tool exists to test, read from their stages' studies and run directories: ``claims.json``.
-
-Claim (a), ``drift`` (``--stage drift``; rules in ``evaluation.drift`` and ``docs/claims.md``): one entry
-``{"id": "drift", "statistic", "estimate", "ci_low", "ci_high", "mde", "p_value", "verdict", "secondary": [...]}``.
-The primary statistic is tested at 5% on its own (the stage is designed for it); its secondary statistics join the
-study's verdict family (``report.verdicts``), are Holm-adjusted with it, and carry their adjusted p here.
-"""
+"""Claim (a) on held-out pairs, ``drift`` (``--stage drift``; rules in ``evaluation.drift`` and ``docs/claims.md``):
+one entry ``{"id": "drift", "statistic", "estimate", "ci_low", "ci_high", "mde", "p_value", "verdict", "secondary":
+[...]}``, the primary of the 2026-12-02 design and a secondary where the drift design has p < 1 arms
+(``report.claim_a_train``). Its secondary statistics join the study's verdict family (``report.verdicts``)."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -144,38 +138,8 @@ def _per_100(statistic: Any) -> Any:
     return lambda data: 100.0 * statistic(data)
 
 
-def build(spec: StudySpec, storage: Any) -> tuple[list[dict[str, Any]], dict[str, MethodRuns], dict[str, Any],
-                                                  dict[str, Any]]:
-    """Every claim entry (one per claim stage that has runs; claim (a) on the training instances where the drift
-    runs scored them) and the loaded runs of each (for the figures): drift (val), drift (train), lr-profile."""
-    from prefstudy.report import claims_fixed_points, claims_lr
-
-    runs = load_drift(spec, storage)
-    train = claims_fixed_points.load(spec, storage)
-    profile = claims_lr.load_profile(spec, storage)
-    held_out = [drift_claim(spec, runs)] if runs else []
-    on_train = [claims_fixed_points.fixed_points_claim(spec, train)] if train else []
-    # claim (a)'s primary: the rules on the training preferences where the design has p < 1 arms (docs/claims.md);
-    # the held-out slope across beta (the 2026-12-02 design) is then secondary, and primary only without them
-    decides = bool(on_train) and "reason" not in on_train[0]
-    for entry in on_train:
-        entry["primary"] = decides
-    for entry in held_out:
-        entry["primary"] = not decides
-    entries = on_train + held_out + ([claims_lr.lr_claim(spec, profile)] if profile else [])
-    return entries, runs, profile, train
-
-
 def sentence(entry: dict[str, Any]) -> str:
     """One line: 'claim (a) drift: supported: slope(IPO) - slope(DPO) = -1.20 [95% -1.9, -0.5], MDE 0.6'."""
-    if entry["id"] == "lr_tolerance":
-        from prefstudy.report.claims_lr import sentence as lr_sentence
-
-        return lr_sentence(entry)
-    if entry["id"] == "fixed_points":
-        from prefstudy.report.claims_fixed_points import sentence as fixed_points_sentence
-
-        return fixed_points_sentence(entry)
     if entry.get("estimate") is None:
         reason = f" ({entry['reason']})" if entry.get("reason") else ""
         return f"claim (a) drift{_role(entry)}: {entry['verdict']}{reason}"
@@ -195,13 +159,3 @@ def sentence(entry: dict[str, Any]) -> str:
 
 def _role(entry: dict[str, Any]) -> str:
     return " (secondary: held-out pairs, one horizon)" if entry.get("primary") is False else ""
-
-
-def write(entries: list[dict[str, Any]], out_dir: Path) -> Path:
-    """``<out_dir>/claims.json`` (atomically)."""
-    path = out_dir / "claims.json"
-    tmp = out_dir / f".claims.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
-

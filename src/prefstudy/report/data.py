@@ -52,9 +52,9 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
     comparison: Comparison | None = None  # of the first two methods, when both have scored runs
     claims: list[dict[str, Any]] = field(default_factory=list)  # claims.json entries (report.claims)
-    claim_runs: dict[str, Any] = field(default_factory=dict)  # method -> report.claims.MethodRuns of the drift stage
-    profile_runs: dict[str, Any] = field(default_factory=dict)  # method -> report.claims_lr.ProfileRuns (lr-profile)
-    train_runs: dict[str, Any] = field(default_factory=dict)  # method -> report.claims_fixed_points.TrainRuns (drift)
+    claim_runs: dict[str, Any] = field(default_factory=dict)  # method -> claim_a_held_out.MethodRuns (drift)
+    profile_runs: dict[str, Any] = field(default_factory=dict)  # method -> report.claim_b.ProfileRuns (lr-profile)
+    train_runs: dict[str, Any] = field(default_factory=dict)  # method -> report.claim_a_train.TrainRuns (drift)
     steps: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per optimizer step (trainer_log.jsonl)
 
     @property

@@ -1,5 +1,5 @@
-"""Figures of the claims section, from the drift stage's runs (``report.claims.MethodRuns``): means over seeds and
-the stage's fixed val pairs, one line per beta."""
+"""Figures of the claims section, from the drift stage's runs (``report.claim_a_held_out.MethodRuns``): means over
+seeds and the stage's fixed val pairs, one line per beta."""
 
 from __future__ import annotations
 

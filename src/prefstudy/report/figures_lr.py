@@ -1,4 +1,4 @@
-"""Figures of the learning-rate profile (``--stage lr-profile``; ``report.claims_lr.ProfileRuns``): accuracy against
+"""Figures of the learning-rate profile (``--stage lr-profile``; ``report.claim_b.ProfileRuns``): accuracy against
 learning rate per method, with 95% bands, the degradation points with their intervals, and lm-eval's mean."""
 
 from __future__ import annotations

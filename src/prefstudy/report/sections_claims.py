@@ -7,9 +7,9 @@ from typing import Any
 
 from markupsafe import Markup
 
-from prefstudy.report import claims as cl
 from prefstudy.report import data as rd
 from prefstudy.report import figures_claims as fc
+from prefstudy.report.claims import sentence
 from prefstudy.report.html import Section, code, figure, interval, missing, num, table, text
 
 
@@ -37,18 +37,18 @@ def claims(d: rd.ReportData, _: Path) -> Section:
     else:
         train_first = next((e for e in d.claims if e["id"] == "fixed_points" and e.get("primary")), None)
         if train_first is not None:  # the primary (docs/claims.md) before the held-out secondary
-            s.verdict.append(cl.sentence(train_first) + ".")
-        s.verdict.append(cl.sentence(entry) + ".")
+            s.verdict.append(sentence(train_first) + ".")
+        s.verdict.append(sentence(entry) + ".")
         if entry.get("estimate") is not None and entry["verdict"] == "inconclusive":
             s.verdict.append("Inconclusive: on this model and data the stage cannot tell the methods' slopes "
                              "apart; more seeds narrow the interval most (the seed component dominates with 2 seeds).")
     train_entry = next((e for e in d.claims if e["id"] == "fixed_points"), None)
     if train_entry is not None and not train_entry.get("primary"):
-        s.verdict.append(cl.sentence(train_entry) + ".")
+        s.verdict.append(sentence(train_entry) + ".")
     if lr_entry is None:
         s.verdict.append(text("Claim (b) has not been tested yet: ", code("nox -s study -- --stage lr-profile"), "."))
     else:
-        s.verdict.append(cl.sentence(lr_entry) + ".")
+        s.verdict.append(sentence(lr_entry) + ".")
     for e in (train_entry, entry, lr_entry):
         if e is not None and _secondary_rows(e):
             s.body.append(table([f"claim {e['id']}: secondary statistic", "estimate [95%]", "p", "p (Holm)", "MDE",

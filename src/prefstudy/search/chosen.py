@@ -19,7 +19,7 @@ from prefstudy.core.rundir import write_json
 from prefstudy.search.selection import best_trial
 
 if TYPE_CHECKING:
-    from prefstudy.search.session import Worker
+    from prefstudy.search.worker import Worker
 
 PREFIX = "heldout/"
 

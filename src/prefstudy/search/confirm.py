@@ -22,7 +22,7 @@ from prefstudy.search.storage import top_up, waiting
 from prefstudy.spec import SpecError, StudySpec
 
 if TYPE_CHECKING:
-    from prefstudy.search.session import Worker
+    from prefstudy.search.worker import Worker
 
 
 def study_name(spec: StudySpec, method: str) -> str:

@@ -27,8 +27,8 @@ import optuna
 from prefstudy.core.rundir import start_trial_dir, trial_dir, write_json
 from prefstudy.core.secrets import redact
 from prefstudy.search.record import record_complete
-from prefstudy.search.session import Worker
 from prefstudy.search.stage import Stage, TrialPlan
+from prefstudy.search.worker import Worker
 from prefstudy.spec import spec_text
 
 

@@ -34,8 +34,10 @@ def _generation(worker: Any, model: Any, pairs: int) -> tuple[dict[str, Any], di
     summary, result = generated
     row = {"generated": [float(x) for x in result.correct], "generated_rows": result.indices,
            "generated_text": result.texts}
-    return row, {"generation/accuracy": summary["generation_accuracy"],
-                 "generation/empty_fraction": summary["generation_empty_fraction"]}
+    # the keys a search trial's last eval point writes too (one key per measurement; run directories written before
+    # 2026-12-06 have generation/accuracy and generation/empty_fraction in curves.jsonl, which nothing reads)
+    return row, {"val/generation_accuracy": summary["generation_accuracy"],
+                 "val/generation_empty_fraction": summary["generation_empty_fraction"]}
 
 
 def pair_values(policy: dict[str, Any], ref: dict[str, Any], metric: str) -> dict[str, np.ndarray]:

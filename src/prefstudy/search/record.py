@@ -10,7 +10,7 @@ import optuna
 from prefstudy.core.rundir import rss_mb, write_json
 from prefstudy.evaluation.heldout import derived_metrics, heldout_record
 from prefstudy.search.dashboard import attach, note_markdown
-from prefstudy.search.session import Worker
+from prefstudy.search.worker import Worker
 from prefstudy.training.trainer import TrialOutcome
 
 

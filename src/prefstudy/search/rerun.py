@@ -63,7 +63,7 @@ def locate(study_name: str, number: int, storage_url: str | None) -> tuple[Path,
 def rerun(study_name: str, number: int, storage_url: str | None = None, tolerance: float = 1e-6) -> int:
     from prefstudy.core.console import log
     from prefstudy.search.registry import by_name
-    from prefstudy.search.session import load_worker, offline_if_local, quiet_libraries
+    from prefstudy.search.worker import load_worker, offline_if_local, quiet_libraries
     from prefstudy.training.trainer import train_trial
 
     run_dir, config, result = locate(study_name, number, storage_url)

@@ -30,7 +30,7 @@ __all__ = ["Queue", "Request", "Shape", "Stage", "StudyContext", "TrialPlan", "q
 if TYPE_CHECKING:
     from lm_eval.tasks import TaskManager
 
-    from prefstudy.search.session import Inputs, Worker
+    from prefstudy.search.worker import Inputs, Worker
     from prefstudy.training.trainer import Probe, Schedule
 
 
@@ -84,10 +84,10 @@ class StudyContext:
 
     def worker(self) -> Worker:
         if self.loaded is None:
-            from prefstudy.search import session  # looked up at call time: the bench counts these loads
+            from prefstudy.search import worker  # looked up at call time: the bench counts these loads
 
-            self.loaded = session.load_worker(self.spec, self.storage_url, self.searches, self.lm_eval_manager,
-                                              inputs=self.inputs)
+            self.loaded = worker.load_worker(self.spec, self.storage_url, self.searches, self.lm_eval_manager,
+                                             inputs=self.inputs)
         return self.loaded
 
 

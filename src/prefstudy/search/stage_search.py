@@ -15,7 +15,7 @@ from prefstudy.search.storage import counts, finished, waiting
 from prefstudy.spec import StudySpec
 
 if TYPE_CHECKING:
-    from prefstudy.search.session import Worker
+    from prefstudy.search.worker import Worker
 
 
 def trial_seed(spec: StudySpec, number: int) -> int:
@@ -82,7 +82,7 @@ class SearchStage(Stage):
 
     def callbacks(self, spec: StudySpec) -> list[Any]:
         if spec.training.save_adapter == "best":
-            from prefstudy.search.session import keep_best_adapter
+            from prefstudy.search.worker import keep_best_adapter
 
             return [keep_best_adapter]
         return []

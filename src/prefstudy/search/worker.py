@@ -50,7 +50,7 @@ class Worker:
     trial_label: str = ""
     lm_eval_manager: TaskManager | None = None  # resolved once
     lm_eval_base: dict[str, Any] | None = None  # the base model's lm-eval result (per-doc scores included)
-    prefix_sharing: bool = False  # training.prefix_sharing resolved for this model (evaluation.packing)
+    prefix_sharing: bool = False  # training.prefix_sharing resolved for this model (models.packed_forward)
 
 
 def quiet_libraries() -> None:
@@ -119,8 +119,8 @@ def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Stu
     import torch
 
     from prefstudy.data.sources import load_splits
-    from prefstudy.evaluation.packing import resolve_prefix_sharing
     from prefstudy.models.loading import load_base_model, load_tokenizer, resolve_model_path
+    from prefstudy.models.packed_forward import resolve_prefix_sharing
     from prefstudy.training.refcache import model_identity, prepare
 
     torch.set_num_threads(spec.training.threads or max(1, os.cpu_count() or 1))
@@ -234,6 +234,7 @@ def check_truncation(spec: StudySpec, prepared: Prepared, studies: dict[str, opt
 def base_lm_eval(worker: Worker, studies: dict[str, optuna.Study]) -> dict[str, Any]:
     """The base model's lm-eval result: computed once per study, then read from runs/<name>/base/lm_eval.json."""
     from prefstudy.core.rundir import write_json
+    from prefstudy.evaluation.lm_eval_legacy import legacy_tasks_digest
     from prefstudy.evaluation.lmeval import LmEvalError, evaluate, flat_attrs, tasks_digest
 
     spec = worker.spec
@@ -241,6 +242,11 @@ def base_lm_eval(worker: Worker, studies: dict[str, optuna.Study]) -> dict[str, 
     if path.exists():
         stored: dict[str, Any] = json.loads(path.read_text())
         now = tasks_digest(spec.evaluation.lm_eval.tasks)
+        if stored.get("tasks_digest") == legacy_tasks_digest(spec.evaluation.lm_eval.tasks):
+            # scored before 2026-12-06's task layout (include: + group): the same documents and resolved configs
+            # (evaluation.lm_eval_legacy), so the stored score stays; its file keeps its old digest
+            log(f"lm-eval of the base model: reused {path} (tasks digest of the files before 2026-12-06)")
+            return stored
         if stored.get("tasks_digest") != now:
             raise LmEvalError(
                 f"{path} was scored on other lm-eval task files or settings (digest "

@@ -333,7 +333,7 @@ class StudySpec(_Frozen):
         data["evaluation"].pop("primary", None)  # how the results are read, not what the trials are
         data["evaluation"].pop("test_scoring", None)  # when test is scored, not what a trial is
         data["evaluation"].pop("generation", None)  # an extra measurement of a trained adapter, not the training
-        data["training"].pop("truncation", None)  # checked against the study's own record (search.session), so a
+        data["training"].pop("truncation", None)  # checked against the study's own record (search.worker), so a
         # study made before the setting existed resumes where no pair is long enough for it to matter
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 from prefstudy.core.rundir import append_jsonl
 from prefstudy.evaluation.heldout import Arrays, Prepared, curve_metrics, metric_line, score_splits
-from prefstudy.evaluation.packing import sliding_window_of
 from prefstudy.models.merged_adapter import merged_adapter
+from prefstudy.models.packed_forward import sliding_window_of
 from prefstudy.spec import MethodSpec, StudySpec, TrainingSpec
 from prefstudy.tracking.trial import report_to
 from prefstudy.training.adapter_check import check_adapter_applied
@@ -62,7 +62,7 @@ class Schedule:
 
 
 class TrialContext(Protocol):
-    """What a trial needs from its worker process: loaded once, shared by every trial (search.session.Worker)."""
+    """What a trial needs from its worker process: loaded once, shared by every trial (search.worker.Worker)."""
 
     @property
     def spec(self) -> StudySpec: ...
@@ -202,9 +202,7 @@ class _Evaluator:
         self.ctx.log(
             f"  trial {self.ctx.trial_label} step {step:>3}/{self.n_steps} loss {loss:8.4f} "
             + metric_line(metrics, evaluation.metric, ("val", "train", "test"))
-            + (f" generation acc {row['generation/accuracy']:.3f}" if "generation/accuracy" in row else "")
-            + (f" generation acc {metrics['val']['generation_accuracy']:.3f}"
-               if "generation_accuracy" in metrics["val"] else "")
+            + (f" generation acc {row['val/generation_accuracy']:.3f}" if "val/generation_accuracy" in row else "")
         )
         self.outcome.clipped_fraction = clipped
         if final:
@@ -229,17 +227,24 @@ class _Evaluator:
         return out[0] if out else None
 
 
-def _callback(evaluator: _Evaluator) -> TrainerCallback:
-    class EvalCallback(TrainerCallback):
-        on_step_begin = evaluator.on_step_begin
-        on_step_end = evaluator.on_step_end
-        on_log = evaluator.on_log
+class EvalCallback(TrainerCallback):
+    """The trainer's hooks, handed to the trial's evaluator (step begin and end, TRL's log dicts)."""
 
-    return EvalCallback()
+    def __init__(self, evaluator: _Evaluator) -> None:
+        self.evaluator = evaluator
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        return self.evaluator.on_step_begin(args, state, control, **kwargs)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        return self.evaluator.on_step_end(args, state, control, **kwargs)
+
+    def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        return self.evaluator.on_log(args, state, control, **kwargs)
 
 
 def packed_collator(ctx: TrialContext) -> PackedPreferenceCollator:
-    """The prefix-shared batches (evaluation.packing): rows of up to twice ``max_length`` tokens keep attention's
+    """The prefix-shared batches (models.packed_forward): rows of up to twice ``max_length`` tokens keep attention's
     share of the work near TRL's own while a default batch of short pairs fits one row."""
     max_length = ctx.spec.training.max_length
     return PackedPreferenceCollator(ctx.tokenizer.pad_token_id, max_length, row_tokens=2 * max_length,
@@ -299,7 +304,7 @@ def train_trial(
     peft_model = attach_adapter(ctx.base_model, training, seed)
     trainer = None
     try:
-        callbacks = [_callback(evaluator)] + ([trackers.callback()] if trackers is not None else [])
+        callbacks = [EvalCallback(evaluator)] + ([trackers.callback()] if trackers is not None else [])
         extra = report_to(ctx.spec, run_dir, f"{ctx.spec.name}/{ctx.trial_label}")  # TRL's own integrations
         if schedule is not None and schedule.decay_steps:
             extra.update(decay_schedule(n_steps, schedule.decay_steps))

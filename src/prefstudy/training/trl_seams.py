@@ -11,7 +11,7 @@
   when the run trains on copies (``training.preference_copies``).
 - :func:`remove_fused_head_patch` takes off the ``forward`` TRL sets on a model instance for its fused LM head.
 - :class:`PackedPreferenceCollator` and ``CachedRefDPOTrainer.compute_loss`` run the prefix-shared forward of
-  :mod:`prefstudy.evaluation.packing` in place of the model call inside TRL's ``_compute_loss``: TRL still builds the
+  :mod:`prefstudy.models.packed_forward` in place of the model call inside TRL's ``_compute_loss``: TRL still builds the
   labels and masks, and computes the DPO/IPO loss and its logged metrics from the per-token log-probs we hand back
   in the layout its fused LM head returns (``FusedCausalLMOutput``).
 """
@@ -26,7 +26,7 @@ from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import FusedCausalLMOutput
 
-from prefstudy.evaluation.packing import pack_pairs, packed_forward
+from prefstudy.models.packed_forward import pack_pairs, packed_forward
 
 # DPOConfig and DPOTrainer are re-exported: the bench's TRL baselines import TRL only through this seam
 __all__ = ["CachedRefDPOTrainer", "DPOConfig", "DPOTrainer", "PackedPreferenceCollator", "TrlSeamError",
@@ -244,7 +244,7 @@ class _PackedModel:
 
 class PackedPreferenceCollator:
     """TRL's own ``DataCollatorForPreference`` batch (labels, masks, reference columns as TRL reads them) plus the
-    packed rows of the same pairs (:func:`prefstudy.evaluation.packing.pack_pairs`)."""
+    packed rows of the same pairs (:func:`prefstudy.models.packed_forward.pack_pairs`)."""
 
     def __init__(self, pad_token_id: int, max_length: int | None, row_tokens: int = 0,
                  sliding_window: int | None = None) -> None:

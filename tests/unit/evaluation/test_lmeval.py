@@ -50,22 +50,30 @@ def test_different_documents_are_refused() -> None:
         compare_to_base(trial, base, seed=0)
 
 
-def test_digest_follows_task_files_and_settings(tmp_path: Path) -> None:
+def test_digest_follows_the_resolved_config_documents_and_settings_not_the_layout(tmp_path: Path) -> None:
     folder = tmp_path / "mytask"
     folder.mkdir()
-    (folder / "mytask.yaml").write_text("task: mytask\n")
+    data = "dataset_kwargs:\n  data_files:\n    test: test.jsonl\n"
+    (folder / "mytask.yaml").write_text("task: mytask\noutput_type: multiple_choice\n" + data)
     (folder / "test.jsonl").write_text('{"q": 1}\n')
     tasks = (LmEvalTask(name="mytask", limit=10),)
     first = tasks_digest(tasks, tmp_path)
     assert tasks_digest(tasks, tmp_path) == first
-    assert tasks_digest((LmEvalTask(name="mytask", limit=11),), tmp_path) != first
-    (folder / "test.jsonl").write_text('{"q": 2}\n')
+    assert tasks_digest((LmEvalTask(name="mytask", limit=11),), tmp_path) != first  # a setting
+    # the same config laid out as a shared template plus include: the same digest
+    (tmp_path / "_shared.yaml").write_text("output_type: multiple_choice\n")
+    (folder / "mytask.yaml").write_text("include: ../_shared.yaml\ntask: mytask\n" + data)
+    assert tasks_digest(tasks, tmp_path) == first
+    (tmp_path / "_shared.yaml").write_text("output_type: generate_until\n")  # the template changed: another task
+    assert tasks_digest(tasks, tmp_path) != first
+    (tmp_path / "_shared.yaml").write_text("output_type: multiple_choice\n")
+    (folder / "test.jsonl").write_text('{"q": 2}\n')  # other documents
     assert tasks_digest(tasks, tmp_path) != first
 
 
 def test_resume_refuses_a_base_scored_on_other_tasks(tmp_path: Path, monkeypatch) -> None:
     from prefstudy.core.rundir import write_json
-    from prefstudy.search import session
+    from prefstudy.search.worker import base_lm_eval
     from prefstudy.spec import load_spec
 
     monkeypatch.chdir(ROOT)
@@ -74,7 +82,7 @@ def test_resume_refuses_a_base_scored_on_other_tasks(tmp_path: Path, monkeypatch
     path = spec.run_root() / "base" / "lm_eval.json"
     write_json(path, {"tasks": {}, "tasks_digest": "0123456789abcdef"})
     with pytest.raises(LmEvalError, match="other lm-eval task files"):
-        session.base_lm_eval(worker, {})
+        base_lm_eval(worker, {})
     now = tasks_digest(spec.evaluation.lm_eval.tasks)
     write_json(path, {"tasks": {}, "tasks_digest": now})
-    assert session.base_lm_eval(worker, {})["tasks_digest"] == now  # same tasks: reused, not recomputed
+    assert base_lm_eval(worker, {})["tasks_digest"] == now  # same tasks: reused, not recomputed

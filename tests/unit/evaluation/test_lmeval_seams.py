@@ -44,3 +44,13 @@ def test_no_env_probe_replaces_lm_evals_collect_env_and_restores_it(monkeypatch)
         evaluator.add_env_info(results)
     assert results["pretty_env_info"].startswith("not collected") and results["lm_eval_version"]
     assert evaluator.add_env_info is original
+
+
+def test_resolved_config_follows_include_with_local_keys_winning(tmp_path) -> None:
+    from prefstudy.evaluation.lmeval_seams import resolved_config
+
+    (tmp_path / "_base.yaml").write_text("dataset_path: json\noutput_type: multiple_choice\ntest_split: test\n")
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "t.yaml").write_text("include: ../_base.yaml\ntask: t\ntest_split: validation\n")
+    assert resolved_config(tmp_path / "t" / "t.yaml") == {
+        "dataset_path": "json", "output_type": "multiple_choice", "test_split": "validation", "task": "t"}

@@ -17,6 +17,43 @@ def test_committed_tasks_equal_a_fresh_generation(tmp_path: Path) -> None:
     for name in TASKS:
         for file in (f"{name}.yaml", "test.jsonl"):
             assert (tmp_path / name / file).read_text() == (ROOT / "evals" / "tasks" / name / file).read_text(), file
+    for file in ("_prefstudy_mc.yaml", "prefstudy.yaml"):  # the shared template and the group
+        assert (tmp_path / file).read_text() == (ROOT / "evals" / "tasks" / file).read_text(), file
+
+
+def test_the_resolved_configs_are_the_files_of_before_2026_12_06() -> None:
+    """lm-eval's own loader, following include:, gives each task exactly the config of its old flat file, so base
+    scores of studies made before the change stay comparable; the old digest is recognised from the old texts."""
+    import yaml
+
+    from prefstudy.evaluation.lm_eval_legacy import legacy_tasks_digest, legacy_yaml
+    from prefstudy.evaluation.lmeval import local_tasks, tasks_digest
+    from prefstudy.evaluation.lmeval_seams import resolved_config
+    from prefstudy.spec import LmEvalTask
+
+    local = local_tasks()
+    assert set(local) == set(TASKS)
+    for name, path in local.items():
+        assert resolved_config(path) == yaml.safe_load(legacy_yaml(name)), name
+    assert "include" in path.parent.parent.joinpath("prefstudy_arith", "prefstudy_arith.yaml").read_text()
+    tasks = (LmEvalTask(name="prefstudy_arith", limit=8, metric="acc"),
+             LmEvalTask(name="prefstudy_format", limit=4, metric="exact_match"))
+    # the smoke spec's tasks: this digest is what every base lm_eval.json written before the change carries
+    assert legacy_tasks_digest(tasks) == "da63348ba65f0502"
+    assert tasks_digest(tasks) != legacy_tasks_digest(tasks)
+    other = (LmEvalTask(name="prefstudy_arith", limit=9, metric="acc"), tasks[1])
+    assert tasks_digest(other) != tasks_digest(tasks)  # the settings enter it
+
+
+def test_the_group_runs_the_four_tasks(tmp_path: Path) -> None:
+    from lm_eval.tasks import TaskManager
+
+    from prefstudy.evaluation.lmeval import export_tasks
+
+    manager = TaskManager(include_path=str(export_tasks(tmp_path)), include_defaults=False)
+    assert "prefstudy" in manager.all_groups and set(TASKS) <= set(manager.all_tasks)
+    loaded = manager.load(["prefstudy"])
+    assert list(loaded["groups"]) == ["prefstudy"] and set(loaded["tasks"]) == set(TASKS)
 
 
 def _docs(name: str) -> list[dict]:

@@ -12,7 +12,7 @@ from support import SMOKE
 
 from prefstudy.evaluation import lr_profile as lp
 from prefstudy.evaluation.profile_shift import logistic4
-from prefstudy.report.claims_lr import ProfileRuns, lr_claim, sentence
+from prefstudy.report.claim_b import ProfileRuns, lr_claim, sentence
 from prefstudy.spec import load_spec
 
 LRS = [1e-5, 3.162e-5, 1e-4, 3.162e-4, 1e-3, 3.162e-3]  # half-decade steps: log10 -5 .. -2.5
@@ -30,7 +30,7 @@ def _runs(method: str, loss_type: str, truth: list[float], rng: np.random.Genera
     for key in ("val", "test"):
         draws = (rng.random((*p.shape, pairs)) < np.nan_to_num(p, nan=0.5)[..., None]).astype(float)
         draws[np.isnan(p)] = np.nan
-        draws[:, 1:, 1:] = draws[:, 1:, :1]  # a candidate's one seed stands for the other (claims_lr.load_profile)
+        draws[:, 1:, 1:] = draws[:, 1:, :1]  # a candidate's one seed stands for the other (claim_b.load_profile)
         runs.values[key] = draws
     return runs
 

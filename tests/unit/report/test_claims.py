@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from support import SMOKE
 
-from prefstudy.report.claims import MethodRuns, drift_claim, sentence
+from prefstudy.report.claim_a_held_out import MethodRuns, drift_claim
+from prefstudy.report.claims import sentence
 from prefstudy.spec import load_spec
 
 STEPS = [0, 4, 8, 12]

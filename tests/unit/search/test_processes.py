@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prefstudy.search.workers import STORAGE_ENV, visible_gpus, worker_env
+from prefstudy.search.processes import STORAGE_ENV, visible_gpus, worker_env
 
 
 def test_round_robin_over_the_visible_gpus() -> None:

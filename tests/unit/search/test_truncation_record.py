@@ -1,4 +1,4 @@
-"""A study keeps the truncation rule it started with (search.session.check_truncation): recorded on the first run,
+"""A study keeps the truncation rule it started with (search.worker.check_truncation): recorded on the first run,
 'drop' for a study made before the setting existed, and a resume under the other rule refused only where some pair
 is long enough for the rule to change the data."""
 
@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from prefstudy.evaluation.heldout import Prepared
-from prefstudy.search.session import check_truncation
+from prefstudy.search.worker import check_truncation
 from prefstudy.spec import SpecError, load_spec
 
 

@@ -1,4 +1,4 @@
-"""The prefix-shared training forward (evaluation.packing + the seam in training.trl_seams).
+"""The prefix-shared training forward (models.packed_forward + the seam in training.trl_seams).
 
 - the packed layout, worked out by hand on two small pairs;
 - through TRL 1.16's own ``_compute_loss``: per-token log-probs, the DPO/IPO loss and the LoRA gradient norm equal
@@ -16,7 +16,7 @@ import torch
 
 from prefstudy.data.sources import load_splits
 from prefstudy.evaluation.logprobs import common_prefix
-from prefstudy.evaluation.packing import pack_pairs, packed_forward, resolve_prefix_sharing
+from prefstudy.models.packed_forward import pack_pairs, packed_forward, resolve_prefix_sharing
 from prefstudy.spec import DataSpec, ModelSpec, SpecError, SyntheticData, TrainingSpec
 from prefstudy.training.trl_seams import PackedPreferenceCollator, tokenize_records
 

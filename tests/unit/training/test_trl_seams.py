@@ -283,8 +283,8 @@ def test_scoring_with_the_shared_prefix_equals_full_sequences(tiny, records, bat
     from reference_logps import completion_logps
     from trl.trainer.dpo_trainer import DataCollatorForPreference
 
-    from prefstudy.evaluation import packing
     from prefstudy.evaluation.logprobs import common_prefix
+    from prefstudy.models import packed_forward as packing
 
     tokenizer, model = tiny
     dataset, _ = tokenize_records(records, tokenizer, MAX_LENGTH)
