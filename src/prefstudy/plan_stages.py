@@ -64,16 +64,25 @@ def profile_runs(spec: StudySpec, n_lrs: int, n_seeds: int) -> int:
     return (n_lrs * n_seeds + 2 * spec.lr_profile.retune_points) * len(spec.methods)
 
 
+def profile_run_size(spec: StudySpec, test_pairs: int) -> tuple[int, int, int]:
+    """(optimizer steps, training tokens, pairs scored) of one lr-profile run: a search trial's steps, all of val,
+    ``test_pairs`` test pairs and the training subset scored once at the end."""
+    sizes = split_sizes(spec)
+    t, ev = spec.training, spec.evaluation
+    steps = search_steps(spec, sizes.get("train"))
+    tokens = steps * 2 * t.max_length * t.batch_size * t.gradient_accumulation_steps
+    scored = (int(sizes.get("val") or ev.val_subset) + test_pairs
+              + min(ev.train_subset, int(sizes.get("train") or ev.train_subset)))
+    return steps, tokens, scored
+
+
 def profile_seconds(spec: StudySpec, n_lrs: int, n_seeds: int, test_pairs: int) -> float | None:
     """The lr-profile stage's wall time on the reference CPU (1 worker), or None off the embedded model."""
     if spec.model.name_or_path not in CPU_COST_MODELS:
         return None
-    sizes = split_sizes(spec)
     t, ev = spec.training, spec.evaluation
     c = costs_for(spec)
-    steps = search_steps(spec, sizes.get("train"))
-    n_val = int(sizes.get("val") or ev.val_subset)
-    scored = n_val + test_pairs + min(ev.train_subset, int(sizes.get("train") or ev.train_subset))
+    steps, _, scored = profile_run_size(spec, test_pairs)
     docs = sum(int(task.limit or 0) for task in ev.lm_eval.tasks)
     capability = n_lrs * len(spec.methods)
     per_run = (steps * t.batch_size * t.gradient_accumulation_steps * c.train_per_pair_step
@@ -84,12 +93,8 @@ def profile_seconds(spec: StudySpec, n_lrs: int, n_seeds: int, test_pairs: int) 
 
 def profile_gpu_seconds(spec: StudySpec, n_lrs: int, n_seeds: int, test_pairs: int, throughput: float) -> float:
     """The lr-profile stage's GPU time at ``throughput`` training tokens per second (lm-eval, generation left out)."""
-    sizes = split_sizes(spec)
-    t, ev = spec.training, spec.evaluation
-    tokens = search_steps(spec, sizes.get("train")) * 2 * t.max_length * t.batch_size * t.gradient_accumulation_steps
-    scored = (int(sizes.get("val") or ev.val_subset) + test_pairs
-              + min(ev.train_subset, int(sizes.get("train") or ev.train_subset)))
-    per_run = tokens / throughput + scored * 2 * t.max_length / (EVAL_SPEEDUP * throughput)
+    _, tokens, scored = profile_run_size(spec, test_pairs)
+    per_run = tokens / throughput + scored * 2 * spec.training.max_length / (EVAL_SPEEDUP * throughput)
     return profile_runs(spec, n_lrs, n_seeds) * per_run
 
 
@@ -104,16 +109,12 @@ def profile_test_pairs(spec: StudySpec) -> int:
 
 def profile_lines(spec: StudySpec, throughput: float | None) -> tuple[str, ...]:
     """The ``--dry-run`` lines of ``--stage lr-profile``, with the primary's projected MDE."""
-    sizes = split_sizes(spec)
     p, t, ev = spec.lr_profile, spec.training, spec.evaluation
     lrs = profile_learning_rates(spec)
     runs, capability = profile_runs(spec, len(lrs), len(p.seeds)), len(lrs) * len(spec.methods)
-    steps = search_steps(spec, sizes.get("train"))
-    pairs_per_step = t.batch_size * t.gradient_accumulation_steps
-    tokens = steps * 2 * t.max_length * pairs_per_step
-    n_val = int(sizes.get("val") or ev.val_subset)
+    n_val = int(split_sizes(spec).get("val") or ev.val_subset)
     n_test = profile_test_pairs(spec)
-    scored = n_val + n_test + min(ev.train_subset, int(sizes.get("train") or ev.train_subset))
+    steps, tokens, scored = profile_run_size(spec, n_test)
     docs = sum(int(task.limit or 0) for task in ev.lm_eval.tasks)
     betas = "from the search (each method's best trial)" if set(p.betas) < set(spec.methods) else str(dict(p.betas))
     out = [f"stage lr-profile: {runs} runs = {len(spec.methods)} methods x ({len(lrs)} learning rates "

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from prefstudy.core.paths import TASKS_DIR
-from prefstudy.evaluation.taskgen import FORMAT_EXAMPLE, TASKS
+from prefstudy.evaluation import taskgen
 from prefstudy.spec import LmEvalTask
 
 _HEADER = """# {summary}
@@ -25,47 +25,17 @@ dataset_kwargs:
 test_split: test
 """
 
-MC_TEMPLATE = _HEADER + """output_type: multiple_choice
-doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
-doc_to_choice: "{{{{choices}}}}"
-doc_to_target: answer
-target_delimiter: " "
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-  - metric: acc_norm
-    aggregation: mean
-    higher_is_better: true
-metadata:
-  version: 2.0
-"""
 
-GEN_TEMPLATE = _HEADER + """output_type: generate_until
-doc_to_text: "Question: {example_q}\\nAnswer: {example_a}\\nQuestion: {{{{question}}}}\\nAnswer:"
-doc_to_target: target
-generation_kwargs:
-  until: ["\\n", "<|im_end|>", "Question:"]
-  max_gen_toks: 5
-  do_sample: false
-filter_list:
-  - name: strict
-    filter:
-      - function: regex
-        regex_pattern: "^\\\\s*(\\\\d+)\\\\s*$"
-      - function: take_first
-metric_list:
-  - metric: exact_match
-    aggregation: mean
-    higher_is_better: true
-metadata:
-  version: 2.0
-"""
+def _settings(text: str) -> str:
+    """A task file's settings from ``output_type:`` on: what the old flat files had below their header, unchanged."""
+    return text[text.index("output_type:"):]
+
 
 def legacy_yaml(name: str) -> str:
-    """The task's YAML text as the generator wrote it before 2026-12-06."""
-    template, summary = (GEN_TEMPLATE if name == "prefstudy_format" else MC_TEMPLATE), TASKS[name][1]
-    return template.format(name=name, summary=summary, example_q=FORMAT_EXAMPLE[0], example_a=FORMAT_EXAMPLE[1])
+    """The task's YAML text as the generator wrote it before 2026-12-06: the old header, then the settings the task
+    files still carry (the multiple-choice ones now in the shared template)."""
+    settings = taskgen.FORMAT_TASK if name == "prefstudy_format" else taskgen.MC_TEMPLATE
+    return _HEADER.format(name=name, summary=taskgen.TASKS[name][1]) + _settings(settings)
 
 
 def legacy_tasks_digest(tasks: tuple[LmEvalTask, ...], tasks_dir: Path = TASKS_DIR) -> str:
@@ -74,7 +44,7 @@ def legacy_tasks_digest(tasks: tuple[LmEvalTask, ...], tasks_dir: Path = TASKS_D
     digest = hashlib.sha256()
     for task in tasks:
         digest.update(json.dumps([task.name, task.num_fewshot, task.limit, task.metric]).encode())
-        if task.name not in TASKS:
+        if task.name not in taskgen.TASKS:
             continue
         files = {f"{task.name}.yaml": legacy_yaml(task.name).encode(),
                  "test.jsonl": (tasks_dir / task.name / "test.jsonl").read_bytes()}

@@ -246,8 +246,9 @@ def tasks_digest(tasks: tuple[LmEvalTask, ...], tasks_dir: Path = TASKS_DIR) -> 
         digest.update(json.dumps([task.name, task.num_fewshot, task.limit, task.metric]).encode())
         if task.name not in local:
             continue
-        digest.update(json.dumps(resolved_config(local[task.name]), sort_keys=True, default=str).encode())
-        files = (resolved_config(local[task.name]).get("dataset_kwargs") or {}).get("data_files") or {}
+        config = resolved_config(local[task.name])
+        digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+        files = (config.get("dataset_kwargs") or {}).get("data_files") or {}
         for split in sorted(files):
             digest.update(split.encode() + b"\0" + (local[task.name].parent / files[split]).read_bytes())
     return digest.hexdigest()[:16]

@@ -157,19 +157,6 @@ def shift_difference(log_lrs: Sequence[float], first: str, second: str, min_drop
     return statistic
 
 
-class Counted:
-    """A statistic that counts its calls and its NaN results (resamples whose fit is not identified)."""
-
-    def __init__(self, statistic: Callable[[Data], float]) -> None:
-        self.statistic, self.calls, self.nan = statistic, 0, 0
-
-    def __call__(self, data: Data) -> float:
-        value = float(self.statistic(data))
-        self.calls += 1
-        self.nan += not np.isfinite(value)
-        return value
-
-
 def alignment_shift(log_lrs: ArrayLike, first: ArrayLike, second: ArrayLike, max_shift: float = 1.0,
                     step: float = 0.01, min_points: int = 3) -> float:
     """The horizontal shift (decades) that best lays ``second`` moved right onto ``first``: the ``d`` in

@@ -140,7 +140,7 @@ def lr_claim(spec: StudySpec, runs: dict[str, ProfileRuns]) -> dict[str, Any]:
     """The ``lr_tolerance`` entry of claims.json; 'inconclusive' with a reason when data are missing or fewer than
     3 seeds (rules: ``evaluation.profile_shift``, docs/claims.md)."""
     p = spec.lr_profile
-    entry = sr.new_entry("lr_tolerance", CLAIM_B, STATISTIC.format(delta=p.delta))
+    entry = sr.new_entry("lr_tolerance", CLAIM_B, STATISTIC)
     pair = sr.ipo_and_dpo(runs, entry, "lr-profile")
     if pair is None:
         return entry
@@ -157,8 +157,9 @@ def lr_claim(spec: StudySpec, runs: dict[str, ProfileRuns]) -> dict[str, Any]:
         return entry
     read = {ipo: ps.read_chosen(a.values["test"], a.values["val"]),
             dpo: ps.read_chosen(b.values["test"], b.values["val"])}
-    entry["profiles"] = {m: [sr.finite(v) for v in ps.curve(read[m])] for m in (ipo, dpo)}
-    fit = ps.fit_joint(x, ps.curve(read[ipo]), ps.curve(read[dpo]), p.delta)
+    curves = {m: ps.curve(read[m]) for m in (ipo, dpo)}
+    entry["profiles"] = {m: [sr.finite(v) for v in c] for m, c in curves.items()}
+    fit = ps.fit_joint(x, curves[ipo], curves[dpo], p.delta)
     entry["fit"] = fit_summary(fit, ipo, dpo)  # the candidate that lost (docs/claims.md): shown, not read
     entry["secondary"] = secondary(spec, a, b, x, ipo, dpo)
     diff = clustered(ps.alignment_difference(x, ipo, dpo), read, n_boot=p.n_boot, seed=spec.seed)

@@ -40,8 +40,8 @@ def profile(all_runs: dict[str, Any], delta: float,
             fit: dict[str, Any] | None = None) -> go.Figure:
     """One panel per method: val at the tuned beta (band), val with beta re-tuned, test with beta re-tuned, the
     degradation learning rate (diamond on the peak - delta line, with its clustered interval from ``intervals``:
-    :func:`intervals_of` the claims.json entry, computed once there), and the primary's joint logistic fit to the
-    re-tuned test profiles (``fit``: the entry's ``fit``) with its midpoint."""
+    :func:`intervals_of` the claims.json entry, computed once there), and the joint logistic fit to the re-tuned
+    test profiles (``fit``: the entry's ``fit``; drawn, not read) with its midpoint."""
     methods = [m for m in all_runs if "val" in all_runs[m].values]
     fig = make_subplots(rows=1, cols=max(1, len(methods)), subplot_titles=[label(m) for m in methods],
                         horizontal_spacing=0.08)
@@ -68,8 +68,7 @@ def profile(all_runs: dict[str, Any], delta: float,
             curve = logistic4(dense, fit["slope_per_decade"], fit["floor"], fit["plateau"][method], mid)
             fig.add_trace(go.Scatter(x=10 ** dense, y=curve, mode="lines", line={"color": c, "width": 1},
                                      name=f"{label(method)} joint logistic fit (test, β re-tuned)"), row=1, col=col)
-            fig.add_trace(go.Scatter(x=[10 ** mid], y=[float(logistic4([mid], fit["slope_per_decade"], fit["floor"],
-                                                                      fit["plateau"][method], mid)[0])],
+            fig.add_trace(go.Scatter(x=[10 ** mid], y=[(fit["floor"] + fit["plateau"][method]) / 2],  # halfway
                                      mode="markers", marker={"symbol": "x", "size": 11, "color": c},
                                      name=f"{label(method)} fitted midpoint"), row=1, col=col)
         deg, censored = lp.degradation_log_lr(x, retuned, delta)

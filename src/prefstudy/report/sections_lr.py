@@ -26,9 +26,10 @@ def lr_profile(d: rd.ReportData) -> Section:
     s = Section("lr-profile", "5. Learning-rate profile: how far can each method's learning rate go?",
                 "A fixed grid of learning rates reaching past the search range on both sides (nox -s study -- --stage "
                 "lr-profile), each method at its tuned β with several seeds, and with β re-tuned (two more values, "
-                "one seed, chosen on val) at the highest learning rates. The primary (since 2026-12-06): the shift of "
-                "the decline, IPO minus DPO, in decades, from a joint logistic fit (shared slope and floor) to the "
-                "methods' test accuracy per learning rate, β chosen on val; diverged runs count as every pair lost. "
+                "one seed, chosen on val) at the highest learning rates. The primary (since 2026-12-06): the alignment "
+                "shift, IPO minus DPO, in decades: how far DPO's test-accuracy profile must move right to lie on "
+                "IPO's, β chosen per learning rate on val; diverged runs count as every pair lost. The joint logistic "
+                "fit is drawn, not read. "
                 "Secondary: a method's degradation learning rate, the largest one whose val accuracy stays within "
                 f"{delta:g} of its val peak, interpolated in log learning rate (the primary of the 2026-12-02 run). "
                 "Intervals are clustered over seeds and pairs (docs/claims.md). Below: per search trial, the share of "

@@ -106,13 +106,6 @@ def test_the_slot_is_chosen_on_one_split_and_read_on_the_other() -> None:
     assert ps.curve(ps.read_chosen(test, val)).tolist() == [0.0, 0.0]
 
 
-def test_counted_counts_the_resamples_that_are_not_identified() -> None:
-    counted = ps.Counted(lambda data: float(data["a"].sum()) if data["a"].sum() > 0 else float("nan"))
-    for v in (1.0, 0.0, 2.0, 0.0):
-        counted({"a": np.array([v])})
-    assert (counted.calls, counted.nan) == (4, 2)
-
-
 def test_the_alignment_shift_by_hand() -> None:
     x = np.array([0.0, 0.5, 1.0, 1.5])
     dpo = np.array([0.8, 0.8, 0.6, 0.5])
