@@ -2,21 +2,24 @@
 
     python -m benchmarks.profile_power [SPEC] [KEY=VALUE ...] [--storage URL] --out FILE.json [--sims 100]
         [--boot 200] [--shifts 0,0.15,0.3,0.45] [--designs SEEDSxPAIRS,...] [--grids all|I+J+...,...]
-        [--candidates NAME,...]
+        [--candidates NAME,...] [--interval crossed|clustered] [--seed-sd SD]
 
 The 2026-12-06 run that chose the primary (docs/claims.md), from the pilot's storage:
 
     python -m benchmarks.profile_power study/default.yaml "lr_profile.seeds=[101, 102, 103]" runs_dir=PILOT/runs \
         --storage sqlite:///PILOT/runs/default/optuna.db --sims 100 --boot 200 --shifts 0,0.2,0.35,0.5,0.7 \
-        --designs 3x384,5x384,6x384 --grids 0+1+4+5 --candidates crossing,alignment,retention --out F.json
+        --designs 3x384,5x384,6x384 --grids 0+1+4+5 --candidates crossing,alignment,retention \
+        --interval clustered --out F.json
+
+(``--interval crossed``, the default since the amendment of the same day, for the primary's interval now.)
 
 The pilot is an lr-profile stage run on seeds and a data seed that no verdict will use. Its tuned-beta runs give,
 for every pair it scored (val and test pooled) and every learning rate, the share of seeds that ranked the pair
 right: the world's per-pair chances (DPO's profile; IPO's is the same moved by the planted shift). The seed-to-seed
 spread beyond what the pairs explain gives the world's seed SD. For each design (seeds x pairs per run, on the
-pilot's grid) and planted shift, every candidate is estimated with the stage's clustered interval in every simulated
-stage; the table gives coverage at the planted value, detection, and the MDE in decades read off the power curve,
-with each design's runs and CPU minutes (``plan_stages.profile_seconds``), and per candidate the variance model
+pilot's grid) and planted shift, every candidate is estimated with the stage's interval (``--interval``) in every
+simulated stage; the table gives coverage at the planted value, detection, and the MDE in decades read off the power
+curve, with each design's runs and CPU minutes (``plan_stages.profile_seconds``), and per candidate the variance model
 (``profile_power.fit_variance``) that ``--dry-run`` uses. The JSON written holds every number, with the pilot's grid,
 seeds and timings, so docs/claims.md can cite it.
 """
@@ -77,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", default=None, help="which candidates to simulate: names' starts, comma-"
                         "separated (default: all)")
     parser.add_argument("--method", default=None, help="the method whose profile is the world's (default: DPO)")
+    parser.add_argument("--interval", choices=("crossed", "clustered"), default="crossed",
+                        help="the interval the stages are read with: crossed (the primary's since the 2026-12-06 "
+                        "amendment) or clustered (the design declared before it)")
+    parser.add_argument("--seed-sd", type=float, default=None, help="a run's offset SD, logit scale (default: the "
+                        "pilot's, estimated); to check the interval where seeds differ more than the pilot's did")
     args = parser.parse_args(argv)
 
     from prefstudy.evaluation import profile_power as pp
@@ -94,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     wins = wins[:, :, np.isfinite(wins).all(axis=(0, 1))]
     log_lrs = tuple(float(x) for x in np.log10(r.lrs))
     chances = np.nanmean(wins, axis=1)  # [lrs, pairs]
-    sd = seed_sd(wins)
+    sd = seed_sd(wins) if args.seed_sd is None else args.seed_sd
+    from prefstudy.evaluation import clustered as cl
+
+    interval = getattr(cl, args.interval)
     shifts = [float(s) for s in args.shifts.split(",")]
     designs = [tuple(int(v) for v in d.split("x")) for d in args.designs.split(",")]
     grids = {g: (list(range(len(log_lrs))) if g == "all" else [int(i) for i in g.split("+")])
@@ -115,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             seconds = profile_seconds(spec, len(grid), seeds, pairs)
             for shift in shifts:
                 world = pp.World(grid, chances[index], shift, sd)
-                tallies = pp.simulate(world, seeds, pairs, cands, args.sims, args.boot, seed=spec.seed)
+                tallies = pp.simulate(world, seeds, pairs, cands, args.sims, args.boot, seed=spec.seed,
+                                      interval=interval)
                 for name, t in tallies.items():
                     table.append({"design": design, "grid": [10 ** x for x in grid], "seeds": seeds, "pairs": pairs,
                                   "runs": profile_runs(spec, len(grid), seeds),
@@ -145,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                                                       [row["power"] for row in picked])
     out = {"pilot": {"spec": spec.name, "storage": url, "method": base, "learning_rates": r.lrs,
                      "seeds": list(spec.lr_profile.seeds), "pairs": int(wins.shape[-1]), "seed_sd_logit": sd},
+           "interval": args.interval,
            "sims": args.sims, "boot": args.boot, "table": table, "mde_decades": mde, "variance_model": variance,
            "seconds": time.perf_counter() - started}
     args.out.parent.mkdir(parents=True, exist_ok=True)

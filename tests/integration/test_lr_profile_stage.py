@@ -98,6 +98,10 @@ def test_claims_json_report_and_summary_carry_the_verdict(profile_run) -> None:
     page = (work / "reports" / "smoke" / "index.html").read_text()
     assert '<section id="lr-profile">' in page and 'id="fig-lr-profile"' in page
     assert "claim (b) lr_tolerance" in page
+    before = entry["preregistered_interval"]  # the interval declared before the amendment: shown, not read
+    assert before["name"].startswith("seed-and-pair clustered interval")
+    if before["ci_low"] is not None:
+        assert "as declared before the 2026-12-06 amendment (shown, not read)" in page
 
 
 def test_dry_run_prints_the_stage_cost(tmp_path: Path) -> None:

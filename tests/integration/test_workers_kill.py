@@ -24,6 +24,7 @@ from support import ROOT, cli_env
 pytestmark = pytest.mark.slow
 TARGET = 4
 WORKERS = 2
+MAX_STEPS = 48
 
 
 def _spec(tmp_path: Path) -> Path:
@@ -35,9 +36,15 @@ def _spec(tmp_path: Path) -> Path:
 
 
 def _running_mid_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """A running trial that has trained (an eval row past step 0) but is at most half-way (MAX_STEPS / 2): a trial
+    picked near its end could finish between this poll and the kill, and the kill would hit the worker's next trial
+    (a CI run saw exactly that: the 'victim' ended COMPLETE)."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         curves = Path(trial.user_attrs.get("run_dir", "/nonexistent")) / "curves.jsonl"
-        if "worker_pid" in trial.user_attrs and curves.is_file() and curves.read_text().strip():
+        if "worker_pid" not in trial.user_attrs or not curves.is_file():
+            continue
+        rows = [json.loads(line) for line in curves.read_text().splitlines() if line.endswith("}")]
+        if rows and 0 < rows[-1]["step"] <= MAX_STEPS // 2 and not rows[-1].get("final"):
             return trial
     return None
 
@@ -54,7 +61,7 @@ def test_sigkilled_worker_loses_nothing(storage_url: str, tmp_path: Path) -> Non
     log = tmp_path / "study.log"
     env = cli_env()
     args = [sys.executable, "-m", "prefstudy", "study", str(_spec(tmp_path)), f"runs_dir={runs}",
-            f"search.n_trials={TARGET}", "training.max_steps=48", "evaluation.eval_steps=8",
+            f"search.n_trials={TARGET}", f"training.max_steps={MAX_STEPS}", "evaluation.eval_steps=8",
             "evaluation.lm_eval.tasks=[]", "workers.heartbeat_interval=1", "workers.grace_period=4",
             "--workers", str(WORKERS), "--storage", storage_url]
     with open(log, "w") as out:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import expit, logit
 
-from prefstudy.evaluation.clustered import Data, clustered
+from prefstudy.evaluation.clustered import ClusteredEstimate, Data, crossed
 from prefstudy.evaluation.profile_shift import shifted
 
 Candidate = Callable[[Sequence[float]], Callable[[Data], float]]  # grid -> statistic on {"ipo", "dpo"}
@@ -70,7 +70,7 @@ def parametric_world(log_lrs: Sequence[float], curve: np.ndarray, shift: float, 
 class Tally:
     truth: float
     estimates: list[float]
-    seed_variances: list[float] = field(default_factory=list)  # the interval's seed component, per stage
+    seed_variances: list[float] = field(default_factory=list)  # the interval's seed part, per stage
     pair_variances: list[float] = field(default_factory=list)  # its pair component
     mdes: list[float] = field(default_factory=list)  # the MDE each stage's interval reports
     covered: int = 0
@@ -88,10 +88,15 @@ class Tally:
         return self.detected / self.sims if self.sims else float("nan")
 
 
+Interval = Callable[..., ClusteredEstimate]  # (statistic, data, n_boot=, seed=) -> estimate with interval
+
+
 def simulate(world: World, seeds: int, pairs: int, candidates: Mapping[str, Candidate], n_sims: int,
-             n_boot: int = 200, seed: int = 0) -> dict[str, Tally]:
-    """Draw ``n_sims`` stages from ``world`` and tally every candidate (module docstring). A stage whose estimate is
-    not finite counts as not identified and not detected."""
+             n_boot: int = 200, seed: int = 0, interval: Interval = crossed) -> dict[str, Tally]:
+    """Draw ``n_sims`` stages from ``world`` and tally every candidate (module docstring) with ``interval`` (the
+    stage's primary uses :func:`prefstudy.evaluation.clustered.crossed` since the 2026-12-06 amendment; the
+    pre-registered design used ``clustered``). A stage whose estimate is not finite counts as not identified and not
+    detected."""
     rng = np.random.default_rng(seed)
     truth_data = world.truth()
     stats = {name: make(world.log_lrs) for name, make in candidates.items()}
@@ -101,12 +106,12 @@ def simulate(world: World, seeds: int, pairs: int, candidates: Mapping[str, Cand
         for name, statistic in stats.items():
             t = tallies[name]
             t.sims += 1
-            est = clustered(statistic, data, n_boot=n_boot, seed=int(rng.integers(1 << 31)))
+            est = interval(statistic, data, n_boot=n_boot, seed=int(rng.integers(1 << 31)))
             if not (np.isfinite(est.ci_low) and np.isfinite(est.ci_high)):
                 t.not_identified += 1
                 continue
             t.estimates.append(est.estimate)
-            t.seed_variances.append(est.seed_variance if np.isfinite(est.seed_variance) else 0.0)
+            t.seed_variances.append(est.seed_part)
             t.pair_variances.append(est.pair_variance)
             t.mdes.append(est.mde)
             t.covered += est.ci_low <= t.truth <= est.ci_high

@@ -32,7 +32,9 @@ def lr_profile(d: rd.ReportData) -> Section:
                 "fit is drawn, not read. "
                 "Secondary: a method's degradation learning rate, the largest one whose val accuracy stays within "
                 f"{delta:g} of its val peak, interpolated in log learning rate (the primary of the 2026-12-02 run). "
-                "Intervals are clustered over seeds and pairs (docs/claims.md). Below: per search trial, the share of "
+                "The primary's interval is crossed over seeds and pairs (seed jackknife, pair and cell bootstraps; the "
+                "interval declared before it, wider, is shown beside); the secondaries' are clustered over seeds and "
+                "pairs (docs/claims.md). Below: per search trial, the share of "
                 "optimizer steps whose gradient norm was clipped.")
     fit = next((e.get("fit") for e in d.claims if e["id"] == "lr_tolerance"), None)
     if fit:
@@ -45,6 +47,11 @@ def lr_profile(d: rd.ReportData) -> Section:
         s.verdict.append(text("The learning-rate profile has not been run yet: ",
                               code("nox -s study -- --stage lr-profile"), " (after the search)."))
         s.body.append(missing("no lr-profile stage runs in the storage"))
+    before = (entry or {}).get("preregistered_interval") or {}
+    if before.get("ci_low") is not None and before.get("ci_high") is not None:
+        s.verdict.append(text(f"The primary's interval as declared before the 2026-12-06 amendment (shown, not read): "
+                              f"[{before['ci_low']:+.2f}, {before['ci_high']:+.2f}] decades, MDE "
+                              f"{num(before.get('mde'))}."))
     for method, got in entry.get("design", {}).items() if entry else ():
         for label, key in (("β re-tuned", "retuned"), ("tuned β", "fixed")):
             row = got.get(key)

@@ -84,10 +84,12 @@ class Secondaries(list[dict[str, Any]]):
         super().__init__()
         self.n_boot, self.seed = n_boot, seed
 
-    def add(self, name: str, statistic: Any, data: dict[str, Any], **extra: Any) -> None:
+    def add(self, name: str, statistic: Any, data: dict[str, Any], interval: Any = None, **extra: Any) -> None:
+        """``interval``: ``clustered`` (the default) or another function of the same signature (``crossed``)."""
         from prefstudy.evaluation.clustered import clustered
 
         try:
-            self.append(entry_of(name, clustered(statistic, data, n_boot=self.n_boot, seed=self.seed), **extra))
+            est = (interval or clustered)(statistic, data, n_boot=self.n_boot, seed=self.seed)
+            self.append(entry_of(name, est, **extra))
         except ValueError as exc:
             self.append({"name": name, "estimate": None, "reason": str(exc)})
