@@ -146,7 +146,9 @@ def profile_power_lines(spec: StudySpec, n_lrs: int, n_test: int, throughput: fl
     caveat = "" if matches_pilot_grid(profile_learning_rates(spec)) and spec.model.name_or_path in CPU_COST_MODELS \
         else "; ANOTHER grid or model: a rough guide only, run a pilot and benchmarks/profile_power.py for yours"
     out = [f"  primary (alignment shift, IPO - DPO): projected MDE {model.mde(seeds, n_test):.2f} decades at "
-           f"{seeds} seeds x {n_test} test pairs (80% power, 5% two-sided; {PILOT.source}{caveat})"]
+           f"{seeds} seeds x {n_test} test pairs (80% power, 5% two-sided; {PILOT.source}{caveat}); it assumes "
+           "the pilot's decline and the tuned beta read at every point: the 2026-12-06 verdict run, shallower and "
+           "reading one-seed re-tuning candidates, reached 0.49 (docs/results/claims.md)"]
     for target in TARGETS:
         size = model.size_for(target, seeds, n_test)
         parts = []

@@ -89,7 +89,8 @@ class Secondaries(list[dict[str, Any]]):
         from prefstudy.evaluation.clustered import clustered
 
         try:
-            est = (interval or clustered)(statistic, data, n_boot=self.n_boot, seed=self.seed)
-            self.append(entry_of(name, est, **extra))
+            chosen = interval or clustered
+            est = chosen(statistic, data, n_boot=self.n_boot, seed=self.seed)
+            self.append(entry_of(name, est, interval=chosen.__name__, **extra))
         except ValueError as exc:
             self.append({"name": name, "estimate": None, "reason": str(exc)})

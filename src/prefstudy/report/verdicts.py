@@ -149,7 +149,8 @@ def family(d: rd.ReportData) -> list[Verdict]:
                 continue
             claimed.append((Verdict(f"claim {entry['id']}: {sec['name']}", False, True, sec["estimate"],
                                     sec["ci_low"], sec["ci_high"], sec.get("mde"), sec["p_value"],
-                                    f"{entry['id']} stage, clustered over seeds and pairs", kind="claim"), sec))
+                                    f"{entry['id']} stage, {sec.get('interval', 'clustered')} over seeds and pairs",
+                                    kind="claim"), sec))
     out.extend(v for v, _ in claimed)
     secondary = [v for v in out if not v.primary and v.p_value is not None]
     for v, adjusted in zip(secondary, holm([float(v.p_value) for v in secondary]), strict=True):  # type: ignore[arg-type]
