@@ -101,10 +101,33 @@ def t_interval(estimate: float, se: float, df: float, confidence: float = 0.95) 
 
 
 def _seeds_and_pairs(data: Data) -> tuple[int, int]:
+    """(S, N) of ``data``'s ``[seeds, pairs]`` last axes; a clear error for no data, mismatched axes or < 2 pairs."""
+    if not data:
+        raise ValueError("no data")
     shapes = {(a.shape[-2], a.shape[-1]) for a in data.values()}
     if len({s for s, _ in shapes}) != 1 or len({n for _, n in shapes}) != 1:
         raise ValueError(f"every array needs the same [seeds, pairs] last axes, got {sorted(shapes)}")
-    return shapes.pop()
+    seeds, pairs = shapes.pop()
+    if pairs < 2:
+        raise ValueError("need at least 2 pairs")
+    return seeds, pairs
+
+
+def _variance(values: np.ndarray) -> float:
+    """The sample variance of the finite values; NaN with fewer than 2."""
+    values = values[np.isfinite(values)]
+    return float(np.var(values, ddof=1)) if len(values) >= 2 else float("nan")
+
+
+def _t_of_parts(estimate: float, seed_part: float, seeds: int, v_pair: float, pairs: int,
+                confidence: float) -> tuple[float, float, float, float, float, float]:
+    """(se, df, ci_low, ci_high, p, mde) of ``seed_part + v_pair``: Satterthwaite's df, or the seeds' own S - 1 where
+    the seed part dominates (module docstring); ``seeds`` 1 = no seed part."""
+    se = math.sqrt(seed_part + v_pair) if math.isfinite(v_pair) else float("nan")
+    df = satterthwaite_df(seed_part, seeds, v_pair, pairs) if math.isfinite(se) else float("nan")
+    if seeds >= 2 and seed_part >= v_pair:  # seed-dominated: Satterthwaite under-covers
+        df = float(seeds - 1)
+    return (se, df, *t_interval(estimate, se, df, confidence))
 
 
 def clustered(statistic: Statistic, data: Data, n_boot: int = 1000, seed: int = 0,
@@ -112,11 +135,7 @@ def clustered(statistic: Statistic, data: Data, n_boot: int = 1000, seed: int = 
     """The statistic on all of ``data`` with its seed-and-pair clustered t interval (module docstring). Seeds whose
     runs are missing may be NaN rows; a seed for which the statistic is NaN does not count toward the seed
     component."""
-    if not data:
-        raise ValueError("no data")
     seeds, pairs = _seeds_and_pairs(data)
-    if pairs < 2:
-        raise ValueError("need at least 2 pairs")
     estimate = float(statistic(data))
     per_seed = np.array([statistic({k: v[..., [s], :] for k, v in data.items()}) for s in range(seeds)], dtype=float)
     per_seed = per_seed[np.isfinite(per_seed)]
@@ -127,17 +146,12 @@ def clustered(statistic: Statistic, data: Data, n_boot: int = 1000, seed: int = 
     for b in range(n_boot):
         idx = rng.integers(0, pairs, pairs)
         boots[b] = statistic({k: v[..., idx] for k, v in data.items()})
-    boots = boots[np.isfinite(boots)]
-    v_pair = float(np.var(boots, ddof=1)) if len(boots) >= 2 else float("nan")
+    v_pair = _variance(boots)
     if not math.isfinite(v_seed):  # one seed: the interval cannot carry seed variance (the caller says so)
         v_seed_used, s_used = 0.0, 1
     else:
         v_seed_used, s_used = v_seed, s_eff
-    se = math.sqrt(v_seed_used + v_pair) if math.isfinite(v_pair) else float("nan")
-    df = satterthwaite_df(v_seed_used, s_used, v_pair, pairs) if math.isfinite(se) else float("nan")
-    if s_used >= 2 and v_seed_used >= v_pair:  # seed-dominated: Satterthwaite under-covers (module docstring)
-        df = float(s_used - 1)
-    low, high, p, mde = t_interval(estimate, se, df, confidence)
+    se, df, low, high, p, mde = _t_of_parts(estimate, v_seed_used, s_used, v_pair, pairs, confidence)
     return ClusteredEstimate(estimate, se, df, low, high, p, mde, v_seed, v_pair, s_eff, pairs)
 
 
@@ -147,11 +161,7 @@ def crossed(statistic: Statistic, data: Data, n_boot: int = 1000, seed: int = 0,
     seeds, bootstraps over pairs and over cells). Needs >= 2 seeds with a finite leave-one-out statistic for a seed
     part; with fewer, the interval carries the pair part alone (the caller says so). ``seed_variance`` is ``V_seed``
     before the cells' part is taken off, ``cell_variance`` that part."""
-    if not data:
-        raise ValueError("no data")
     seeds, pairs = _seeds_and_pairs(data)
-    if pairs < 2:
-        raise ValueError("need at least 2 pairs")
     estimate = float(statistic(data))
     left_out = np.array([statistic({k: np.delete(v, s, axis=-2) for k, v in data.items()}) for s in range(seeds)]
                         if seeds >= 2 else [], dtype=float)
@@ -166,18 +176,12 @@ def crossed(statistic: Statistic, data: Data, n_boot: int = 1000, seed: int = 0,
         by_pair[b] = statistic({k: v[..., idx] for k, v in data.items()})
         cells = rng.integers(0, pairs, (seeds, pairs))  # each seed its own resampled pairs
         by_cell[b] = statistic({k: v[..., rows, cells] for k, v in data.items()})
-    by_pair, by_cell = by_pair[np.isfinite(by_pair)], by_cell[np.isfinite(by_cell)]
-    v_pair = float(np.var(by_pair, ddof=1)) if len(by_pair) >= 2 else float("nan")
-    v_cell = float(np.var(by_cell, ddof=1)) if len(by_cell) >= 2 else float("nan")
+    v_pair, v_cell = _variance(by_pair), _variance(by_cell)
     if math.isfinite(v_seed) and math.isfinite(v_cell):
         seed_part, s_used = max(v_seed - v_cell, 0.0), s_eff
     else:  # one seed: no seed part (the caller says so)
         seed_part, s_used = 0.0, 1
-    se = math.sqrt(seed_part + v_pair) if math.isfinite(v_pair) else float("nan")
-    df = satterthwaite_df(seed_part, s_used, v_pair, pairs) if math.isfinite(se) else float("nan")
-    if s_used >= 2 and seed_part >= v_pair:  # seed-dominated: the seeds' own degrees of freedom
-        df = float(s_used - 1)
-    low, high, p, mde = t_interval(estimate, se, df, confidence)
+    se, df, low, high, p, mde = _t_of_parts(estimate, seed_part, s_used, v_pair, pairs, confidence)
     return ClusteredEstimate(estimate, se, df, low, high, p, mde, v_seed, v_pair, s_eff, pairs, v_cell)
 
 
