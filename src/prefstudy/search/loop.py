@@ -11,13 +11,14 @@ then runs, so nothing is lost.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from prefstudy.search.optuna_seams import TELL_FAILURE, storage_failure
+from prefstudy.search.optuna_seams import TELL_FAILURE, fail_as_interrupted, interrupted_tell, storage_failure
 from prefstudy.search.storage import FINISHED, waiting
 from prefstudy.training.faults import DiskFull, failure_reason, is_disk_full
 
@@ -73,7 +74,11 @@ def run_trials(studies: dict[str, optuna.Study], objective_for: Callable[[str], 
             try:
                 study.optimize(objective_for(method), n_trials=1, catch=TRIAL_ERRORS, gc_after_trial=True,
                                callbacks=[rule, *(callbacks or [])])
-            except TELL_FAILURE as exc:  # Optuna's tell failed on a storage error (database restarting)
+            except TELL_FAILURE as exc:  # Optuna's tell failed: a storage error (database restarting) or a signal
+                interrupt = interrupted_tell(exc)
+                if interrupt is not None:  # recorded as an interrupt inside the objective is, then stop like one
+                    fail_as_interrupted(study, os.getpid())
+                    raise interrupt from None
                 cause = storage_failure(exc)
                 if cause is None:
                     raise

@@ -52,3 +52,44 @@ def test_other_errors_are_not_storage_failures() -> None:
     except UnboundLocalError as exc:
         assert storage_failure(exc) is None  # its context is not a SQLAlchemy error
     assert storage_failure(ValueError("x")) is None
+
+
+def test_a_signal_during_tell_is_recorded_as_interrupted(tmp_path: Path) -> None:
+    """SIGTERM landing while Optuna tells the result (CI saw it once): the pinned Optuna raises its internal error with
+    the KeyboardInterrupt as context and leaves the trial RUNNING; it is then failed as 'interrupted' and requeued."""
+    from prefstudy.search.optuna_seams import fail_as_interrupted, interrupted_tell
+    from prefstudy.search.storage import requeue_interrupted
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/seam.db")
+    study = optuna.create_study(storage=storage)
+    real_set = storage.set_trial_state_values
+    armed = {"now": False}
+
+    def interrupted(*args, **kwargs):
+        if armed["now"]:
+            armed["now"] = False
+            raise KeyboardInterrupt("signal 15")
+        return real_set(*args, **kwargs)
+
+    storage.set_trial_state_values = interrupted
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker_pid", 4242)
+        trial.suggest_float("x", 0.0, 1.0)
+        armed["now"] = True
+        return 1.0
+
+    with pytest.raises(TELL_FAILURE) as caught:
+        study.optimize(objective, n_trials=1)
+    assert isinstance(interrupted_tell(caught.value), KeyboardInterrupt)
+    assert storage_failure(caught.value) is None
+    assert study.trials[0].state == optuna.trial.TrialState.RUNNING
+    assert fail_as_interrupted(study, 999) == []  # another worker's trial is not touched
+    assert fail_as_interrupted(study, 4242) == [0]
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+    assert study.trials[0].user_attrs["fail_reason"] == "interrupted"
+    requeue_interrupted(study)
+    assert study.trials[-1].state == optuna.trial.TrialState.WAITING
+    assert study.trials[-1].system_attrs["fixed_params"] == study.trials[0].params
+    assert interrupted_tell(ValueError("x")) is None
