@@ -83,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", choices=("crossed", "clustered"), default="crossed",
                         help="the interval the stages are read with: crossed (the primary's since the 2026-12-06 "
                         "amendment) or clustered (the design declared before it)")
+    parser.add_argument("--splits", default="val,test", help="the pilot's splits whose pairs make the world "
+                        "(comma-separated; test alone where val's decline carries the search's winner's curse)")
+    parser.add_argument("--world", choices=("one", "both"), default="one", help="one: both methods' chances are "
+                        "the base method's (IPO's moved by the planted shift); both: each method's own, so the "
+                        "pairs' method-by-learning-rate interaction is real (IPO's own moved by the planted shift)")
     parser.add_argument("--seed-sd", type=float, default=None, help="a run's offset SD, logit scale (default: the "
                         "pilot's, estimated); to check the interval where seeds differ more than the pilot's did")
     args = parser.parse_args(argv)
@@ -97,11 +102,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no lr-profile runs of {args.method or 'a DPO method'} in {url}", file=sys.stderr)
         return 2
     r = runs[base]
-    parts = [r.values[k][:, 0] for k in ("val", "test") if k in r.values]  # tuned beta: [lrs, seeds, pairs]
-    wins = np.concatenate(parts, axis=-1)
-    wins = wins[:, :, np.isfinite(wins).all(axis=(0, 1))]
+    splits = [k.strip() for k in args.splits.split(",")]
+
+    def method_wins(runs_of: Any) -> np.ndarray:  # tuned beta: [lrs, seeds, pairs]
+        return np.concatenate([runs_of.values[k][:, 0] for k in splits if k in runs_of.values], axis=-1)
+
+    wins = method_wins(r)
+    other = next((m for m in runs if m != base), None) if args.world == "both" else None
+    if args.world == "both" and other is None:
+        print(f"error: --world both needs a second method's lr-profile runs in {url}", file=sys.stderr)
+        return 2
+    other_wins = method_wins(runs[other]) if other is not None else None
+    keep = np.isfinite(wins).all(axis=(0, 1))
+    if other_wins is not None:
+        keep &= np.isfinite(other_wins).all(axis=(0, 1))
+        other_wins = other_wins[:, :, keep]
+    wins = wins[:, :, keep]
     log_lrs = tuple(float(x) for x in np.log10(r.lrs))
     chances = np.nanmean(wins, axis=1)  # [lrs, pairs]
+    first = np.nanmean(other_wins, axis=1) if other_wins is not None else None
     sd = seed_sd(wins) if args.seed_sd is None else args.seed_sd
     from prefstudy.evaluation import clustered as cl
 
@@ -125,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             design = f"grid {grid_name} x {seeds} seeds x {pairs} pairs"
             seconds = profile_seconds(spec, len(grid), seeds, pairs)
             for shift in shifts:
-                world = pp.World(grid, chances[index], shift, sd)
+                world = pp.World(grid, chances[index], shift, sd,
+                                 first=first[index] if first is not None else None)
                 tallies = pp.simulate(world, seeds, pairs, cands, args.sims, args.boot, seed=spec.seed,
                                       interval=interval)
                 for name, t in tallies.items():
@@ -155,10 +175,22 @@ def main(argv: list[str] | None = None) -> int:
             picked = [row for row in table if row["design"] == design and row["candidate"] == name and row["shift"] > 0]
             mde[f"{design}: {name}"] = pp.mde_decades([row["shift"] for row in picked],
                                                       [row["power"] for row in picked])
+    mde_model: dict[str, Any] = {}
+    for grid_name, index in grids.items():
+        for name in dict.fromkeys(row["candidate"] for row in table):
+            keys = {(s, n): f"grid {grid_name} x {s} seeds x {n} pairs: {name}" for s, n in designs}
+            reached = [(s, n, mde[key]) for (s, n), key in keys.items() if key in mde]
+            if any(math.isfinite(r[2]) for r in reached):
+                fitted = pp.fit_mde(reached)
+                mde_model[f"grid {grid_name}: {name}"] = {
+                    "pair": fitted.pair, "run": fitted.run, "from": [list(r) for r in reached if math.isfinite(r[2])],
+                    "projected_mde": {f"{s}x{n}": fitted.mde(s, n) for s, n in designs}}
     out = {"pilot": {"spec": spec.name, "storage": url, "method": base, "learning_rates": r.lrs,
-                     "seeds": list(spec.lr_profile.seeds), "pairs": int(wins.shape[-1]), "seed_sd_logit": sd},
+                     "seeds": list(spec.lr_profile.seeds), "pairs": int(wins.shape[-1]), "seed_sd_logit": sd,
+                     "splits": splits, "world": args.world, "first_method": other},
            "interval": args.interval,
            "sims": args.sims, "boot": args.boot, "table": table, "mde_decades": mde, "variance_model": variance,
+           "mde_model": mde_model,
            "seconds": time.perf_counter() - started}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
@@ -167,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     for key, v in variance.items():
         print(f"variance model, {key}: seed {v['seed']:.4g}, pair {v['pair']:.4g}, run {v['run']:.4g}; "
               "projected MDE " + ", ".join(f"{k} {m:.3f}" for k, m in v["projected_mde"].items()))
+    for key, v in mde_model.items():
+        print(f"MDE model (power curves), {key}: pair {v['pair']:.4g}, run {v['run']:.4g}; projected MDE "
+              + ", ".join(f"{k} {m:.3f}" for k, m in v["projected_mde"].items()))
     print(f"wrote {args.out}")
     return 0
 

@@ -87,7 +87,7 @@ def split_sizes(spec: StudySpec) -> dict[str, int | None]:
     tell."""
     data, s = spec.data, spec.data.synthetic
     if data.source == "synthetic":
-        return {"train": s.n_train, "val": s.n_val, "test": s.n_test, "ood": s.n_ood}
+        return {"train": s.n_train, "val": s.n_val, "test": s.n_test, "ood": s.n_ood, "profile": s.n_profile}
     if data.source in ("jsonl", "parquet"):
         splits = _local_splits(data)  # None: the study itself refuses it; the plan says what it cannot know
         if splits is not None:
@@ -97,4 +97,4 @@ def split_sizes(spec: StudySpec) -> dict[str, int | None]:
         val = min(max(1, round(data.max_heldout * data.val_fraction)), data.max_heldout - 1)
         test = data.max_heldout - val
     ood = 0 if data.source == "hf" or not data.ood else None
-    return {"train": data.max_train, "val": val, "test": test, "ood": ood}
+    return {"train": data.max_train, "val": val, "test": test, "ood": ood, "profile": 0}

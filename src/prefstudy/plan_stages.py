@@ -15,9 +15,16 @@ from prefstudy.search.stages import drift_betas, drift_steps, profile_learning_r
 from prefstudy.spec import StudySpec
 
 GENERATION_PER_PROMPT = 0.09  # seconds per greedy answer (batches of 32, <= 24 new tokens), SmolLM2-135M, 2 threads
-# One final eval of a few hundred pairs costs less per pair than a search trial's several small eval points: an
-# lr-profile run's 208 pairs took 20.9 s (0.100 s a pair) over the 26 plain runs of the 2026-12-06 pilot, 1 worker
-FINAL_EVAL_SHARE = 0.100 / 0.155  # of plan_costs.CpuCosts.score_per_pair
+# An lr-profile run, measured (1 worker, 2 threads): one final eval costs a fixed part plus less per pair than a
+# search trial's small eval points: 20.9 s for 208 pairs (the 26 plain runs of the 2026-12-06 pilot) and 45.3 s for
+# 528 (the 38 plain runs of the verdict run that day), so 5.0 s + 0.0763 s a pair; its 24 steps of 4 pairs took 26.1 s
+FINAL_EVAL_SHARE = 0.0763 / 0.155  # of plan_costs.CpuCosts.score_per_pair
+FINAL_EVAL_FIXED = 5.0  # seconds per run
+PROFILE_TRAIN_SHARE = 26.1 / (24 * 4) / 0.37  # of plan_costs.CpuCosts.train_per_pair_step
+# Two workers of one thread each on the 2 cores (--workers 2 training.threads=1) against one worker of two, measured
+# 2026-12-06 side by side: 24 DPO steps 38 s each in parallel against 30.5 s alone (1.6x the throughput), 384 test
+# pairs scored 54 s each in parallel against 31 s alone (1.15x)
+TWO_WORKERS_SPEEDUP = {"train": 2 * 30.5 / 38.0, "score": 2 * 31.0 / 54.0}
 
 
 def stage_lines(spec: StudySpec, stage: str, throughput: float | None) -> tuple[str, ...]:
@@ -64,36 +71,38 @@ def profile_runs(spec: StudySpec, n_lrs: int, n_seeds: int) -> int:
     return (n_lrs * n_seeds + 2 * spec.lr_profile.retune_points) * len(spec.methods)
 
 
-def profile_run_size(spec: StudySpec, test_pairs: int) -> tuple[int, int, int]:
+def profile_run_size(spec: StudySpec, read_pairs: int) -> tuple[int, int, int]:
     """(optimizer steps, training tokens, pairs scored) of one lr-profile run: a search trial's steps, all of val,
-    ``test_pairs`` test pairs and the training subset scored once at the end."""
+    ``read_pairs`` (test and profile-split pairs) and the training subset scored once at the end."""
     sizes = split_sizes(spec)
     t, ev = spec.training, spec.evaluation
     steps = search_steps(spec, sizes.get("train"))
     tokens = steps * 2 * t.max_length * t.batch_size * t.gradient_accumulation_steps
-    scored = (int(sizes.get("val") or ev.val_subset) + test_pairs
+    scored = (int(sizes.get("val") or ev.val_subset) + read_pairs
               + min(ev.train_subset, int(sizes.get("train") or ev.train_subset)))
     return steps, tokens, scored
 
 
-def profile_seconds(spec: StudySpec, n_lrs: int, n_seeds: int, test_pairs: int) -> float | None:
-    """The lr-profile stage's wall time on the reference CPU (1 worker), or None off the embedded model."""
+def profile_seconds(spec: StudySpec, n_lrs: int, n_seeds: int, read_pairs: int, workers: int = 1) -> float | None:
+    """The lr-profile stage's wall time on the reference CPU (1 worker of 2 threads, or ``workers=2`` of one thread
+    each: ``TWO_WORKERS_SPEEDUP``), or None off the embedded model."""
     if spec.model.name_or_path not in CPU_COST_MODELS:
         return None
     t, ev = spec.training, spec.evaluation
     c = costs_for(spec)
-    steps, _, scored = profile_run_size(spec, test_pairs)
+    steps, _, scored = profile_run_size(spec, read_pairs)
     docs = sum(int(task.limit or 0) for task in ev.lm_eval.tasks)
     capability = n_lrs * len(spec.methods)
-    per_run = (steps * t.batch_size * t.gradient_accumulation_steps * c.train_per_pair_step
-               + scored * c.score_per_pair * FINAL_EVAL_SHARE)
+    train, score = (TWO_WORKERS_SPEEDUP["train"], TWO_WORKERS_SPEEDUP["score"]) if workers == 2 else (1.0, 1.0)
+    per_run = (steps * t.batch_size * t.gradient_accumulation_steps * c.train_per_pair_step * PROFILE_TRAIN_SHARE
+               / train + (FINAL_EVAL_FIXED + scored * c.score_per_pair * FINAL_EVAL_SHARE) / score)
     return (profile_runs(spec, n_lrs, n_seeds) * per_run + c.load
-            + capability * (docs * c.lm_eval_per_doc + ev.generation.pairs * GENERATION_PER_PROMPT))
+            + capability * (docs * c.lm_eval_per_doc + ev.generation.pairs * GENERATION_PER_PROMPT) / score)
 
 
-def profile_gpu_seconds(spec: StudySpec, n_lrs: int, n_seeds: int, test_pairs: int, throughput: float) -> float:
+def profile_gpu_seconds(spec: StudySpec, n_lrs: int, n_seeds: int, read_pairs: int, throughput: float) -> float:
     """The lr-profile stage's GPU time at ``throughput`` training tokens per second (lm-eval, generation left out)."""
-    _, tokens, scored = profile_run_size(spec, test_pairs)
+    _, tokens, scored = profile_run_size(spec, read_pairs)
     per_run = tokens / throughput + scored * 2 * spec.training.max_length / (EVAL_SPEEDUP * throughput)
     return profile_runs(spec, n_lrs, n_seeds) * per_run
 
@@ -107,60 +116,69 @@ def profile_test_pairs(spec: StudySpec) -> int:
     return min(wanted or int(n_test), int(n_test))
 
 
+def profile_read_pairs(spec: StudySpec) -> tuple[int, int]:
+    """(test pairs, profile-split pairs) each lr-profile run scores: the pairs its profile is read on."""
+    return profile_test_pairs(spec), int(split_sizes(spec).get("profile") or 0)
+
+
 def profile_lines(spec: StudySpec, throughput: float | None) -> tuple[str, ...]:
     """The ``--dry-run`` lines of ``--stage lr-profile``, with the primary's projected MDE."""
     p, t, ev = spec.lr_profile, spec.training, spec.evaluation
     lrs = profile_learning_rates(spec)
     runs, capability = profile_runs(spec, len(lrs), len(p.seeds)), len(lrs) * len(spec.methods)
     n_val = int(split_sizes(spec).get("val") or ev.val_subset)
-    n_test = profile_test_pairs(spec)
-    steps, tokens, scored = profile_run_size(spec, n_test)
+    n_test, n_profile = profile_read_pairs(spec)
+    n_read = n_test + n_profile
+    steps, tokens, scored = profile_run_size(spec, n_read)
     docs = sum(int(task.limit or 0) for task in ev.lm_eval.tasks)
     betas = "from the search (each method's best trial)" if set(p.betas) < set(spec.methods) else str(dict(p.betas))
+    retune = (f" + beta / and * {p.retune_factor:g} at the {p.retune_points} highest, seed {p.seeds[0]}"
+              if p.retune_points else "")
     out = [f"stage lr-profile: {runs} runs = {len(spec.methods)} methods x ({len(lrs)} learning rates "
-           f"{[f'{v:.3g}' for v in lrs]} x seeds {list(p.seeds)} at the tuned beta ({betas}) + beta / and * "
-           f"{p.retune_factor:g} at the {p.retune_points} highest, seed {p.seeds[0]})",
+           f"{[f'{v:.3g}' for v in lrs]} x seeds {list(p.seeds)} at the tuned beta ({betas}){retune})",
            f"  per run: {steps} optimizer steps (a search trial's), {tokens:,} training tokens; {n_val} val pairs "
-           f"(choose the re-tuned beta) + {n_test} test pairs (the profile read) scored at the end; lm-eval ({docs} "
-           f"docs) and {ev.generation.pairs} greedy answers on the {capability} tuned-beta first-seed runs",
+           f"(chose the tuned beta; choose a re-tuned one) + {n_test} test + {n_profile} profile-split pairs (the "
+           f"profile read) scored at the end; lm-eval ({docs} docs) and {ev.generation.pairs} greedy answers on the "
+           f"{capability} tuned-beta first-seed runs",
            f"  stage total: {runs * tokens:,} training tokens, {runs * scored * 2 * t.max_length:,} eval tokens"]
-    seconds = profile_seconds(spec, len(lrs), len(p.seeds), n_test)
+    seconds = profile_seconds(spec, len(lrs), len(p.seeds), n_read)
     if seconds is not None:
-        out.append(f"  estimated CPU wall time (reference 2-core CPU, 1 worker): ~{seconds / 60:.0f} min")
+        two = profile_seconds(spec, len(lrs), len(p.seeds), n_read, workers=2) or seconds
+        out.append(f"  estimated CPU wall time (reference 2-core CPU): ~{seconds / 60:.0f} min with 1 worker of 2 "
+                   f"threads, ~{two / 60:.0f} min with --workers 2 training.threads=1")
     if throughput:
-        gpu = profile_gpu_seconds(spec, len(lrs), len(p.seeds), n_test, throughput)
+        gpu = profile_gpu_seconds(spec, len(lrs), len(p.seeds), n_read, throughput)
         out.append(f"  at {throughput:,.0f} tokens/s: {gpu / 3600:.2f} GPU-hours (lm-eval and generation not included)")
-    out.extend(profile_power_lines(spec, len(lrs), n_test, throughput))
+    out.extend(profile_power_lines(spec, len(lrs), n_read, throughput))
     return tuple(out)
 
 
-def profile_power_lines(spec: StudySpec, n_lrs: int, n_test: int, throughput: float | None) -> list[str]:
+def profile_power_lines(spec: StudySpec, n_lrs: int, n_read: int, throughput: float | None) -> list[str]:
     """The primary's projected MDE at the spec's size and the sizes that reach the declared targets, from the
-    variance model of the default study's pilot (``evaluation.profile_design.PILOT``)."""
+    power curves simulated on the first design's verdict run (``evaluation.profile_design.PILOT``)."""
     from prefstudy.evaluation.profile_design import PILOT, TARGETS, matches_pilot_grid
 
     seeds = len(spec.lr_profile.seeds)
-    if n_test < 2:
-        return ["  primary's MDE: unknown (the number of test pairs read per run is unknown)"]
+    if n_read < 2:
+        return ["  primary's MDE: unknown (the number of pairs read per run is unknown)"]
     model = PILOT.model
     caveat = "" if matches_pilot_grid(profile_learning_rates(spec)) and spec.model.name_or_path in CPU_COST_MODELS \
         else "; ANOTHER grid or model: a rough guide only, run a pilot and benchmarks/profile_power.py for yours"
-    out = [f"  primary (alignment shift, IPO - DPO): projected MDE {model.mde(seeds, n_test):.2f} decades at "
-           f"{seeds} seeds x {n_test} test pairs (80% power, 5% two-sided; {PILOT.source}{caveat}); it assumes "
-           "the pilot's decline and the tuned beta read at every point: the 2026-12-06 verdict run, shallower and "
-           "reading one-seed re-tuning candidates, reached 0.49 (docs/results/claims.md)"]
+    out = [f"  primary (alignment shift at the tuned beta, IPO - DPO): projected MDE {model.mde(seeds, n_read):.2f} "
+           f"decades at {seeds} seeds x {n_read} read pairs (test + profile split; 80% power, 5% two-sided; "
+           f"{PILOT.source}{caveat}); it assumes that run's shallow decline, {PILOT.caveat}"]
     for target in TARGETS:
-        size = model.size_for(target, seeds, n_test)
+        size = model.size_for(target, seeds, n_read)
         parts = []
-        for key, unit in (("seeds_at_these_pairs", "seeds"), ("pairs_at_these_seeds", "test pairs")):
+        for key, unit in (("seeds_at_these_pairs", "seeds"), ("pairs_at_these_seeds", "read pairs")):
             value = size[key]
             if value is None:
                 parts.append(f"more than the search limit of {unit}")
                 continue
-            s_, n_ = (value, n_test) if unit == "seeds" else (seeds, value)
-            cost = profile_seconds(spec, n_lrs, s_, n_)
-            when = [f"{profile_runs(spec, n_lrs, s_)} runs"] + ([f"~{cost / 60:.0f} min here"] if cost is not None
-                                                                else [])
+            s_, n_ = (value, n_read) if unit == "seeds" else (seeds, value)
+            cost, two = profile_seconds(spec, n_lrs, s_, n_), profile_seconds(spec, n_lrs, s_, n_, workers=2)
+            when = [f"{profile_runs(spec, n_lrs, s_)} runs"] + (
+                [f"~{cost / 60:.0f} / ~{two / 60:.0f} min here with 1 / 2 workers"] if cost and two else [])
             if throughput:
                 when.append(f"{profile_gpu_seconds(spec, n_lrs, s_, n_, throughput) / 3600:.2f} GPU-hours")
             parts.append(f"{value} {unit} ({', '.join(when)})")

@@ -1,5 +1,6 @@
 """``--stage lr-profile`` end to end on the smoke spec: the search first, then the learning-rate grid through the
-trial loop (tuned beta at two seeds, beta re-tuned at the top), per-pair val and test values in every run, lm-eval
+trial loop (tuned beta at two seeds, beta re-tuned at the top), per-pair val, test and profile-split values in every
+run (the profile split read with test), lm-eval
 and generation on the capability runs only, claims.json's lr_tolerance entry, the report's learning-rate profile and
 the end-of-run verdict line; interrupted, it resumes with two workers without redoing a finished run."""
 
@@ -19,7 +20,8 @@ from support import SMOKE, cli_env
 
 pytestmark = pytest.mark.slow
 
-ARGS = ["search.n_trials=1", "lr_profile.betas={dpo: 0.1, ipo: 0.5}"]  # fixed: two candidates each
+ARGS = ["search.n_trials=1", "lr_profile.betas={dpo: 0.1, ipo: 0.5}",  # fixed: two candidates each
+        "data.synthetic.n_profile=4"]  # pairs only the stage reads, with test
 KEYS = {"id", "statistic", "estimate", "ci_low", "ci_high", "mde", "verdict", "secondary"}
 
 
@@ -70,6 +72,7 @@ def test_an_interrupted_grid_resumes_with_workers_and_a_last_call_redoes_nothing
             folder = Path(t.user_attrs["run_dir"])
             row = json.loads((folder / "pairs.jsonl").read_text().splitlines()[-1])
             assert len(row["val"]) == 8 and len(row["test"]) == 6  # all of val, lr_profile.test_pairs of test
+            assert len(row["profile"]) == 4  # all of the profile split
             capability = t.user_attrs["stage_capability"]
             assert capability == (t.user_attrs["stage_slot"] == 0 and t.user_attrs["stage_seed"] == 1)
             assert (folder / "lm_eval.json").is_file() == capability and ("generated" in row) == capability
@@ -85,7 +88,7 @@ def test_claims_json_report_and_summary_carry_the_verdict(profile_run) -> None:
     assert entry["verdict"] == "inconclusive" and entry["reason"].startswith("2 seed(s)"), entry
     if entry["ci_low"] is not None:
         assert entry["ci_low"] <= entry["estimate"] <= entry["ci_high"]
-    assert all(len(entry["profiles"][m]) == 6 for m in ("dpo", "ipo"))
+    assert all(len(entry["profiles"][m]) == 6 for m in ("dpo", "ipo")) and entry["read_pairs"] == 6 + 4
     assert entry["fit"]["slope_per_decade"] is not None and set(entry["fit"]["midpoint_lr"]) == {"dpo", "ipo"}
     crossing = next(s for s in entry["secondary"] if s["name"].startswith("threshold crossing"))
     if crossing.get("ci_low") is not None:  # 2 seeds x 8 val pairs on a random model: the interval may be missing
@@ -93,25 +96,23 @@ def test_claims_json_report_and_summary_carry_the_verdict(profile_run) -> None:
     for method in ("dpo", "ipo"):
         design = entry["design"][method]
         assert len(design["learning_rates"]) == 6 and design["retuned"]["val_peak"] is not None
-    assert any("fixed tuned beta" in s["name"] for s in entry["secondary"])
+    assert entry["secondary"][0]["name"].startswith("alignment shift with beta re-tuned")  # candidates ran
     assert "claim (b) lr_tolerance: " + entry["verdict"].upper() in first.stderr + first.stdout
     page = (work / "reports" / "smoke" / "index.html").read_text()
     assert '<section id="lr-profile">' in page and 'id="fig-lr-profile"' in page
-    assert "claim (b) lr_tolerance" in page
-    before = entry["preregistered_interval"]  # the interval declared before the amendment: shown, not read
-    assert before["name"].startswith("seed-and-pair clustered interval")
-    if before["ci_low"] is not None:
-        assert "as declared before the 2026-12-06 amendment (shown, not read)" in page
+    assert "claim (b) lr_tolerance" in page and "test + profile pairs, tuned" in page  # the primary's profile drawn
 
 
 def test_dry_run_prints_the_stage_cost(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "prefstudy", "study", str(SMOKE), "--dry-run", "--stage",
-                             "lr-profile"], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "prefstudy", "study", str(SMOKE), "data.synthetic.n_profile=4",
+                             "--dry-run", "--stage", "lr-profile"], cwd=tmp_path, env=cli_env(), capture_output=True,
+                            text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "stage lr-profile: 28 runs = 2 methods x (6 learning rates" in result.stdout
     assert "per run: 4 optimizer steps" in result.stdout
-    assert "8 val pairs (choose the re-tuned beta) + 6 test pairs (the profile read)" in result.stdout
-    assert "primary (alignment shift, IPO - DPO): projected MDE" in result.stdout
+    assert "8 val pairs (chose the tuned beta; choose a re-tuned one) + 6 test + 4 profile-split pairs (the profile " \
+           "read)" in result.stdout
+    assert "primary (alignment shift at the tuned beta, IPO - DPO): projected MDE" in result.stdout
 
 
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="kaleido needs chromium (apt-get install chromium)")

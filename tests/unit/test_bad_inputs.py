@@ -255,7 +255,7 @@ def test_good_inputs_pass_and_write_nothing(tmp_path: Path) -> None:
     spec_path, storage_url = _spec_file(tmp_path, Case("good", lambda _t, _d: {}, Exception, "", ""))
     before = _files(tmp_path)
     inputs = check_inputs(load_spec(spec_path), storage_url)
-    assert inputs.splits.sizes() == {"train": 8, "val": 4, "test": 4, "ood": 0}
+    assert inputs.splits.sizes() == {"train": 8, "val": 4, "test": 4, "ood": 0, "profile": 0}
     _assert_nothing_written(tmp_path, before, storage_url)
 
 

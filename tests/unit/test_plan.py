@@ -101,7 +101,7 @@ def test_shipped_mistral_plan_arithmetic() -> None:
     plan = build_plan(load_spec(MISTRAL_SPEC), None, None)
     assert (plan.trials_per_method, plan.trials_total, plan.methods) == (12, 24, ("dpo", "ipo"))
     # max_heldout 1000 at val_fraction 0.5 -> 500 val + 500 test; hf has no ood split
-    assert plan.splits == {"train": 2000, "val": 500, "test": 500, "ood": 0}
+    assert plan.splits == {"train": 2000, "val": 500, "test": 500, "ood": 0, "profile": 0}
     # 1 epoch * ceil(2000 / (4 * 4)) = 125 steps of 16 pairs; 2 * 1024 * 16 = 32,768 tokens per step
     assert (plan.steps_per_trial, plan.pairs_per_step, plan.tokens_per_step) == (125, 16, 32_768)
     assert plan.tokens_per_trial == 125 * 32_768 == 4_096_000
@@ -145,7 +145,7 @@ def test_shipped_mistral_total_is_sane_for_one_80gb_gpu() -> None:
 def test_default_spec_plan_arithmetic() -> None:
     plan = build_plan(load_spec(DEFAULT_SPEC))
     assert (plan.trials_per_method, plan.trials_total) == (6, 12)
-    assert plan.splits == {"train": 24, "val": 128, "test": 384, "ood": 96}
+    assert plan.splits == {"train": 24, "val": 128, "test": 384, "ood": 96, "profile": 640}
     # max_steps 24 at batch 4, no accumulation, max_length 128: 2 * 128 * 4 = 1,024 tokens per step
     assert (plan.steps_per_trial, plan.tokens_per_step, plan.tokens_per_trial) == (24, 1_024, 24_576)
     # eval at 8, 16 on 64 val + 16 train, at 24 on all 128 val and the 16 train: 2 * 80 + 144 = 304; test and OOD
@@ -194,7 +194,7 @@ def test_unknown_sizes_are_said_not_guessed() -> None:
            "data": {"source": "jsonl", "train": "t.jsonl", "heldout": "h.jsonl"},
            "training": {"max_steps": None, "num_epochs": 1}}
     spec = StudySpec.model_validate(raw)
-    assert split_sizes(spec) == {"train": None, "val": None, "test": None, "ood": 0}
+    assert split_sizes(spec) == {"train": None, "val": None, "test": None, "ood": 0, "profile": 0}
     plan = build_plan(spec, 1000.0)
     assert (plan.steps_per_trial, plan.eval_pairs_per_trial, plan.seconds_per_trial) == (None, None, None)
     assert "unknown" in format_plan(plan) and "data.max_train" in format_plan(plan)
@@ -242,15 +242,16 @@ def test_importing_plan_does_not_import_torch() -> None:
 
 def test_cpu_wall_time_by_hand() -> None:
     """Default spec, costs 0.5 s a pair-step, 0.1 s a scored pair, a reference pair and an lm-eval doc, 30 s load:
-    a trial = 24 * 4 * 0.5 + 304 * 0.1 + 320 * 0.1 = 110.4 s; once = 30 + 632 * 0.1 + 320 * 0.1 + 2 * 480 * 0.1 =
-    221.2 s; search = 12 * 110.4 + 221.2 = 1546 s = 25.77 min. Confirmation: 10 runs * (48 + 624 * 0.1) + lm-eval on
+    a trial = 24 * 4 * 0.5 + 304 * 0.1 + 320 * 0.1 = 110.4 s; once = 30 + 1272 * 0.1 (the reference pass: every
+    split, the 640 profile pairs too) + 320 * 0.1 + 2 * 480 * 0.1 = 285.2 s; search = 12 * 110.4 + 285.2 = 1610 s
+    = 26.83 min. Confirmation: 10 runs * (48 + 624 * 0.1) + lm-eval on
     2 runs (the first seed of each method) * 32 + 30 = 1198 s = 19.97 min."""
     from prefstudy.plan import CpuCosts, cpu_minutes
 
     spec = load_spec(DEFAULT_SPEC)
     costs = CpuCosts(train_per_pair_step=0.5, score_per_pair=0.1, ref_per_pair=0.1, lm_eval_per_doc=0.1, load=30.0)
     search, confirm = cpu_minutes(spec, 24, 304, 480, costs)
-    assert search == pytest.approx(1546 / 60) and confirm == pytest.approx(1198 / 60)
+    assert search == pytest.approx(1610 / 60) and confirm == pytest.approx(1198 / 60)
     text = format_plan(build_plan(spec))
     assert "estimated CPU wall time" in text and "confirmation (--confirm) ~" in text
     assert "estimated CPU wall time" not in format_plan(build_plan(load_spec(MISTRAL_SPEC)))  # no cost model there
@@ -268,7 +269,8 @@ def test_local_files_are_counted_so_the_plan_prints_sizes_mdes_and_time(tmp_path
            "data": {"source": "jsonl", "train": str(tmp_path / "t.jsonl"), "heldout": str(tmp_path / "h.jsonl")},
            "training": {"max_steps": None, "num_epochs": 1}}
     spec = StudySpec.model_validate(raw)
-    assert split_sizes(spec) == {"train": 40, "val": 100, "test": 100, "ood": 0}  # repeats dropped, held-out halved
+    # repeats dropped, held-out halved
+    assert split_sizes(spec) == {"train": 40, "val": 100, "test": 100, "ood": 0, "profile": 0}
     text = format_plan(build_plan(spec, 1000.0))
     assert "pairs per split: train 40, val 100, test 100, ood 0" in text and "unknown" not in text.split("\n")[2]
     assert "between two trials on val (100 pairs)" in text and "search, exploratory (one seed, 100 test pairs)" in text
@@ -311,3 +313,18 @@ def test_dry_run_time_goes_by_the_datas_tokens(tmp_path) -> None:
     assert build_plan(long).tokens_per_trial > build_plan(short).tokens_per_trial
     assert "tokens per pair (6 training pairs tokenized" in format_plan(build_plan(long))
     assert pair_tokens(load_spec("smoke")) is None  # built-in data: the costs' own reference
+
+
+def test_lr_profile_stage_minutes_by_hand() -> None:
+    """Default spec, 5 seeds x 4 rates x 2 methods = 40 runs, each 24 steps x 4 pairs at 26.1 s / 96 a pair-step
+    (26.1 s) + 5.0 s + (128 val + 16 train + 384 test + 384 profile = 912 pairs) x 0.0763 s = 100.69 s; + 30 s load
+    + 8 capability runs x (320 lm-eval docs x 0.075 + 32 answers x 0.09 = 26.88 s) = 4027.7 + 30 + 215.04 s. Two
+    workers of one thread: training / (61 / 38), scoring / (62 / 54)."""
+    from prefstudy.plan_stages import profile_seconds
+
+    spec = load_spec(DEFAULT_SPEC)
+    per_run = 26.1 + 5.0 + 912 * 0.0763
+    assert profile_seconds(spec, 4, 5, 768) == pytest.approx(40 * per_run + 30 + 8 * 26.88, rel=1e-6)
+    two = 26.1 / (61 / 38) + (5.0 + 912 * 0.0763) / (62 / 54)
+    assert profile_seconds(spec, 4, 5, 768, workers=2) == pytest.approx(40 * two + 30 + 8 * 26.88 / (62 / 54),
+                                                                        rel=1e-6)

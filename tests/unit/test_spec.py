@@ -107,6 +107,10 @@ def test_fingerprint_ignores_size_but_not_search_space() -> None:
     assert load_spec(path, ["workers.count=3"]).fingerprint() == base
     assert load_spec(path, ["learning_rate.high=2e-3"]).fingerprint() != base
     assert load_spec(path, ["data.seed=1"]).fingerprint() != base
+    # a profile split is new data; none at all hashes as before the setting existed, so old studies resume
+    assert load_spec(path, ["data.synthetic.n_profile=8"]).fingerprint() != base
+    # the smoke spec's fingerprint at b984005, before the setting existed (update it if study/smoke.yaml changes)
+    assert load_spec(path, ["data.synthetic.n_profile=0"]).fingerprint() == base == "f82eff5490e67a62"
 
 
 def test_test_scoring_chosen_needs_a_saved_adapter_and_leaves_the_fingerprint() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 Record = dict[str, Any]
-HELDOUT = ("val", "test", "ood")
+HELDOUT = ("val", "test", "ood", "profile")
 
 
 def _text(messages: list[dict[str, str]], fold: bool) -> str:

@@ -21,7 +21,7 @@ from prefstudy.data import synthetic
 from prefstudy.data.hygiene import drop_duplicates, overlaps, prompt_overlaps
 from prefstudy.spec import Columns, DataSpec
 
-SPLITS = ("train", "val", "test", "ood")
+SPLITS = ("train", "val", "test", "ood", "profile")  # profile: synthetic data only (data.synthetic.n_profile)
 Message = dict[str, str]
 
 
@@ -43,8 +43,9 @@ class PreferenceSplits:
         return {name: len(rows) for name, rows in self.splits.items()}
 
     def fingerprint(self) -> str:
-        """A hash of every pair of every split: a resumed study must see exactly the pairs it started with."""
-        blob = json.dumps(self.splits, sort_keys=True, ensure_ascii=False).encode()
+        """A hash of every pair of every split: a resumed study must see exactly the pairs it started with. An
+        empty split is left out, so a study made before a split existed keeps its fingerprint."""
+        blob = json.dumps({k: v for k, v in self.splits.items() if v}, sort_keys=True, ensure_ascii=False).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def save(self, folder: Path) -> None:
@@ -62,7 +63,8 @@ class PreferenceSplits:
 
 def _synthetic(spec: DataSpec) -> PreferenceSplits:
     sizes = spec.synthetic
-    generated = synthetic.generate(sizes.n_train, sizes.n_val, sizes.n_test, sizes.n_ood, seed=spec.seed)
+    generated = synthetic.generate(sizes.n_train, sizes.n_val, sizes.n_test, sizes.n_ood, seed=spec.seed,
+                                   n_profile=sizes.n_profile)
     splits: dict[str, list[dict[str, Any]]] = {}
     for name in SPLITS:
         splits[name] = [

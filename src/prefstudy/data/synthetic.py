@@ -21,8 +21,9 @@ surface cue (length, word overlap with the question, a fixed word) separates the
   on in the other.
 
 Held-out splits are generated first (test, val, ood, then train), each from its own
-``random.Random`` stream, so changing ``n_train`` never changes val/test/ood.
-Instances are disjoint across all splits.
+``random.Random`` stream, so changing ``n_train`` never changes val/test/ood. The
+``profile`` split (pairs only the lr-profile stage reads) comes last, so adding it
+changes no other split. Instances are disjoint across all splits.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ IN_DISTRIBUTION: tuple[str, ...] = (
     "answer_format",
 )
 OUT_OF_DISTRIBUTION: tuple[str, ...] = ("subtraction", "multiplication")
-_SPLITS: tuple[str, ...] = ("train", "val", "test", "ood")
-_GENERATION_ORDER: tuple[str, ...] = ("test", "val", "ood", "train")
+_SPLITS: tuple[str, ...] = ("train", "val", "test", "ood", "profile")
+_GENERATION_ORDER: tuple[str, ...] = ("test", "val", "ood", "train", "profile")
 _MAX_ATTEMPTS = 20_000  # redraws allowed per item before giving up
 
 _WORDS: tuple[str, ...] = tuple(
@@ -281,16 +282,17 @@ def _draw(family: str, rng: random.Random, k: int, seen: set[str]) -> tuple[str,
     raise ValueError(f"could not draw enough distinct {family!r} instances; request fewer pairs")
 
 
-def generate(n_train: int, n_val: int, n_test: int, n_ood: int, seed: int) -> dict[str, list[Pair]]:
+def generate(n_train: int, n_val: int, n_test: int, n_ood: int, seed: int, n_profile: int = 0
+             ) -> dict[str, list[Pair]]:
     """Generate preference pairs for all splits.
 
-    Returns ``{"train": [...], "val": [...], "test": [...], "ood": [...]}``. Families are
+    Returns ``{"train": [...], "val": [...], "test": [...], "ood": [...], "profile": [...]}``. Families are
     balanced round-robin within each split (``OUT_OF_DISTRIBUTION`` families only in
     ``"ood"``); instances are disjoint across all splits; output is identical for
     identical arguments. Ids look like ``"addition-000017"`` and are unique per call.
     Raises ValueError on negative sizes or when a family's instance pool runs out.
     """
-    sizes = {"train": n_train, "val": n_val, "test": n_test, "ood": n_ood}
+    sizes = {"train": n_train, "val": n_val, "test": n_test, "ood": n_ood, "profile": n_profile}
     for name, size in sizes.items():
         if size < 0:
             raise ValueError(f"n_{name} must be >= 0, got {size}")

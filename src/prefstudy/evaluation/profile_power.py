@@ -35,12 +35,15 @@ class World:
     chances: np.ndarray  # [lrs, pairs]: DPO's chance of winning each pair at each learning rate
     shift: float  # planted: IPO's profile sits this many decades to the right
     seed_sd: float = 0.1  # a run's offset, logit scale
+    first: np.ndarray | None = None  # [lrs, pairs]: IPO's own chances (before the planted shift); None: DPO's
 
     def truth(self) -> dict[str, np.ndarray]:
         """The noise-free stage: each method's chances, ``[lrs, 1 beta slot, 1 seed, pairs]`` as the stage stores
-        its runs (:mod:`prefstudy.evaluation.lr_profile`; slot 0 is the tuned beta)."""
+        its runs (:mod:`prefstudy.evaluation.lr_profile`; slot 0 is the tuned beta). With ``first`` (a world of both
+        methods' own per-pair chances, so pairs that favour one method's profile over the other's are real), IPO's
+        chances are its own moved ``shift`` to the right, and the truth is the world's own shift plus the planted."""
         dpo = self.chances
-        ipo = shifted(self.log_lrs, dpo, self.shift)
+        ipo = shifted(self.log_lrs, dpo if self.first is None else self.first, self.shift)
         return {"ipo": ipo[:, None, None, :], "dpo": dpo[:, None, None, :]}
 
     def draw(self, seeds: int, pairs: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -180,3 +183,29 @@ def fit_variance(rows: Sequence[tuple[int, int, float, float]]) -> VarianceModel
         if run >= 0 and pair >= 0:
             return VarianceModel(seed, pair, run)
     return VarianceModel(seed, float(np.mean(scaled_pair)), 0.0)
+
+
+MDE_FACTOR = 1.959964 + 0.841621  # z(0.975) + z(0.8): an MDE at 80% power is this many standard errors
+
+
+def fit_mde(rows: Sequence[tuple[int, int, float]]) -> VarianceModel:
+    """A :class:`VarianceModel` with no seed part from ``(seeds, pairs, MDE)`` of simulated designs, the MDE read
+    off each design's power curve: ``(MDE / MDE_FACTOR)^2 x N = pair + run / S`` by least squares (``run`` held at
+    0 when the designs share one S or the fit makes it negative; ``pair`` at 0, the line through the origin, when
+    the fit makes that negative: only the pairs scored in all, S x N, count). For worlds whose seeds differ no more
+    than their pairs explain (the stage's pilots): the projection then follows the power the simulation measured,
+    not the interval's own components (which are conservative)."""
+    usable = [r for r in rows if math.isfinite(r[2])]
+    if not usable:
+        raise ValueError("no simulated design reached 80% power")
+    seeds = np.array([r[0] for r in usable], dtype=float)
+    scaled = np.array([(r[2] / MDE_FACTOR) ** 2 * r[1] for r in usable], dtype=float)
+    if len(set(seeds.tolist())) > 1:
+        design = np.column_stack([np.ones_like(seeds), 1.0 / seeds])
+        pair, run = (float(v) for v in np.linalg.lstsq(design, scaled, rcond=None)[0])
+        if run >= 0 and pair >= 0:
+            return VarianceModel(0.0, pair, run)
+        if pair < 0 <= run:
+            inverse = 1.0 / seeds
+            return VarianceModel(0.0, 0.0, float(inverse @ scaled / (inverse @ inverse)))
+    return VarianceModel(0.0, float(np.mean(scaled)), 0.0)

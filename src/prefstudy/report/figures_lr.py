@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 
 from prefstudy.evaluation import lr_profile as lp
 from prefstudy.evaluation.profile_shift import logistic4
+from prefstudy.report.claim_b import read_pairs
 from prefstudy.report.figures import _rgba, color, label, style
 
 
@@ -38,10 +39,11 @@ def intervals_of(entry: dict[str, Any] | None) -> dict[str, tuple[float | None, 
 def profile(all_runs: dict[str, Any], delta: float,
             intervals: dict[str, tuple[float | None, float | None]] | None = None,
             fit: dict[str, Any] | None = None) -> go.Figure:
-    """One panel per method: val at the tuned beta (band), val with beta re-tuned, test with beta re-tuned, the
-    degradation learning rate (diamond on the peak - delta line, with its clustered interval from ``intervals``:
-    :func:`intervals_of` the claims.json entry, computed once there), and the joint logistic fit to the re-tuned
-    test profiles (``fit``: the entry's ``fit``; drawn, not read) with its midpoint."""
+    """One panel per method: val at the tuned beta (band), val with beta re-tuned, the primary's profile (the tuned
+    beta on test and the profile split), the degradation learning rate (diamond on the peak - delta line, with its
+    clustered interval from ``intervals``: :func:`intervals_of` the claims.json entry, computed once there), and the
+    joint logistic fit to the primary's profiles (``fit``: the entry's ``fit``; drawn, not read) with its
+    midpoint."""
     methods = [m for m in all_runs if "val" in all_runs[m].values]
     fig = make_subplots(rows=1, cols=max(1, len(methods)), subplot_titles=[label(m) for m in methods],
                         horizontal_spacing=0.08)
@@ -58,16 +60,17 @@ def profile(all_runs: dict[str, Any], delta: float,
         retuned = lp.profile(val, True)
         fig.add_trace(go.Scatter(x=runs.lrs, y=retuned, mode="lines+markers", line={"color": c, "dash": "dash"},
                                  name=f"{label(method)} val, β re-tuned"), row=1, col=col)
-        if "test" in runs.values:
-            fig.add_trace(go.Scatter(x=runs.lrs, y=lp.profile(runs.values["test"], True, choose_on=val),
+        if "test" in runs.values:  # the primary's profile: the tuned beta on test and the profile split
+            fig.add_trace(go.Scatter(x=runs.lrs, y=lp.profile(read_pairs(runs), False),
                                      mode="lines+markers", line={"color": c, "dash": "dot"},
-                                     name=f"{label(method)} test, β re-tuned (chosen on val)"), row=1, col=col)
+                                     name=f"{label(method)} test + profile pairs, tuned β (the primary's)"),
+                          row=1, col=col)
         if fit and fit.get("identified") and fit["midpoint_lr"].get(method) is not None:
             dense = np.linspace(x.min(), x.max(), 80)
             mid = math.log10(fit["midpoint_lr"][method])
             curve = logistic4(dense, fit["slope_per_decade"], fit["floor"], fit["plateau"][method], mid)
             fig.add_trace(go.Scatter(x=10 ** dense, y=curve, mode="lines", line={"color": c, "width": 1},
-                                     name=f"{label(method)} joint logistic fit (test, β re-tuned)"), row=1, col=col)
+                                     name=f"{label(method)} joint logistic fit (drawn, not read)"), row=1, col=col)
             fig.add_trace(go.Scatter(x=[10 ** mid], y=[(fit["floor"] + fit["plateau"][method]) / 2],  # halfway
                                      mode="markers", marker={"symbol": "x", "size": 11, "color": c},
                                      name=f"{label(method)} fitted midpoint"), row=1, col=col)

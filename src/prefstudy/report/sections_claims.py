@@ -24,9 +24,9 @@ def claims(d: rd.ReportData, _: Path) -> Section:
                 "instances; a cell that has not stopped is 'not converged', never support. Where the design has no "
                 "p < 1 arm, the 2026-12-02 primary is read instead: slope(IPO) − slope(DPO) of log(final drift) "
                 "against log(β) on held-out pairs. Claim (b) by its own stage (--stage lr-profile): "
-                "the shift of the decline, IPO minus DPO, in decades of learning rate (a joint logistic fit to the two "
-                "profiles' test accuracy, β re-tuned per learning rate on val), supported when its interval lies "
-                "above 0 (section 5 draws the profiles). Secondary statistics are Holm-adjusted "
+                "the alignment shift of the decline, IPO minus DPO, in decades of learning rate (each method at its "
+                "tuned β, read on the test pairs and the profile split), supported when its interval lies above 0 "
+                "(section 5 draws the profiles). Secondary statistics are Holm-adjusted "
                 "with the study's other secondary verdicts.")
     lr_entry = next((e for e in d.claims if e["id"] == "lr_tolerance"), None)
     entry = next((e for e in d.claims if e["id"] == "drift"), None)

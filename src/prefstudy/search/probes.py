@@ -106,7 +106,8 @@ class DriftProbe:
 
 
 class ProfileProbe:
-    """At the last step of an lr-profile run: per-pair wins on val and test, generation where ``capability``."""
+    """At the last step of an lr-profile run: per-pair wins on val, test and the profile split, generation where
+    ``capability``."""
 
     def __init__(self, worker: Any, run_dir: Any, capability: bool) -> None:
         self.worker, self.run_dir, self.capability = worker, run_dir, capability
@@ -118,7 +119,7 @@ class ProfileProbe:
             return {}
         metric = self.worker.spec.evaluation.metric
         row: dict[str, Any] = {"step": step, **{split: [round(float(x), 7) for x in metric_wins(arrays[split], metric)]
-                                               for split in ("val", "test") if split in arrays}}
+                                               for split in ("val", "test", "profile") if split in arrays}}
         out: dict[str, Any] = {}
         pairs = self.worker.spec.evaluation.generation.pairs
         if self.capability and pairs:

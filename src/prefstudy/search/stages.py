@@ -13,8 +13,9 @@ range (or ``drift.betas``), each run ``drift.steps_factor`` times a search trial
 ``lr-profile`` (claim (b)): per method, ``lr_profile.grid_points`` learning rates log-spaced from the search range's
 low / ``extend[0]`` to its high * ``extend[1]`` (or ``lr_profile.learning_rates``), at the method's tuned beta (its
 best search trial's, or ``lr_profile.betas``) for every seed (slot 0), and at the ``retune_points`` highest learning
-rates also at the tuned beta / and * ``retune_factor`` with the first seed (slots 1..). Runs last a search trial's
-steps; lm-eval and generation run on the tuned beta's first-seed runs only (``stage_capability``).
+rates (none by default) also at the tuned beta / and * ``retune_factor`` with the first seed (slots 1..). Runs
+last a search trial's steps; lm-eval and generation run on the tuned beta's first-seed runs only
+(``stage_capability``).
 """
 
 from __future__ import annotations
@@ -143,9 +144,10 @@ def design(spec: StudySpec, stage: str, searches: dict[str, optuna.Study] | None
         r = spec.methods[method].beta
         runs = [{"params": {"beta": beta, "learning_rate": lr}, "seed": s,
                  "attrs": {"stage_slot": 0, "stage_capability": s == p.seeds[0]}} for lr in lrs for s in p.seeds]
+        top = lrs[len(lrs) - p.retune_points:]  # the retune_points highest (none with 0)
         for slot, candidate in enumerate(retune_candidates(beta, p.retune_factor, r.low, r.high), start=1):
             runs += [{"params": {"beta": candidate, "learning_rate": lr}, "seed": p.seeds[0],
-                      "attrs": {"stage_slot": slot, "stage_capability": False}} for lr in lrs[-p.retune_points:]]
+                      "attrs": {"stage_slot": slot, "stage_capability": False}} for lr in top]
         out[method] = runs
     return out
 
@@ -163,8 +165,10 @@ def describe(spec: StudySpec, stage: str, searches: dict[str, optuna.Study] | No
     lrs = profile_learning_rates(spec)
     return (f"lr-profile: learning rates {[f'{v:.3g}' for v in lrs]}; tuned betas "
             + ", ".join(f"{m} {b:.4g}" for m, b in tuned_betas(spec, searches).items())
-            + f" x seeds {list(spec.lr_profile.seeds)}; beta re-tuned (x/÷ {spec.lr_profile.retune_factor:g}, seed "
-            f"{spec.lr_profile.seeds[0]}) at the {spec.lr_profile.retune_points} highest; {search_steps(spec)} steps")
+            + f" x seeds {list(spec.lr_profile.seeds)}"
+            + (f"; beta re-tuned (x/÷ {spec.lr_profile.retune_factor:g}, seed {spec.lr_profile.seeds[0]}) at the "
+               f"{spec.lr_profile.retune_points} highest" if spec.lr_profile.retune_points else "; beta not re-tuned")
+            + f"; {search_steps(spec)} steps")
 
 
 def _open(spec: StudySpec, storage: optuna.storages.BaseStorage, method: str, stage: str,
@@ -304,8 +308,9 @@ class LrProfileStage(FixedStage):
         spec, tokenized = worker.spec, worker.prepared.tokenized
         n_val, n_test = (len(tokenized[s]) for s in ("val", "test"))
         test_pairs = min(spec.lr_profile.test_pairs or n_test, n_test)
+        profile_pairs = len(tokenized["profile"]) if "profile" in tokenized else 0  # every one, read with test
         steps = search_steps(spec, len(tokenized["train"]))
-        return Shape(schedule=Schedule(steps, (steps,), n_val, test_pairs),
+        return Shape(schedule=Schedule(steps, (steps,), n_val, test_pairs, profile_pairs=profile_pairs),
                      probe=lambda run_dir: ProfileProbe(worker, run_dir, capability))
 
     def failed_result(self, trial: optuna.Trial, run_dir: Path, reason: str) -> float | None:

@@ -57,6 +57,7 @@ class SyntheticData(_Frozen):
     n_val: int = Field(64, ge=1)
     n_test: int = Field(64, ge=1)
     n_ood: int = Field(32, ge=0)
+    n_profile: int = Field(0, ge=0)  # pairs only the lr-profile stage reads, generated after every other split
 
 
 class Columns(_Frozen):
@@ -330,6 +331,8 @@ class StudySpec(_Frozen):
         for key in ("workers", "storage", "runs_dir", "confirm", "drift", "lr_profile", "tracking"):
             data.pop(key, None)
         data["data"].pop("leakage", None)  # a check on the data, not part of what the study is
+        if not data["data"]["synthetic"].get("n_profile"):  # a study made before the profile split existed resumes
+            data["data"]["synthetic"].pop("n_profile", None)
         data["evaluation"].pop("primary", None)  # how the results are read, not what the trials are
         data["evaluation"].pop("test_scoring", None)  # when test is scored, not what a trial is
         data["evaluation"].pop("generation", None)  # an extra measurement of a trained adapter, not the training

@@ -93,7 +93,7 @@ class LrProfileSpec(_Frozen):
     extend: tuple[float, float] = (2.0, 4.0)  # the grid runs from learning_rate.low / extend[0] to high * extend[1]
     betas: dict[str, float] = {}  # per method; left out: the beta of the method's best search trial
     seeds: tuple[int, ...] = (1, 2)  # training seeds at the tuned beta (>= 2: the interval carries seed variance)
-    retune_points: int = Field(3, ge=1)  # beta is re-tuned at this many of the highest learning rates
+    retune_points: int = Field(0, ge=0)  # beta is re-tuned at this many of the highest learning rates (0: never)
     retune_factor: float = Field(3.0, gt=1.0)  # candidates: tuned beta * and / this (clipped to the method's range)
     delta: float = Field(0.05, gt=0, lt=1)  # degraded: val accuracy more than delta below the method's val peak
     test_pairs: int | None = Field(None, ge=2)  # test pairs every run scores, the primary's (None: all of test)

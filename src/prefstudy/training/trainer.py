@@ -39,8 +39,9 @@ Probe = Callable[[Any, int, "dict[str, Arrays] | None"], dict[str, Any]]
 @dataclass(frozen=True)
 class Schedule:
     """A run's length and eval points when they are not the search's (a fixed-design stage): every point scores the
-    same first ``val_pairs`` val pairs; train pairs (``evaluation.train_subset``) and the first ``test_pairs`` test
-    pairs only at the last. ``train_every_point``: every training instance at every point instead. ``copies``: the
+    same first ``val_pairs`` val pairs; train pairs (``evaluation.train_subset``), the first ``test_pairs`` test
+    pairs and the first ``profile_pairs`` of the profile split only at the last. ``train_every_point``: every
+    training instance at every point instead. ``copies``: the
     run trains on copies of its instances, some flipped (training.preference_copies), not on the split as it is.
     ``decay_steps``: the learning rate falls linearly to 0 over the run's last ``decay_steps`` (0: the spec's
     scheduler)."""
@@ -52,6 +53,7 @@ class Schedule:
     train_every_point: bool = False
     copies: Copies | None = None
     decay_steps: int = 0
+    profile_pairs: int = 0
 
     @classmethod
     def even(cls, n_steps: int, n_points: int, val_pairs: int, train_every_point: bool = False,
@@ -157,8 +159,9 @@ class _Evaluator:
         if self.schedule is not None:  # a fixed design: the same val pairs at every point, train at the last
             every = self.schedule.train_every_point  # or every training instance at every point
             subsets = {"val": self.schedule.val_pairs, "train": None if every else evaluation.train_subset,
-                       "test": self.schedule.test_pairs}
-            names = (["val", "train"] + (["test"] if self.schedule.test_pairs else [])) if final else (
+                       "test": self.schedule.test_pairs, "profile": self.schedule.profile_pairs}
+            names = (["val", "train"] + (["test"] if self.schedule.test_pairs else [])
+                     + (["profile"] if self.schedule.profile_pairs else [])) if final else (
                 ["val", "train"] if every else ["val"])
         else:
             subsets = {"train": evaluation.train_subset} if final else {

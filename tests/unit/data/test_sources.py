@@ -30,7 +30,7 @@ def test_jsonl_strings_become_conversations_and_heldout_is_split(tmp_path: Path)
     spec = DataSpec(source="jsonl", train=_jsonl(tmp_path / "t.jsonl", _pairs(6)),
                     heldout=_jsonl(tmp_path / "h.jsonl", _pairs(10, 100)), val_fraction=0.4)
     splits = load_splits(spec)
-    assert splits.sizes() == {"train": 6, "val": 4, "test": 6, "ood": 0}
+    assert splits.sizes() == {"train": 6, "val": 4, "test": 6, "ood": 0, "profile": 0}  # profile: synthetic only
     first = splits["train"][0]
     assert first["prompt"] == [{"role": "user", "content": "What is 0 + 1?"}]
     assert first["chosen"] == [{"role": "assistant", "content": "1."}]
@@ -141,11 +141,25 @@ def test_missing_file_names_the_path(tmp_path: Path) -> None:
 
 def test_synthetic_splits_are_conversations_with_a_system_turn() -> None:
     splits = load_splits(DataSpec())
-    assert splits.sizes() == {"train": 64, "val": 64, "test": 64, "ood": 32}
+    assert splits.sizes() == {"train": 64, "val": 64, "test": 64, "ood": 32, "profile": 0}
     record = splits["val"][0]
     assert [m["role"] for m in record["prompt"]] == ["system", "user"]
     assert {r["family"] for r in splits["ood"]} == {"subtraction", "multiplication"}
     assert not {"subtraction", "multiplication"} & {r["family"] for r in splits["train"]}
+
+
+def test_a_profile_split_leaves_the_other_splits_and_an_empty_one_the_fingerprint() -> None:
+    import hashlib
+
+    plain = load_splits(DataSpec())
+    extended = load_splits(DataSpec(synthetic={"n_profile": 10}))
+    assert extended.sizes()["profile"] == 10
+    assert all(extended[name] == plain[name] for name in ("train", "val", "test", "ood"))
+    # a study made before the split existed hashed its four splits; an empty fifth one leaves that hash alone
+    four = {name: plain[name] for name in ("train", "val", "test", "ood")}
+    assert plain.fingerprint() == hashlib.sha256(json.dumps(four, sort_keys=True, ensure_ascii=False).encode()
+                                                 ).hexdigest()[:16]
+    assert extended.fingerprint() != plain.fingerprint()  # the pairs a stage reads are part of the study
 
 
 def test_held_out_prompts_seen_in_training_are_reported_not_refused(tmp_path: Path) -> None:

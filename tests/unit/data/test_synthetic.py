@@ -42,9 +42,21 @@ def test_heldout_splits_do_not_depend_on_n_train() -> None:
 
 
 def test_split_sizes(data: dict[str, list[Pair]]) -> None:
-    assert list(data) == ["train", "val", "test", "ood"]
-    assert [len(v) for v in data.values()] == list(SIZES.values())
+    assert list(data) == ["train", "val", "test", "ood", "profile"]
+    assert [len(v) for v in data.values()] == [*SIZES.values(), 0]
     assert all(len(v) == 0 for v in generate(0, 0, 0, 0, seed=0).values())
+
+
+def test_the_profile_split_comes_last_and_changes_no_other_split() -> None:
+    without, with_profile = generate(30, 20, 20, 6, seed=2), generate(30, 20, 20, 6, seed=2, n_profile=25)
+    for split in ("train", "val", "test", "ood"):
+        assert with_profile[split] == without[split]
+    profile = with_profile["profile"]
+    assert len(profile) == 25 and {p.family for p in profile} == set(IN_DISTRIBUTION)
+    others = {(p.question, p.chosen) for split in ("train", "val", "test", "ood") for p in with_profile[split]}
+    assert not others & {(p.question, p.chosen) for p in profile}  # disjoint instances
+    ids = [p.id for split in with_profile.values() for p in split]
+    assert len(ids) == len(set(ids))
 
 
 def test_family_balance_round_robin(data: dict[str, list[Pair]]) -> None:

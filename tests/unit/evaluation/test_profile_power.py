@@ -25,6 +25,18 @@ def test_a_parametric_world_keeps_its_curve_on_average_and_plants_the_shift() ->
     assert np.all(ipo >= dpo - 1e-12)  # moved right = later decline
 
 
+def test_a_world_of_both_methods_moves_the_first_methods_own_chances() -> None:
+    dpo = pp.parametric_world(GRID, CURVE, shift=0.0, n_pairs=50, seed=1).chances
+    ipo = pp.parametric_world(GRID, ps.logistic4(GRID, 5.0, 0.5, 0.7, -2.6), shift=0.0, n_pairs=50, seed=2).chances
+    world = pp.World(GRID, dpo, 0.2, first=ipo)
+    truth = world.truth()
+    np.testing.assert_allclose(truth["ipo"][:, 0, 0], ps.shifted(GRID, ipo, 0.2), atol=1e-12)
+    np.testing.assert_allclose(truth["dpo"][:, 0, 0], dpo, atol=1e-12)
+    data = world.draw(seeds=2, pairs=4000, rng=np.random.default_rng(0))  # both read the same drawn pairs
+    assert data["ipo"].shape == data["dpo"].shape == (len(GRID), 1, 2, 4000)
+    np.testing.assert_allclose(data["ipo"].mean(axis=(1, 2, 3)), truth["ipo"][:, 0, 0].mean(axis=-1), atol=0.03)
+
+
 def test_draws_have_the_design_shape_and_the_worlds_mean() -> None:
     world = pp.parametric_world(GRID, CURVE, shift=0.0, pair_sd=0.5, seed_sd=0.0)
     data = world.draw(seeds=3, pairs=5000, rng=np.random.default_rng(0))
@@ -108,3 +120,19 @@ def test_the_primary_covers_and_detects_at_the_declared_design() -> None:
     planted = pp.simulate(pp.parametric_world(grid, curve, 0.4, pair_sd=1.0, seed_sd=0.05), 5, 384, primary, 120,
                           n_boot=100, seed=2)["alignment"]
     assert planted.truth == pytest.approx(0.4) and planted.coverage >= 0.93 and planted.power >= 0.6
+
+
+def test_the_mde_model_by_hand() -> None:
+    # (MDE / 2.8016)^2 x N = pair + run / S: pair 2, run 10 -> S 5, N 800: (2 + 2) / 800 = 0.005, MDE = 2.8016 x 0.0707
+    k = pp.MDE_FACTOR
+    rows = [(s, n, k * ((2.0 + 10.0 / s) / n) ** 0.5) for s, n in ((5, 800), (3, 1200), (8, 400))]
+    model = pp.fit_mde([*rows, (4, 100, float("nan"))])  # a design that never reached 80% power is left out
+    assert model.seed == 0.0 and model.pair == pytest.approx(2.0) and model.run == pytest.approx(10.0)
+    assert model.mde(5, 800) == pytest.approx(k * 0.005 ** 0.5, rel=0.01)  # t(799) ~ z
+    with pytest.raises(ValueError, match="80% power"):
+        pp.fit_mde([(4, 100, float("nan"))])
+    # run 60, pair 0 but noisy: the line through the origin (only S x N counts): 60 = sum(y x) / sum(x^2) by hand
+    rows = [(2, 600, k * (30.5 / 600) ** 0.5), (4, 600, k * (14.5 / 600) ** 0.5)]  # y: 30.5, 14.5 at x 1/2, 1/4
+    through_origin = pp.fit_mde(rows)  # a free line would cross at pair -1.5
+    assert through_origin.pair == 0.0
+    assert through_origin.run == pytest.approx((30.5 * 0.5 + 14.5 * 0.25) / (0.25 + 0.0625))

@@ -1,8 +1,9 @@
-"""claims.json's lr_tolerance entry from planted lr-profile runs. The primary (since 2026-12-06, the alignment shift):
-IPO's decline planted 0.4 decades to the right of DPO's is 'supported' with the planted shift inside the interval,
-the reverse 'contradicted'; the slot read is chosen on val; two seeds give no verdict. The secondaries: the threshold
-crossing by hand, beta re-tuning that rescues the highest learning rates moving the degradation point; the sentence
-and the missing-runs reason."""
+"""claims.json's lr_tolerance entry from planted lr-profile runs. The primary (the second design of 2026-12-06: the
+alignment shift at the tuned beta, read on test and the profile split): IPO's decline planted 0.4 decades to the right
+of DPO's is 'supported' with the planted shift inside the interval, the reverse 'contradicted'; the profile split
+is read with test; two seeds give no verdict. The secondaries: the re-tuned shift (the slot read chosen on val), the
+threshold crossing by hand, beta re-tuning that rescues the highest learning rates moving the degradation point; the
+sentence and the missing-runs reason."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ LRS = [1e-5, 3.162e-5, 1e-4, 3.162e-4, 1e-3, 3.162e-3]  # half-decade steps: log
 
 
 def _runs(method: str, loss_type: str, truth: list[float], rng: np.random.Generator, rescue: float = 0.0,
-          pairs: int = 600, seeds: int = 3) -> ProfileRuns:
+          pairs: int = 600, seeds: int = 3, keys: tuple[str, ...] = ("val", "test")) -> ProfileRuns:
     """Slot 0 follows ``truth`` at ``seeds`` seeds; slot 1 (re-tuned, its seed 1 copied to the others) is
     ``truth + rescue`` at the two highest learning rates; slot 2 is worse by 0.2 there."""
     runs = ProfileRuns(method, loss_type, LRS, [0.1, 0.3, 0.03], runs=16)
@@ -27,7 +28,7 @@ def _runs(method: str, loss_type: str, truth: list[float], rng: np.random.Genera
     p[:, 0] = np.asarray(truth)[:, None] + rng.normal(0, 0.005, (len(LRS), seeds))
     p[-2:, 1] = (np.asarray(truth[-2:]) + rescue)[:, None]
     p[-2:, 2] = (np.asarray(truth[-2:]) - 0.2)[:, None]
-    for key in ("val", "test"):
+    for key in keys:
         draws = (rng.random((*p.shape, pairs)) < np.nan_to_num(p, nan=0.5)[..., None]).astype(float)
         draws[np.isnan(p)] = np.nan
         draws[:, 1:, 1:] = draws[:, 1:, :1]  # a candidate's one seed stands for the other (claim_b.load_profile)
@@ -53,10 +54,10 @@ def test_a_planted_shift_is_supported_and_recovered() -> None:
     assert entry["verdict"] == "supported", entry
     assert entry["ci_low"] <= 0.4 <= entry["ci_high"] and entry["estimate"] == pytest.approx(0.4, abs=0.1)
     assert entry["alignable"] == [pytest.approx(-1.0), pytest.approx(1.0)] and not entry["censored"]
-    assert "TEST" in entry["statistic"] and "VAL" in entry["statistic"]
+    assert "TUNED" in entry["statistic"] and "profile split" in entry["statistic"] and "VAL" in entry["statistic"]
     assert entry["profiles"]["ipo"][3] == pytest.approx(IPO_L[3], abs=0.03)  # 600 pairs x 3 seeds
     names = [s["name"] for s in entry["secondary"]]
-    assert names[0].startswith("alignment shift at the fixed tuned beta") and "threshold crossing" in names[1]
+    assert names[0].startswith("alignment shift with beta re-tuned") and "threshold crossing" in names[1]
     assert entry["secondary"][0]["ci_low"] <= 0.4 <= entry["secondary"][0]["ci_high"]
     line = sentence(entry)
     assert line.startswith("claim (b) lr_tolerance: SUPPORTED: alignment shift of the decline") and "decades" in line
@@ -68,8 +69,33 @@ def test_the_reverse_is_contradicted() -> None:
     entry = lr_claim(spec, {"dpo": _runs("dpo", "sigmoid", IPO_L, rng), "ipo": _runs("ipo", "ipo", DPO_L, rng)})
     assert entry["verdict"] == "contradicted" and entry["ci_high"] < 0
     assert entry["estimate"] == pytest.approx(-0.4, abs=0.1)  # coverage: tests/unit/evaluation/test_crossed.py
-    before = entry["preregistered_interval"]  # the amended-away interval rides along, wider, never read
-    assert before["ci_low"] < entry["ci_low"] and before["ci_high"] > entry["ci_high"]
+
+
+def test_the_profile_split_is_read_with_test_and_narrows_the_interval() -> None:
+    spec = load_spec(SMOKE)
+    keys = ("val", "test", "profile")
+    runs = {"dpo": _runs("dpo", "sigmoid", DPO_L, np.random.default_rng(6), pairs=300, keys=keys),
+            "ipo": _runs("ipo", "ipo", IPO_L, np.random.default_rng(7), pairs=300, keys=keys)}
+    both = lr_claim(spec, runs)
+    assert both["read_pairs"] == 600 and both["ci_low"] <= 0.4 <= both["ci_high"]
+    for r in runs.values():
+        del r.values["profile"]
+    alone = lr_claim(spec, runs)
+    assert alone["read_pairs"] == 300
+    assert both["ci_high"] - both["ci_low"] < 0.85 * (alone["ci_high"] - alone["ci_low"])  # ~1/sqrt(2)
+
+
+def test_without_re_tuning_candidates_the_primary_stands_alone() -> None:
+    spec = load_spec(SMOKE)
+    rng = np.random.default_rng(8)
+    runs = {"dpo": _runs("dpo", "sigmoid", DPO_L, rng), "ipo": _runs("ipo", "ipo", IPO_L, rng)}
+    for r in runs.values():  # lr_profile.retune_points 0: the tuned beta's slot only
+        r.betas = r.betas[:1]
+        r.values = {k: v[:, :1] for k, v in r.values.items()}
+    entry = lr_claim(spec, runs)
+    assert entry["verdict"] == "supported"
+    assert not any(s["name"].startswith("alignment shift") for s in entry["secondary"])
+    assert "threshold crossing" in entry["secondary"][0]["name"]
 
 
 def test_a_shift_past_the_alignable_range_is_censored() -> None:

@@ -124,6 +124,8 @@ def test_the_lr_profile_design_tunes_beta_at_the_highest_learning_rates() -> Non
     assert sorted((r["params"]["beta"], r["params"]["learning_rate"]) for r in retuned) == sorted(
         (b, lr) for b in (0.05, 0.3) for lr in lrs[-2:])  # 0.1 / 3 clipped to the range's 0.05; 0.1 * 3
     assert {r["seed"] for r in retuned} == {1} and not any(r["attrs"]["stage_capability"] for r in retuned)
+    plain = stages.design(load_spec(SMOKE, ["lr_profile.retune_points=0", BETAS]), "lr-profile", {})["dpo"]
+    assert len(plain) == 12 and all(r["attrs"]["stage_slot"] == 0 for r in plain)  # 0: no candidate anywhere
     with pytest.raises(SpecError, match="tuned beta"):
         stages.design(load_spec(SMOKE, ["lr_profile.betas={}"]), "lr-profile", {})
     from_search = stages.tuned_betas(load_spec(SMOKE, ["lr_profile.betas={}"]),
