@@ -22,9 +22,10 @@ FINAL_EVAL_SHARE = 0.0763 / 0.155  # of plan_costs.CpuCosts.score_per_pair
 FINAL_EVAL_FIXED = 5.0  # seconds per run
 PROFILE_TRAIN_SHARE = 26.1 / (24 * 4) / 0.37  # of plan_costs.CpuCosts.train_per_pair_step
 # Two workers of one thread each on the 2 cores (--workers 2 training.threads=1) against one worker of two, measured
-# 2026-12-06 side by side: 24 DPO steps 38 s each in parallel against 30.5 s alone (1.6x the throughput), 384 test
-# pairs scored 54 s each in parallel against 31 s alone (1.15x)
-TWO_WORKERS_SPEEDUP = {"train": 2 * 30.5 / 38.0, "score": 2 * 31.0 / 54.0}
+# in the second design's verdict stage (2026-12-06, 32 plain runs): 41.6 s of training a run per worker against 26.1 s
+# alone (1.25x the throughput), 160.8 s to score 1184 pairs against 95.3 s alone by the costs above (1.19x). (A probe
+# of either phase alone had promised 1.6x and 1.15x: in a stage the two workers' phases overlap.)
+TWO_WORKERS_SPEEDUP = {"train": 2 * 26.1 / 41.6, "score": 2 * (5.0 + 1184 * 0.0763) / 160.8}
 
 
 def stage_lines(spec: StudySpec, stage: str, throughput: float | None) -> tuple[str, ...]:

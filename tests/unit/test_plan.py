@@ -319,12 +319,12 @@ def test_lr_profile_stage_minutes_by_hand() -> None:
     """Default spec, 5 seeds x 4 rates x 2 methods = 40 runs, each 24 steps x 4 pairs at 26.1 s / 96 a pair-step
     (26.1 s) + 5.0 s + (128 val + 16 train + 384 test + 384 profile = 912 pairs) x 0.0763 s = 100.69 s; + 30 s load
     + 8 capability runs x (320 lm-eval docs x 0.075 + 32 answers x 0.09 = 26.88 s) = 4027.7 + 30 + 215.04 s. Two
-    workers of one thread: training / (61 / 38), scoring / (62 / 54)."""
+    workers of one thread: training / (52.2 / 41.6), scoring / (2 x 95.34 / 160.8) (measured in a stage)."""
     from prefstudy.plan_stages import profile_seconds
 
     spec = load_spec(DEFAULT_SPEC)
     per_run = 26.1 + 5.0 + 912 * 0.0763
     assert profile_seconds(spec, 4, 5, 768) == pytest.approx(40 * per_run + 30 + 8 * 26.88, rel=1e-6)
-    two = 26.1 / (61 / 38) + (5.0 + 912 * 0.0763) / (62 / 54)
-    assert profile_seconds(spec, 4, 5, 768, workers=2) == pytest.approx(40 * two + 30 + 8 * 26.88 / (62 / 54),
-                                                                        rel=1e-6)
+    score = 2 * (5.0 + 1184 * 0.0763) / 160.8
+    two = 26.1 / (52.2 / 41.6) + (5.0 + 912 * 0.0763) / score
+    assert profile_seconds(spec, 4, 5, 768, workers=2) == pytest.approx(40 * two + 30 + 8 * 26.88 / score, rel=1e-6)
