@@ -21,7 +21,7 @@ from support import SMOKE, cli_env
 pytestmark = pytest.mark.slow
 
 ARGS = ["search.n_trials=1", "lr_profile.betas={dpo: 0.1, ipo: 0.5}",  # fixed: two candidates each
-        "data.synthetic.n_profile=4"]  # pairs only the stage reads, with test
+        "data.synthetic.n_profile=4", "lr_profile.profile_pairs=3"]  # pairs only the stage reads (the first 3 of 4)
 KEYS = {"id", "statistic", "estimate", "ci_low", "ci_high", "mde", "verdict", "secondary"}
 
 
@@ -72,7 +72,7 @@ def test_an_interrupted_grid_resumes_with_workers_and_a_last_call_redoes_nothing
             folder = Path(t.user_attrs["run_dir"])
             row = json.loads((folder / "pairs.jsonl").read_text().splitlines()[-1])
             assert len(row["val"]) == 8 and len(row["test"]) == 6  # all of val, lr_profile.test_pairs of test
-            assert len(row["profile"]) == 4  # all of the profile split
+            assert len(row["profile"]) == 3  # the first lr_profile.profile_pairs of the profile split
             capability = t.user_attrs["stage_capability"]
             assert capability == (t.user_attrs["stage_slot"] == 0 and t.user_attrs["stage_seed"] == 1)
             assert (folder / "lm_eval.json").is_file() == capability and ("generated" in row) == capability
@@ -88,7 +88,7 @@ def test_claims_json_report_and_summary_carry_the_verdict(profile_run) -> None:
     assert entry["verdict"] == "inconclusive" and entry["reason"].startswith("2 seed(s)"), entry
     if entry["ci_low"] is not None:
         assert entry["ci_low"] <= entry["estimate"] <= entry["ci_high"]
-    assert all(len(entry["profiles"][m]) == 6 for m in ("dpo", "ipo")) and entry["read_pairs"] == 6 + 4
+    assert all(len(entry["profiles"][m]) == 6 for m in ("dpo", "ipo")) and entry["read_pairs"] == 6 + 3
     assert entry["fit"]["slope_per_decade"] is not None and set(entry["fit"]["midpoint_lr"]) == {"dpo", "ipo"}
     crossing = next(s for s in entry["secondary"] if s["name"].startswith("threshold crossing"))
     if crossing.get("ci_low") is not None:  # 2 seeds x 8 val pairs on a random model: the interval may be missing

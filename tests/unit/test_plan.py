@@ -328,3 +328,18 @@ def test_lr_profile_stage_minutes_by_hand() -> None:
     score = 2 * (5.0 + 1184 * 0.0763) / 160.8
     two = 26.1 / (52.2 / 41.6) + (5.0 + 912 * 0.0763) / score
     assert profile_seconds(spec, 4, 5, 768, workers=2) == pytest.approx(40 * two + 30 + 8 * 26.88 / score, rel=1e-6)
+
+
+def test_lr_profile_reads_the_first_profile_pairs_it_is_told() -> None:
+    """``lr_profile.profile_pairs``: None reads the whole profile split with test, k the first k of it (at most the
+    split), 0 test alone; the dry run's read pairs and minutes follow."""
+    from prefstudy.plan_stages import profile_lines, profile_read_pairs
+
+    assert profile_read_pairs(load_spec(DEFAULT_SPEC)) == (384, 640)
+    assert profile_read_pairs(load_spec(DEFAULT_SPEC, ["lr_profile.profile_pairs=128"])) == (384, 128)
+    assert profile_read_pairs(load_spec(DEFAULT_SPEC, ["lr_profile.profile_pairs=0"])) == (384, 0)
+    assert profile_read_pairs(load_spec(DEFAULT_SPEC, ["lr_profile.profile_pairs=5000"])) == (384, 640)
+    lines = "\n".join(profile_lines(load_spec(DEFAULT_SPEC, ["lr_profile.profile_pairs=128"]), None))
+    assert "384 test + 128 profile-split pairs" in lines and "x 512 read pairs" in lines
+    with pytest.raises(ValueError, match="profile_pairs"):
+        load_spec(DEFAULT_SPEC, ["lr_profile.profile_pairs=-1"])

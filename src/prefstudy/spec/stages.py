@@ -97,6 +97,8 @@ class LrProfileSpec(_Frozen):
     retune_factor: float = Field(3.0, gt=1.0)  # candidates: tuned beta * and / this (clipped to the method's range)
     delta: float = Field(0.05, gt=0, lt=1)  # degraded: val accuracy more than delta below the method's val peak
     test_pairs: int | None = Field(None, ge=2)  # test pairs every run scores, the primary's (None: all of test)
+    profile_pairs: int | None = Field(None, ge=0)  # the first this many profile-split pairs, read with test (None:
+    # all of data.synthetic.n_profile; 0: test alone): fewer read pairs buy more seeds where seeds differ most
     n_boot: int = Field(1000, ge=100)  # pair bootstrap resamples of the clustered intervals
 
     @field_validator("seeds")
