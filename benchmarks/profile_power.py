@@ -53,6 +53,14 @@ def seed_sd(wins: np.ndarray) -> float:
     return float(np.median(out)) if out else 0.0
 
 
+def power_curve(rows: list[dict[str, Any]], both: bool, least: float = 0.05) -> list[tuple[float, float]]:
+    """(effect size, power) of one design's rows, ascending: the effect a stage faced is the planted shift, or in a
+    world of both methods' own chances (``both``) the truth, the world's own shift plus the planted one, of either
+    sign (power against its size); effects of ``least`` or less (the null) are left out."""
+    curve = sorted((abs(row["truth"] if both else row["shift"]), row["power"]) for row in rows)
+    return [(effect, power) for effect, power in curve if effect > least]
+
+
 PRIMARY = "alignment shift (no model)"  # the stage's primary since 2026-12-06 (docs/claims.md)
 
 
@@ -64,6 +72,7 @@ def candidates(delta: float, retention_from: float) -> dict[str, Any]:
         "crossing (today's, fixed beta)": lambda g: lp.degradation_difference(g, "ipo", "dpo", delta, False),
         PRIMARY: lambda g: ps.alignment_difference(g, "ipo", "dpo"),
         "joint logistic shift": lambda g: ps.shift_difference(g, "ipo", "dpo", delta),
+        "area shift": lambda g: ps.area_difference(g, "ipo", "dpo"),
         f"retention above 10^{retention_from:.2f}": lambda g: ps.retention_difference(g, "ipo", "dpo",
                                                                                       retention_from),
     }
@@ -73,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = study_tool.parser("profile_power", __doc__)
     parser.add_argument("--sims", type=int, default=100)
     parser.add_argument("--boot", type=int, default=200)
-    parser.add_argument("--shifts", default="0,0.15,0.3,0.45")
+    parser.add_argument("--shifts", default="0,0.15,0.3,0.45", help="planted shifts, comma-separated (may be "
+                        "negative: with --world both the truth is the world's own shift plus the planted one)")
     parser.add_argument("--designs", default="3x128,3x384,5x384", help="seeds x pairs per run, comma-separated")
     parser.add_argument("--grids", default="all", help="which of the pilot's learning rates a design runs: 'all' or "
                         "indices joined by '+' (e.g. 0+1+4+5, a sparser grid), comma-separated")
@@ -155,9 +165,11 @@ def main(argv: list[str] | None = None) -> int:
                                   "shift": shift, "candidate": name,
                                   "truth": t.truth, "coverage": t.coverage, "power": t.power,
                                   "not_identified": t.not_identified, "sims": t.sims,
+                                  "below_0": t.below / t.sims, "above_0": t.above / t.sims,
                                   "median_estimate": float(np.median(t.estimates)) if t.estimates else None,
                                   "sd_estimate": float(np.std(t.estimates, ddof=1)) if len(t.estimates) > 1 else None,
-                                  "median_interval_mde": float(np.median(t.mdes)) if t.mdes else None})
+                                  "median_interval_mde": float(np.median(t.mdes)) if t.mdes else None,
+                                  "q90_interval_mde": float(np.quantile(t.mdes, 0.9)) if t.mdes else None})
                     if t.estimates:
                         components.setdefault(name, []).append(
                             (seeds, pairs, float(np.mean(t.seed_variances)), float(np.mean(t.pair_variances))))
@@ -172,9 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     mde = {}
     for design in dict.fromkeys(row["design"] for row in table):
         for name in dict.fromkeys(row["candidate"] for row in table if row["design"] == design):
-            picked = [row for row in table if row["design"] == design and row["candidate"] == name and row["shift"] > 0]
-            mde[f"{design}: {name}"] = pp.mde_decades([row["shift"] for row in picked],
-                                                      [row["power"] for row in picked])
+            picked = power_curve([row for row in table if row["design"] == design and row["candidate"] == name],
+                                 args.world == "both")
+            mde[f"{design}: {name}"] = pp.mde_decades([r[0] for r in picked], [r[1] for r in picked])
     mde_model: dict[str, Any] = {}
     for grid_name, index in grids.items():
         for name in dict.fromkeys(row["candidate"] for row in table):

@@ -158,7 +158,7 @@ def profile_lines(spec: StudySpec, throughput: float | None) -> tuple[str, ...]:
 
 def profile_power_lines(spec: StudySpec, n_lrs: int, n_read: int, throughput: float | None) -> list[str]:
     """The primary's projected MDE at the spec's size and the sizes that reach the declared targets, from the
-    power curves simulated on the first design's verdict run (``evaluation.profile_design.PILOT``)."""
+    stages simulated on the second design's verdict run (``evaluation.profile_design.PILOT``)."""
     from prefstudy.evaluation.profile_design import PILOT, TARGETS, matches_pilot_grid
 
     seeds = len(spec.lr_profile.seeds)
@@ -167,9 +167,9 @@ def profile_power_lines(spec: StudySpec, n_lrs: int, n_read: int, throughput: fl
     model = PILOT.model
     caveat = "" if matches_pilot_grid(profile_learning_rates(spec)) and spec.model.name_or_path in CPU_COST_MODELS \
         else "; ANOTHER grid or model: a rough guide only, run a pilot and benchmarks/profile_power.py for yours"
-    out = [f"  primary (alignment shift at the tuned beta, IPO - DPO): projected MDE {model.mde(seeds, n_read):.2f} "
+    out = [f"  primary (area shift at the tuned beta, IPO - DPO): projected MDE {model.mde(seeds, n_read):.2f} "
            f"decades at {seeds} seeds x {n_read} read pairs (test + profile split; 80% power, 5% two-sided; "
-           f"{PILOT.source}{caveat}); it assumes that run's shallow decline, {PILOT.caveat}"]
+           f"{PILOT.source}{caveat}); it assumes that run's {PILOT.caveat}"]
     for target in TARGETS:
         size = model.size_for(target, seeds, n_read)
         parts = []

@@ -80,6 +80,8 @@ class Tally:
     detected: int = 0  # the interval excludes 0 on the side of the truth (or on either side when the truth is 0)
     not_identified: int = 0
     sims: int = 0
+    below: int = 0  # intervals wholly below 0 (a "contradicted"), whatever the truth
+    above: int = 0  # wholly above 0 (a "supported")
 
     @property
     def coverage(self) -> float:
@@ -119,6 +121,8 @@ def simulate(world: World, seeds: int, pairs: int, candidates: Mapping[str, Cand
             t.mdes.append(est.mde)
             t.covered += est.ci_low <= t.truth <= est.ci_high
             t.detected += (est.ci_low > 0) if t.truth >= 0 else (est.ci_high < 0)
+            t.below += est.ci_high < 0
+            t.above += est.ci_low > 0
     return tallies
 
 

@@ -199,6 +199,33 @@ def alignment_difference(log_lrs: Sequence[float], first: str, second: str) -> C
     return statistic
 
 
+def area_shift(log_lrs: ArrayLike, first: ArrayLike, second: ArrayLike, min_drop: float = 0.02) -> float:
+    """The horizontal shift (decades) that the accuracy ``first`` holds over ``second`` across the grid stands for:
+    the area between the profiles (trapezoids in log10 learning rate) over the pooled profile's drop from the grid's
+    first point to its last. For a profile that falls by ``h`` inside the grid and is moved ``d`` decades right, the
+    area is ``d * h``, so this reads ``d``; unlike :func:`alignment_shift` it is linear in the profiles but for the
+    drop, so noise moves it smoothly. NaN when the pooled drop is below ``min_drop`` (no decline to measure by)."""
+    x = np.asarray(log_lrs, dtype=float)
+    a, b = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("nan")
+    pooled = (a + b) / 2
+    drop = float(pooled[0] - pooled[-1])
+    if drop < min_drop:
+        return float("nan")
+    gaps = np.diff(x)
+    area = float(np.sum(gaps * ((a - b)[1:] + (a - b)[:-1]) / 2))
+    return area / drop
+
+
+def area_difference(log_lrs: Sequence[float], first: str, second: str,
+                    min_drop: float = 0.02) -> Callable[[Data], float]:
+    """Statistic: :func:`area_shift` of the two methods' profiles (seed means), first against second."""
+    def statistic(data: Data) -> float:
+        return area_shift(log_lrs, curve(data[first]), curve(data[second]), min_drop)
+    return statistic
+
+
 def retention(log_lrs: Sequence[float], key: str, from_log_lr: float) -> Callable[[Data], float]:
     """Statistic: mean accuracy over the grid points at or above ``from_log_lr`` minus the profile's maximum (how
     much of its best a method keeps where the rates are high; 0 = everything)."""

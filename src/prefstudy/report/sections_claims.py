@@ -24,7 +24,7 @@ def claims(d: rd.ReportData, _: Path) -> Section:
                 "instances; a cell that has not stopped is 'not converged', never support. Where the design has no "
                 "p < 1 arm, the 2026-12-02 primary is read instead: slope(IPO) − slope(DPO) of log(final drift) "
                 "against log(β) on held-out pairs. Claim (b) by its own stage (--stage lr-profile): "
-                "the alignment shift of the decline, IPO minus DPO, in decades of learning rate (each method at its "
+                "the area shift of the decline, IPO minus DPO, in decades of learning rate (each method at its "
                 "tuned β, read on the test pairs and the profile split), supported when its interval lies above 0 "
                 "(section 5 draws the profiles). Secondary statistics are Holm-adjusted "
                 "with the study's other secondary verdicts.")

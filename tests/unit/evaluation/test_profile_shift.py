@@ -133,3 +133,40 @@ def test_a_planted_alignment_shift_is_recovered_with_its_interval() -> None:
             for m, c in (("ipo", ipo), ("dpo", dpo))}
     est = clustered(ps.alignment_difference(list(x), "ipo", "dpo"), data, n_boot=100, seed=0)
     assert est.ci_low <= 0.3 <= est.ci_high and abs(est.estimate - 0.3) < 0.1 and est.ci_low > 0
+
+
+def test_the_area_shift_by_hand() -> None:
+    x = np.array([0.0, 0.5, 1.0, 1.5])
+    dpo = np.array([0.8, 0.8, 0.6, 0.5])
+    ipo = np.array([0.8, 0.8, 0.8, 0.6])  # DPO moved 0.5 right (as in the alignment test)
+    # ipo - dpo = [0, 0, 0.2, 0.1]; trapezoids of width 0.5: 0 + 0.05 + 0.075 = 0.125; pooled profile
+    # [0.8, 0.8, 0.7, 0.55] drops 0.25 from first to last point -> 0.125 / 0.25 = 0.5
+    assert ps.area_shift(x, ipo, dpo) == pytest.approx(0.5)
+    assert ps.area_shift(x, dpo, ipo) == pytest.approx(-0.5)  # the other way round
+    assert ps.area_shift(x, dpo, dpo) == 0.0
+    # a profile that rises again at the end: [0.8, 0.7, 0.5, 0.6] against dpo: diff [0, -0.1, -0.1, 0.1];
+    # area 0.5 * (-0.05 - 0.1 + 0) = -0.075; pooled [0.8, 0.75, 0.55, 0.55] drops 0.25 -> -0.3
+    assert ps.area_shift(x, np.array([0.8, 0.7, 0.5, 0.6]), dpo) == pytest.approx(-0.3)
+    flat = np.array([0.7, 0.7, 0.7, 0.69])  # pooled drop 0.01 < 0.02: no decline to measure by
+    assert np.isnan(ps.area_shift(x, flat, flat))
+    assert np.isnan(ps.area_shift(x, np.array([0.8, np.nan, 0.6, 0.5]), dpo))
+
+
+def test_a_planted_area_shift_is_recovered_with_its_interval() -> None:
+    from prefstudy.evaluation.clustered import crossed
+
+    rng = np.random.default_rng(7)
+    x = np.log10([3.8e-4, 1.05e-3, 2.9e-3, 8e-3])
+    dpo = ps.logistic4(x, 3.0, 0.5, 0.66, -2.7)
+    ipo = np.interp(x - 0.3, x, dpo)
+    truth = ps.area_shift(x, ipo, dpo)  # 0.3 up to the grid's straight lines and its ends
+    assert abs(truth - 0.3) < 0.1
+    estimates, covered, detected = [], 0, 0
+    for k in range(40):  # 40 stages of 5 seeds x 2000 pairs: unbiased, covered ~95%, detected every time
+        data = {m: (rng.random((4, 5, 2000)) < np.asarray(c)[:, None, None]).astype(float)[:, None]
+                for m, c in (("ipo", ipo), ("dpo", dpo))}
+        est = crossed(ps.area_difference(list(x), "ipo", "dpo"), data, n_boot=100, seed=k)
+        estimates.append(est.estimate)
+        covered += est.ci_low <= truth <= est.ci_high
+        detected += est.ci_low > 0
+    assert abs(np.mean(estimates) - truth) < 0.025 and covered >= 34 and detected == 40
