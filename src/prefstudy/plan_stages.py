@@ -120,8 +120,7 @@ def profile_test_pairs(spec: StudySpec) -> int:
 def profile_read_pairs(spec: StudySpec) -> tuple[int, int]:
     """(test pairs, profile-split pairs) each lr-profile run scores: the pairs its profile is read on (of the
     profile split, the first ``lr_profile.profile_pairs``; None: all)."""
-    n_profile, wanted = int(split_sizes(spec).get("profile") or 0), spec.lr_profile.profile_pairs
-    return profile_test_pairs(spec), n_profile if wanted is None else min(wanted, n_profile)
+    return profile_test_pairs(spec), spec.lr_profile.profile_pairs_of(int(split_sizes(spec).get("profile") or 0))
 
 
 def profile_lines(spec: StudySpec, throughput: float | None) -> tuple[str, ...]:

@@ -213,9 +213,7 @@ def area_shift(log_lrs: ArrayLike, first: ArrayLike, second: ArrayLike, min_drop
     drop = float(pooled[0] - pooled[-1])
     if drop < min_drop:
         return float("nan")
-    gaps = np.diff(x)
-    area = float(np.sum(gaps * ((a - b)[1:] + (a - b)[:-1]) / 2))
-    return area / drop
+    return float(np.trapezoid(a - b, x)) / drop
 
 
 def area_difference(log_lrs: Sequence[float], first: str, second: str,

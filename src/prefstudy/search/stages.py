@@ -308,9 +308,7 @@ class LrProfileStage(FixedStage):
         spec, tokenized = worker.spec, worker.prepared.tokenized
         n_val, n_test = (len(tokenized[s]) for s in ("val", "test"))
         test_pairs = min(spec.lr_profile.test_pairs or n_test, n_test)
-        n_profile = len(tokenized["profile"]) if "profile" in tokenized else 0
-        wanted = spec.lr_profile.profile_pairs
-        profile_pairs = n_profile if wanted is None else min(wanted, n_profile)  # the first ones, read with test
+        profile_pairs = spec.lr_profile.profile_pairs_of(len(tokenized["profile"]) if "profile" in tokenized else 0)
         steps = search_steps(spec, len(tokenized["train"]))
         return Shape(schedule=Schedule(steps, (steps,), n_val, test_pairs, profile_pairs=profile_pairs),
                      probe=lambda run_dir: ProfileProbe(worker, run_dir, capability))

@@ -101,6 +101,10 @@ class LrProfileSpec(_Frozen):
     # all of data.synthetic.n_profile; 0: test alone): fewer read pairs buy more seeds where seeds differ most
     n_boot: int = Field(1000, ge=100)  # pair bootstrap resamples of the clustered intervals
 
+    def profile_pairs_of(self, available: int) -> int:
+        """Profile-split pairs every run reads, of ``available``: the first ``profile_pairs`` (None: all)."""
+        return available if self.profile_pairs is None else min(self.profile_pairs, available)
+
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, value: tuple[int, ...]) -> tuple[int, ...]:

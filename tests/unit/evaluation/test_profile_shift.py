@@ -124,13 +124,20 @@ def test_the_alignment_shift_by_hand() -> None:
     assert np.isnan(ps.alignment_shift(x, np.array([0.8, np.nan, 0.6, 0.5]), dpo))
 
 
+PLANTED_X = np.log10([3.8e-4, 1.05e-3, 2.9e-3, 8e-3])
+PLANTED_DPO = ps.logistic4(PLANTED_X, 3.0, 0.5, 0.66, -2.7)
+PLANTED_IPO = np.interp(PLANTED_X - 0.3, PLANTED_X, PLANTED_DPO)  # DPO's profile moved 0.3 decades right
+
+
+def _planted_stage(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One stage of 5 seeds x 2000 pairs from the planted profiles: ``{method: [lrs, 1 slot, seeds, pairs]}``."""
+    return {m: (rng.random((4, 5, 2000)) < np.asarray(c)[:, None, None]).astype(float)[:, None]
+            for m, c in (("ipo", PLANTED_IPO), ("dpo", PLANTED_DPO))}
+
+
 def test_a_planted_alignment_shift_is_recovered_with_its_interval() -> None:
     rng = np.random.default_rng(7)
-    x = np.log10([3.8e-4, 1.05e-3, 2.9e-3, 8e-3])
-    dpo = ps.logistic4(x, 3.0, 0.5, 0.66, -2.7)
-    ipo = np.interp(x - 0.3, x, dpo)
-    data = {m: (rng.random((4, 5, 2000)) < np.asarray(c)[:, None, None]).astype(float)[:, None]
-            for m, c in (("ipo", ipo), ("dpo", dpo))}
+    x, data = PLANTED_X, _planted_stage(rng)
     est = clustered(ps.alignment_difference(list(x), "ipo", "dpo"), data, n_boot=100, seed=0)
     assert est.ci_low <= 0.3 <= est.ci_high and abs(est.estimate - 0.3) < 0.1 and est.ci_low > 0
 
@@ -156,16 +163,12 @@ def test_a_planted_area_shift_is_recovered_with_its_interval() -> None:
     from prefstudy.evaluation.clustered import crossed
 
     rng = np.random.default_rng(7)
-    x = np.log10([3.8e-4, 1.05e-3, 2.9e-3, 8e-3])
-    dpo = ps.logistic4(x, 3.0, 0.5, 0.66, -2.7)
-    ipo = np.interp(x - 0.3, x, dpo)
-    truth = ps.area_shift(x, ipo, dpo)  # 0.3 up to the grid's straight lines and its ends
+    x = PLANTED_X
+    truth = ps.area_shift(x, PLANTED_IPO, PLANTED_DPO)  # 0.3 up to the grid's straight lines and its ends
     assert abs(truth - 0.3) < 0.1
     estimates, covered, detected = [], 0, 0
     for k in range(40):  # 40 stages of 5 seeds x 2000 pairs: unbiased, covered ~95%, detected every time
-        data = {m: (rng.random((4, 5, 2000)) < np.asarray(c)[:, None, None]).astype(float)[:, None]
-                for m, c in (("ipo", ipo), ("dpo", dpo))}
-        est = crossed(ps.area_difference(list(x), "ipo", "dpo"), data, n_boot=100, seed=k)
+        est = crossed(ps.area_difference(list(x), "ipo", "dpo"), _planted_stage(rng), n_boot=100, seed=k)
         estimates.append(est.estimate)
         covered += est.ci_low <= truth <= est.ci_high
         detected += est.ci_low > 0
