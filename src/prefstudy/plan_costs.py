@@ -25,6 +25,17 @@ class CpuCosts:
         return CpuCosts(self.train_per_pair_step * factor, self.score_per_pair * factor, self.ref_per_pair * factor,
                         self.lm_eval_per_doc, self.load)
 
+    def bf16_scoring(self) -> CpuCosts:
+        """The costs with held-out scoring and the reference pass in bf16 (``evaluation.precision``) on the
+        reference CPU, which has native bf16 (avx512_bf16): training and lm-eval as they were."""
+        return CpuCosts(self.train_per_pair_step, self.score_per_pair / BF16_SCORE_SPEEDUP,
+                        self.ref_per_pair / BF16_SCORE_SPEEDUP, self.lm_eval_per_doc, self.load)
+
+
+#: fp32 / bf16 seconds of one scoring pass on the reference CPU: 1.62-2.14 (mean 1.87) over four trained adapters of
+#: the third claim-(b) run, 256 profile pairs each, 1 thread (docs/speed.md, "Scoring in bf16")
+BF16_SCORE_SPEEDUP = 1.87
+
 
 CPU_COSTS = CpuCosts()
 CPU_COST_MODELS = ("embedded:smollm2-135m-instruct",)  # the models CPU_COSTS was measured on
@@ -34,6 +45,7 @@ def costs_for(spec: StudySpec) -> CpuCosts:
     """CPU_COSTS scaled to the spec's data by tokens, not pairs: a pair of local files whose sampled sequences hold
     ``k`` times the reference data's tokens costs ``k`` times as much (``plan_sizes.pair_tokens``)."""
     sampled = pair_tokens(spec)
-    if sampled is None:
-        return CPU_COSTS
-    return CPU_COSTS.scaled(sampled.sequences / REFERENCE_PAIR_TOKENS)
+    costs = CPU_COSTS if sampled is None else CPU_COSTS.scaled(sampled.sequences / REFERENCE_PAIR_TOKENS)
+    if spec.score_precision() == "bf16" and spec.training.precision == "fp32":
+        return costs.bf16_scoring()
+    return costs

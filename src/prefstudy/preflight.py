@@ -42,6 +42,9 @@ def check_inputs(spec: StudySpec, storage_url: str, log: Log | None = None) -> I
     check_storage(storage_url, url)
     tokenizer = cached_tokenizer(spec.model)
     check_lengths(spec, splits, tokenizer or load_tokenizer_offline(spec.model), log)
+    note = bf16_cpu_note(spec, cpu_flags())
+    if note and log is not None:
+        log(note)
     local = is_local_model(spec.model.name_or_path)
     return Inputs(splits, tokenizer if local else None)  # a hub model's tokenizer loads with it, same revision
 
@@ -209,3 +212,26 @@ def check_lengths(spec: StudySpec, splits: PreferenceSplits, tokenizer: PreTrain
                     f"to at least {shortest} or shorten the pairs"
                 )
 
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> set[str] | None:
+    """The CPU's feature flags (Linux), None where they cannot be read."""
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        return None
+    return None
+
+
+def bf16_cpu_note(spec: StudySpec, flags: set[str] | None) -> str | None:
+    """A note where bf16 work will run on a CPU without native bf16 (avx512_bf16, amx_bf16): it is emulated there,
+    slower than fp32 (the numbers are still valid). None on a GPU, with fp32, or where the flags are unknown."""
+    import torch
+
+    wanted = {spec.score_precision(), spec.training.precision}
+    if "bf16" not in wanted or torch.cuda.is_available() or flags is None or flags & {"avx512_bf16", "amx_bf16"}:
+        return None
+    return ("note: evaluation.precision / training.precision bf16 on a CPU without native bf16 (no avx512_bf16 or "
+            "amx_bf16): emulated, likely slower than fp32; set evaluation.precision=fp32 to score in fp32")

@@ -113,6 +113,20 @@ def test_fingerprint_ignores_size_but_not_search_space() -> None:
     assert load_spec(path, ["data.synthetic.n_profile=0"]).fingerprint() == base == "f82eff5490e67a62"
 
 
+def test_scoring_precision_defaults_to_training_and_enters_the_fingerprint_only_when_it_differs() -> None:
+    """evaluation.precision unset or equal to training.precision: the old fingerprint (studies made before the setting
+    resume); bf16 scoring of an fp32 training: another study, since its numbers differ."""
+    path = ROOT / "study" / "smoke.yaml"
+    base = load_spec(path)
+    assert (base.evaluation.precision, base.score_precision()) == (None, "fp32")
+    assert load_spec(path, ["evaluation.precision=fp32"]).fingerprint() == base.fingerprint()
+    bf16 = load_spec(path, ["evaluation.precision=bf16"])
+    assert bf16.score_precision() == "bf16" and bf16.fingerprint() != base.fingerprint()
+    assert load_spec(path, ["training.precision=bf16"]).score_precision() == "bf16"
+    with pytest.raises(SpecError, match="evaluation.precision"):
+        load_spec(path, ["evaluation.precision=fp16"])
+
+
 def test_test_scoring_chosen_needs_a_saved_adapter_and_leaves_the_fingerprint() -> None:
     path = ROOT / "study" / "smoke.yaml"
     assert load_spec(path).evaluation.test_scoring == "chosen"

@@ -64,7 +64,7 @@ def score_splits(
             dataset = dataset.select(range(limit))
         policy = sequence_logps(
             model, dataset, pad_token_id, spec.evaluation.batch_size,
-            spec.training.precision, spec.training.max_length,
+            spec.score_precision(), spec.training.max_length,
         )
         results[name] = split_metrics(policy, prepared.ref[name])
         arrays[name] = policy

@@ -135,7 +135,7 @@ def load_worker(spec: StudySpec, storage_url: str, studies: dict[str, optuna.Stu
     identity = model_identity(resolve_model_path(spec.model.name_or_path), spec.model.revision)
     prepared = prepare(
         spec.run_root() / "cache", model, tokenizer, splits.splits, spec.training, identity,
-        spec.evaluation.batch_size, log=log,
+        spec.evaluation.batch_size, log=log, score_precision=spec.score_precision(),
     )
     dropped = {**splits.dropped, **{f"over_length/{k}": v for k, v in prepared.over_length.items() if v}}
     cut = {k: v for k, v in prepared.truncated.items() if v}

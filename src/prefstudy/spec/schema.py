@@ -201,6 +201,8 @@ class EvaluationSpec(_Frozen):
     # the search, from its saved adapter: choose on val, report on test) or 'every' complete trial
     test_scoring: Literal["chosen", "every"] = "chosen"
     generation: GenerationSpec = GenerationSpec()
+    # held-out scoring and its reference arrays, not training (None: training's); docs/speed.md "Scoring in bf16"
+    precision: Literal["fp32", "bf16"] | None = None
 
 
 class SamplerSpec(_Frozen):
@@ -324,6 +326,10 @@ class StudySpec(_Frozen):
     def study_name(self, method: str) -> str:
         return f"{self.name}/{method}"
 
+    def score_precision(self) -> Literal["fp32", "bf16"]:
+        """The precision of held-out scoring and of the reference arrays: evaluation.precision, else training's."""
+        return self.evaluation.precision or self.training.precision
+
     def fingerprint(self) -> str:
         """Hash of the fields that define a study (not its size, workers or storage)."""
         data = self.model_dump(mode="json")
@@ -336,6 +342,8 @@ class StudySpec(_Frozen):
         data["evaluation"].pop("primary", None)  # how the results are read, not what the trials are
         data["evaluation"].pop("test_scoring", None)  # when test is scored, not what a trial is
         data["evaluation"].pop("generation", None)  # an extra measurement of a trained adapter, not the training
+        if data["evaluation"].get("precision") in (None, data["training"]["precision"]):  # as training's: studies
+            data["evaluation"].pop("precision", None)  # made before the setting resume
         data["training"].pop("truncation", None)  # checked against the study's own record (search.worker), so a
         # study made before the setting existed resumes where no pair is long enough for it to matter
         blob = json.dumps(data, sort_keys=True).encode()

@@ -33,7 +33,7 @@ def check_adapter_applied(model: torch.nn.Module, spec: StudySpec, pad_token_id:
     dataset = dataset.select(range(min(CHECK_PAIRS, len(dataset))))
 
     def score() -> np.ndarray:
-        arrays = sequence_logps(model, dataset, pad_token_id, spec.evaluation.batch_size, spec.training.precision,
+        arrays = sequence_logps(model, dataset, pad_token_id, spec.evaluation.batch_size, spec.score_precision(),
                                 spec.training.max_length)
         return np.concatenate([arrays["chosen"], arrays["rejected"]])
 

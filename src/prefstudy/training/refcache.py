@@ -3,6 +3,11 @@
 The fingerprint covers the model (name, revision, weight files), the tokenizer and chat template, the exact pairs,
 max_length, precision and quantization. Every trial of every method and every worker reads the same cache; a
 file lock makes two workers that start together compute it once.
+
+The reference arrays (``ref-<split>.npz``, what held-out metrics compare a policy with) are scored in the scoring
+precision (``StudySpec.score_precision``); the ``ref_*_logps`` columns TRL's loss reads are in the training
+precision. Where the two differ, the train split is scored once more for its columns (held-out splits are never
+trained on, so their columns are the arrays').
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ def model_identity(model_path: str, revision: str | None) -> dict[str, Any]:
 
 
 def fingerprint(identity: dict[str, Any], tokenizer: PreTrainedTokenizerBase, splits: dict[str, list],
-                training: TrainingSpec) -> str:
+                training: TrainingSpec, score_precision: str | None = None) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps(identity, sort_keys=True).encode())
     digest.update(str(tokenizer.chat_template).encode())
@@ -51,6 +56,8 @@ def fingerprint(identity: dict[str, Any], tokenizer: PreTrainedTokenizerBase, sp
     digest.update(f"{training.max_length}|{training.precision}|{training.quantization}".encode())
     if training.truncation != "drop":  # "drop" was the only rule before the setting: those caches keep their key
         digest.update(f"|{training.truncation}".encode())
+    if score_precision not in (None, training.precision):  # caches scored in the training precision keep their key
+        digest.update(f"|score {score_precision}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -75,10 +82,13 @@ def prepare(
     identity: dict[str, Any],
     batch_size: int,
     log: Log = print,
+    score_precision: str | None = None,
 ) -> Prepared:
-    """Return the cached tokenized splits + reference log-probs, computing them once if absent."""
+    """Return the cached tokenized splits + reference log-probs, computing them once if absent. ``score_precision``:
+    that of the reference arrays (None: the training precision; module docstring)."""
     names = [name for name, rows in splits.items() if rows]
-    key = fingerprint(identity, tokenizer, {n: splits[n] for n in names}, training)
+    scoring = score_precision or training.precision
+    key = fingerprint(identity, tokenizer, {n: splits[n] for n in names}, training, scoring)
     folder = cache_root / f"ref-{key}"
     cache_root.mkdir(parents=True, exist_ok=True)
     with open(cache_root / f"ref-{key}.lock", "w") as lock:
@@ -104,11 +114,13 @@ def prepare(
                 raise DataError(
                     f"split '{name}': every pair is longer than training.max_length={training.max_length}; raise it"
                 )
-            arrays = sequence_logps(
-                model, dataset, tokenizer.pad_token_id, batch_size, training.precision, training.max_length
-            )
-            dataset = dataset.add_column("ref_chosen_logps", arrays["chosen"].tolist())
-            dataset = dataset.add_column("ref_rejected_logps", arrays["rejected"].tolist())
+            arrays = sequence_logps(model, dataset, tokenizer.pad_token_id, batch_size, scoring, training.max_length)
+            columns = arrays
+            if name == "train" and scoring != training.precision:  # TRL's loss: the training precision
+                columns = sequence_logps(model, dataset, tokenizer.pad_token_id, batch_size, training.precision,
+                                         training.max_length)
+            dataset = dataset.add_column("ref_chosen_logps", columns["chosen"].tolist())
+            dataset = dataset.add_column("ref_rejected_logps", columns["rejected"].tolist())
             dataset.save_to_disk(str(tmp / f"tokenized-{name}"))
             np.savez(tmp / f"ref-{name}.npz", **arrays)
         seconds = time.perf_counter() - started

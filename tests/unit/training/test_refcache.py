@@ -54,3 +54,27 @@ def test_two_workers_at_once_compute_once(tiny, splits, tmp_path: Path) -> None:
         for key in REF_KEYS:
             assert np.array_equal(a.ref[name][key], b.ref[name][key])
     assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == [f"ref-{a.fingerprint}"]  # no temp dir left
+
+
+def test_bf16_scoring_precision_keeps_training_columns_in_fp32(tiny, splits, tmp_path: Path) -> None:
+    """evaluation.precision bf16 with fp32 training: the reference arrays every metric compares with are scored in
+    bf16, the train split's TRL columns in fp32 (the loss is trained as before), held-out columns are the arrays;
+    the cache key differs from the fp32 one, and naming the training precision keeps the old key."""
+    tokenizer, model = tiny
+    training, identity = TrainingSpec(max_length=256), model_identity("tiny-random-mistral", None)
+    fp32 = prepare(tmp_path, model, tokenizer, splits, training, identity, 4, log=lambda _m: None)
+    same = prepare(tmp_path, model, tokenizer, splits, training, identity, 4, log=lambda _m: None,
+                   score_precision="fp32")
+    bf16 = prepare(tmp_path, model, tokenizer, splits, training, identity, 4, log=lambda _m: None,
+                   score_precision="bf16")
+    assert same.fingerprint == fp32.fingerprint and not same.computed
+    assert bf16.fingerprint != fp32.fingerprint and bf16.computed
+    for name in ("train", "val"):
+        dataset, _ = tokenize_records(splits[name], tokenizer, 256)
+        low = sequence_logps(model, dataset, tokenizer.pad_token_id, 4, "bf16", 256)
+        high = sequence_logps(model, dataset, tokenizer.pad_token_id, 4, "fp32", 256)
+        assert not np.array_equal(low["chosen"], high["chosen"])  # the two precisions do differ here
+        assert np.array_equal(bf16.ref[name]["chosen"], low["chosen"])
+        columns = high if name == "train" else low
+        assert bf16.tokenized[name]["ref_chosen_logps"] == columns["chosen"].tolist()
+        assert bf16.tokenized[name]["ref_rejected_logps"] == columns["rejected"].tolist()
