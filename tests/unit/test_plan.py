@@ -145,7 +145,7 @@ def test_shipped_mistral_total_is_sane_for_one_80gb_gpu() -> None:
 def test_default_spec_plan_arithmetic() -> None:
     plan = build_plan(load_spec(DEFAULT_SPEC))
     assert (plan.trials_per_method, plan.trials_total) == (6, 12)
-    assert plan.splits == {"train": 24, "val": 128, "test": 384, "ood": 96, "profile": 640}
+    assert plan.splits == {"train": 24, "val": 128, "test": 384, "ood": 96, "profile": 1024}
     # max_steps 24 at batch 4, no accumulation, max_length 128: 2 * 128 * 4 = 1,024 tokens per step
     assert (plan.steps_per_trial, plan.tokens_per_step, plan.tokens_per_trial) == (24, 1_024, 24_576)
     # eval at 8, 16 on 64 val + 16 train, at 24 on all 128 val and the 16 train: 2 * 80 + 144 = 304; test and OOD
@@ -242,16 +242,16 @@ def test_importing_plan_does_not_import_torch() -> None:
 
 def test_cpu_wall_time_by_hand() -> None:
     """Default spec, costs 0.5 s a pair-step, 0.1 s a scored pair, a reference pair and an lm-eval doc, 30 s load:
-    a trial = 24 * 4 * 0.5 + 304 * 0.1 + 320 * 0.1 = 110.4 s; once = 30 + 1272 * 0.1 (the reference pass: every
-    split, the 640 profile pairs too) + 320 * 0.1 + 2 * 480 * 0.1 = 285.2 s; search = 12 * 110.4 + 285.2 = 1610 s
-    = 26.83 min. Confirmation: 10 runs * (48 + 624 * 0.1) + lm-eval on
+    a trial = 24 * 4 * 0.5 + 304 * 0.1 + 320 * 0.1 = 110.4 s; once = 30 + 1656 * 0.1 (the reference pass: every
+    split, the 1024 profile pairs too) + 320 * 0.1 + 2 * 480 * 0.1 = 323.6 s; search = 12 * 110.4 + 323.6 = 1648.4 s
+    = 27.47 min. Confirmation: 10 runs * (48 + 624 * 0.1) + lm-eval on
     2 runs (the first seed of each method) * 32 + 30 = 1198 s = 19.97 min."""
     from prefstudy.plan import CpuCosts, cpu_minutes
 
     spec = load_spec(DEFAULT_SPEC)
     costs = CpuCosts(train_per_pair_step=0.5, score_per_pair=0.1, ref_per_pair=0.1, lm_eval_per_doc=0.1, load=30.0)
     search, confirm = cpu_minutes(spec, 24, 304, 480, costs)
-    assert search == pytest.approx(1610 / 60) and confirm == pytest.approx(1198 / 60)
+    assert search == pytest.approx(1648.4 / 60) and confirm == pytest.approx(1198 / 60)
     text = format_plan(build_plan(spec))
     assert "estimated CPU wall time" in text and "confirmation (--confirm) ~" in text
     assert "estimated CPU wall time" not in format_plan(build_plan(load_spec(MISTRAL_SPEC)))  # no cost model there
@@ -319,10 +319,16 @@ def test_lr_profile_stage_minutes_by_hand() -> None:
     """Default spec, 5 seeds x 4 rates x 2 methods = 40 runs, each 24 steps x 4 pairs at 26.1 s / 96 a pair-step
     (26.1 s) + 5.0 s + (128 val + 16 train + 384 test + 384 profile = 912 pairs) x 0.0763 s = 100.69 s; + 30 s load
     + 8 capability runs x (320 lm-eval docs x 0.075 + 32 answers x 0.09 = 26.88 s) = 4027.7 + 30 + 215.04 s. Two
-    workers of one thread: training / (52.2 / 41.6), scoring / (2 x 95.34 / 160.8) (measured in a stage)."""
+    workers of one thread: training / (52.2 / 41.6), scoring / (2 x 95.34 / 160.8) (measured in a stage). Scoring in
+    bf16 (the default spec's evaluation.precision): each scored pair / 1.87, training, the fixed part and lm-eval as
+    they were."""
     from prefstudy.plan_stages import profile_seconds
 
-    spec = load_spec(DEFAULT_SPEC)
+    bf16 = load_spec(DEFAULT_SPEC)
+    assert bf16.score_precision() == "bf16" and bf16.training.precision == "fp32"
+    assert profile_seconds(bf16, 4, 5, 768) == pytest.approx(
+        40 * (26.1 + 5.0 + 912 * 0.0763 / 1.87) + 30 + 8 * 26.88, rel=1e-6)
+    spec = load_spec(DEFAULT_SPEC, ["evaluation.precision=fp32"])
     per_run = 26.1 + 5.0 + 912 * 0.0763
     assert profile_seconds(spec, 4, 5, 768) == pytest.approx(40 * per_run + 30 + 8 * 26.88, rel=1e-6)
     score = 2 * (5.0 + 1184 * 0.0763) / 160.8
@@ -335,10 +341,10 @@ def test_lr_profile_reads_the_first_profile_pairs_it_is_told() -> None:
     split), 0 test alone; the dry run's read pairs and minutes follow."""
     from prefstudy.plan_stages import profile_lines, profile_read_pairs
 
-    assert profile_read_pairs(load_spec(DEFAULT_SPEC)) == (384, 640)
+    assert profile_read_pairs(load_spec(DEFAULT_SPEC)) == (384, 1024)
     assert profile_read_pairs(load_spec(DEFAULT_SPEC, ["lr_profile.profile_pairs=128"])) == (384, 128)
     assert profile_read_pairs(load_spec(DEFAULT_SPEC, ["lr_profile.profile_pairs=0"])) == (384, 0)
-    assert profile_read_pairs(load_spec(DEFAULT_SPEC, ["lr_profile.profile_pairs=5000"])) == (384, 640)
+    assert profile_read_pairs(load_spec(DEFAULT_SPEC, ["lr_profile.profile_pairs=5000"])) == (384, 1024)
     lines = "\n".join(profile_lines(load_spec(DEFAULT_SPEC, ["lr_profile.profile_pairs=128"]), None))
     assert "384 test + 128 profile-split pairs" in lines and "x 512 read pairs" in lines
     with pytest.raises(ValueError, match="profile_pairs"):
