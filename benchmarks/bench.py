@@ -277,6 +277,12 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def spec_and_overrides(spec: str, overrides: list[str]) -> tuple[str, list[str]]:
+    """``--quick training.precision=bf16``: a first positional with ``=`` is an override of the bench spec, as in
+    ``prefstudy study``, not a spec path."""
+    return (BENCH_SPEC, [spec, *overrides]) if "=" in spec else (spec, overrides)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
     parser.add_argument("spec", nargs="?", default=BENCH_SPEC)
@@ -290,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant in this process
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.spec, args.overrides = spec_and_overrides(args.spec, args.overrides)
     if args.variant:
         run_variant(args.variant, args.spec, args.overrides, Path(args.result), args.repeats)
         return 0
