@@ -88,7 +88,8 @@ def run_queue(ctx: StudyContext, stage: Stage, queue: Queue) -> dict[str, int]:
         return {}
     started = time.perf_counter()
     worker, spec = ctx.worker(), ctx.spec
-    callbacks = [Progress(queue.total, spec.evaluation.metric, log, stage.label), *stage.callbacks(spec)]
+    callbacks = [Progress(queue.total, spec.evaluation.metric, log, stage.label, list(queue.studies.values())),
+                 *stage.callbacks(spec)]
     failures = run_trials(queue.studies, lambda method: Objective(worker, method, stage), stage.target(spec), log,
                           callbacks, float(spec.workers.heartbeat_interval))
     log(f"{stage.title} finished in {(time.perf_counter() - started) / 60:.1f} min")

@@ -89,6 +89,19 @@ def test_progress_prints_one_line_per_finished_trial_with_an_eta() -> None:
     assert "PRUNED" in lines[2] and "4/4" in lines[3]
 
 
+def test_progress_counts_every_workers_trials_in_the_shared_studies() -> None:
+    """Two workers share the run's studies: a trial another worker finished counts too, so the count and the ETA
+    are the run's; trials finished before the callback was made do not count."""
+    studies, lines = _studies(), []
+    studies["ipo"].optimize(lambda t: t.suggest_float("beta", 0.1, 1.0), n_trials=1)  # before this run
+    progress = Progress(6, "accuracy", lines.append, studies=list(studies.values()))
+    studies["ipo"].optimize(lambda t: t.suggest_float("beta", 0.1, 1.0), n_trials=2)  # the other worker's two
+    studies["dpo"].optimize(lambda t: t.suggest_float("beta", 0.1, 1.0), n_trials=1, callbacks=[progress])
+    assert "3/6 trials of this run" in lines[0] and "ETA" in lines[0]
+    studies["dpo"].optimize(lambda t: t.suggest_float("beta", 0.1, 1.0), n_trials=3, callbacks=[progress])
+    assert "6/6 trials of this run" in lines[-1] and "ETA" not in lines[-1]
+
+
 def test_a_full_disk_fails_the_trial_with_its_reason_queues_it_again_and_stops_the_worker() -> None:
     """ENOSPC while a trial writes its run directory: that trial is FAIL with 'disk full ...', a retry with the same
     parameters waits in the queue, and the worker stops (DiskFull) instead of failing trial after trial."""
