@@ -213,7 +213,6 @@ def check_lengths(spec: StudySpec, splits: PreferenceSplits, tokenizer: PreTrain
                 )
 
 
-
 def cpu_flags(path: str = "/proc/cpuinfo") -> set[str] | None:
     """The CPU's feature flags (Linux), None where they cannot be read."""
     try:
@@ -228,10 +227,10 @@ def cpu_flags(path: str = "/proc/cpuinfo") -> set[str] | None:
 def bf16_cpu_note(spec: StudySpec, flags: set[str] | None) -> str | None:
     """A note where bf16 work will run on a CPU without native bf16 (avx512_bf16, amx_bf16): it is emulated there,
     slower than fp32 (the numbers are still valid). None on a GPU, with fp32, or where the flags are unknown."""
-    import torch
+    from prefstudy.search.processes import visible_gpus
 
     wanted = {spec.score_precision(), spec.training.precision}
-    if "bf16" not in wanted or torch.cuda.is_available() or flags is None or flags & {"avx512_bf16", "amx_bf16"}:
+    if "bf16" not in wanted or flags is None or flags & {"avx512_bf16", "amx_bf16"} or visible_gpus():
         return None
     return ("note: evaluation.precision / training.precision bf16 on a CPU without native bf16 (no avx512_bf16 or "
             "amx_bf16): emulated, likely slower than fp32; set evaluation.precision=fp32 to score in fp32")

@@ -40,7 +40,7 @@ class Progress:
         self.done = 0
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.done = max(self.done + 1, _finished(self.studies) - self.before)
+        self.done = _finished(self.studies) - self.before if self.studies else self.done + 1
         elapsed = time.perf_counter() - self.started
         seconds = trial.duration.total_seconds() if trial.duration is not None else float("nan")
         if trial.state == TrialState.COMPLETE and trial.values:
